@@ -1,0 +1,273 @@
+"""Pick layers of a model: a tree of its named modules with their output shapes, and a filter box.
+
+The shapes come from the core's introspection (:func:`featdistill_core.layers.list_layers`, one
+forward pass at batch 1 without gradients). Building a large model and running it takes up to a few
+seconds on a CPU, so :class:`LayerLoader` does it on a short-lived background thread and caches the
+result by (architecture, number of classes, image size): switching back to a model is instant.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from featdistill_core.layers import LayerInfo, list_layers
+from featdistill_core.models import create_model
+
+PATH_ROLE = QtCore.Qt.ItemDataRole.UserRole
+
+_cache: dict[tuple[str, int, int], tuple[LayerInfo, ...] | str] = {}
+_cache_lock = threading.Lock()
+
+
+def model_layers(arch: str, num_classes: int, image_size: int) -> tuple[LayerInfo, ...]:
+    """Every named module of a freshly built ``arch`` with its output shape on a 3×S×S input.
+
+    Cached. Raises ``ValueError`` with a one-line message when the model cannot be built or cannot
+    run on that input (the message is cached too, so a bad name is not retried at every refresh).
+    """
+    key = (arch, num_classes, image_size)
+    with _cache_lock:
+        cached = _cache.get(key)
+    if cached is None:
+        try:
+            model = create_model(arch, num_classes)
+        except Exception as exc:  # noqa: BLE001 - a user's factory may raise anything
+            cached = _one_line(exc)
+        else:
+            try:
+                cached = tuple(list_layers(model, (3, image_size, image_size)))
+            except Exception as exc:  # noqa: BLE001 - a model that cannot run on this input
+                cached = f"{arch}: a forward pass on a 1×3×{image_size}×{image_size} input failed: {_one_line(exc)}"
+        with _cache_lock:
+            _cache[key] = cached
+    if isinstance(cached, str):
+        raise ValueError(cached)
+    return cached
+
+
+def is_cached(arch: str, num_classes: int, image_size: int) -> bool:
+    with _cache_lock:
+        return (arch, num_classes, image_size) in _cache
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+LayerResult = tuple[str, "list[LayerInfo] | None", str]   # (arch, layers or None, error message)
+
+
+class LayerLoader(QtCore.QObject):
+    """Lists the layers of a teacher and a student without blocking the GUI thread.
+
+    :meth:`request` starts a background thread (unless everything is cached); ``loaded(key, results)``
+    is emitted on the GUI thread with one :data:`LayerResult` per architecture, and only for the most
+    recent request. The thread never touches Qt: it leaves its result in a queue that a GUI-thread
+    timer collects.
+    """
+
+    loaded = QtCore.Signal(object, object)
+
+    def __init__(self, parent: QtCore.QObject | None = None):
+        super().__init__(parent)
+        self._results: queue.Queue = queue.Queue()
+        self._threads: list[threading.Thread] = []
+        self._current = None
+        self._timer = QtCore.QTimer(self)
+        self._timer.setInterval(30)
+        self._timer.timeout.connect(self._collect)
+
+    @property
+    def busy(self) -> bool:
+        return any(t.is_alive() for t in self._threads) or not self._results.empty()
+
+    def request(self, archs: tuple[str, ...], num_classes: int, image_size: int) -> bool:
+        """Ask for the layers of ``archs``; True when answered at once (everything cached)."""
+        key = (archs, num_classes, image_size)
+        self._current = key
+        if all(is_cached(a, num_classes, image_size) for a in archs if a):
+            self.loaded.emit(key, self._compute(key))
+            return True
+        thread = threading.Thread(target=lambda: self._results.put((key, self._compute(key))),
+                                  name="featdistill-layers", daemon=True)
+        self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
+        self._timer.start()
+        return False
+
+    def wait(self, timeout: float = 30.0) -> None:
+        """Block until the background threads have finished (for closing and tests)."""
+        for thread in self._threads:
+            thread.join(timeout)
+        self._collect()
+
+    @staticmethod
+    def _compute(key) -> list[LayerResult]:
+        archs, num_classes, image_size = key
+        results = []
+        for arch in archs:
+            if not arch:
+                results.append((arch, None, "Choose a model."))
+                continue
+            try:
+                results.append((arch, list(model_layers(arch, num_classes, image_size)), ""))
+            except ValueError as exc:
+                results.append((arch, None, str(exc)))
+        return results
+
+    def _collect(self) -> None:
+        while True:
+            try:
+                key, results = self._results.get_nowait()
+            except queue.Empty:
+                break
+            if key == self._current:
+                self.loaded.emit(key, results)
+        if not any(t.is_alive() for t in self._threads):
+            self._timer.stop()
+
+
+def format_shape(shape: tuple[int, ...] | None) -> str:
+    """``(64, 8, 8)`` → ``"64×8×8"``; ``None`` (not a tensor) → ``"–"``."""
+    return "×".join(str(s) for s in shape) if shape else "–"
+
+
+class LayerPicker(QtWidgets.QWidget):
+    """A filter box above a tree of one model's layers. Several layers may be selected (FSP)."""
+
+    selectionChanged = QtCore.Signal()
+    COLUMNS = ("Layer", "Type", "Output shape", "Params")
+
+    def __init__(self, role: str, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.role = role
+        self._layers: dict[str, LayerInfo] = {}
+        self._items: dict[str, QtWidgets.QTreeWidgetItem] = {}
+
+        self.title = QtWidgets.QLabel(f"<b>{role.capitalize()} layers</b>")
+        self.filter_edit = QtWidgets.QLineEdit()
+        self.filter_edit.setObjectName(f"{role}LayerFilter")
+        self.filter_edit.setPlaceholderText("Filter by name or type, e.g. layer2 or Conv")
+        self.filter_edit.setClearButtonEnabled(True)
+        self.filter_edit.setToolTip(
+            f"Show only the {role}'s layers whose path or type contains this text (and their parents)."
+        )
+        self.filter_edit.textChanged.connect(self._apply_filter)
+
+        self.tree = QtWidgets.QTreeWidget()
+        self.tree.setObjectName(f"{role}LayerTree")
+        self.tree.setColumnCount(len(self.COLUMNS))
+        self.tree.setHeaderLabels(list(self.COLUMNS))
+        self.tree.setSelectionMode(QtWidgets.QAbstractItemView.SelectionMode.ExtendedSelection)
+        self.tree.setUniformRowHeights(True)
+        self.tree.setAlternatingRowColors(True)
+        self.tree.setToolTip(
+            f"The {role}'s named modules and the shape of what each outputs for one image "
+            "(channels×height×width). Select a layer here and one in the other tree, then "
+            "'Add pair'. FSP needs two layers on each side: Ctrl+click the second."
+        )
+        header = self.tree.header()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(0, QtWidgets.QHeaderView.ResizeMode.Stretch)
+        for column in range(1, len(self.COLUMNS)):
+            header.setSectionResizeMode(column, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+        self.tree.itemSelectionChanged.connect(self.selectionChanged)
+
+        self.message = QtWidgets.QLabel()
+        self.message.setWordWrap(True)
+        self.message.setStyleSheet("color: #b00020;")
+        self.message.hide()
+
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(3)
+        layout.addWidget(self.title)
+        layout.addWidget(self.filter_edit)
+        layout.addWidget(self.tree, 1)
+        layout.addWidget(self.message)
+
+    # ---- content ---------------------------------------------------------------------------
+    def set_title(self, text: str) -> None:
+        self.title.setText(text)
+
+    def set_layers(self, layers: list[LayerInfo] | tuple[LayerInfo, ...] | None, message: str = "") -> None:
+        """Show ``layers`` (or, when ``None``, nothing but ``message``, e.g. why the model failed)."""
+        selected = self.selected_paths()
+        self.tree.clear()
+        self._items.clear()
+        self._layers = {info.path: info for info in (layers or ()) if info.path}
+        if message:
+            self.message.setText(message)
+            self.message.show()
+        else:
+            self.message.hide()
+        for info in self._layers.values():
+            parent_path = info.path.rsplit(".", 1)[0] if "." in info.path else ""
+            parent = self._items.get(parent_path)
+            item = QtWidgets.QTreeWidgetItem(
+                [info.path.rsplit(".", 1)[-1], info.type_name, format_shape(info.shape), f"{info.num_params:,}"]
+            )
+            item.setData(0, PATH_ROLE, info.path)
+            item.setToolTip(0, info.path)
+            item.setTextAlignment(3, QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter)
+            if info.shape is None:  # a module whose output is not a tensor cannot be matched
+                item.setFlags(item.flags() & ~QtCore.Qt.ItemFlag.ItemIsSelectable)
+                item.setForeground(0, QtGui.QBrush(QtGui.QColor("#909090")))
+            if parent is None:
+                self.tree.addTopLevelItem(item)
+            else:
+                parent.addChild(item)
+            self._items[info.path] = item
+        self.tree.expandToDepth(0)
+        self._apply_filter(self.filter_edit.text())
+        self.select_paths([p for p in selected if p in self._items])
+
+    def layers(self) -> dict[str, LayerInfo]:
+        return dict(self._layers)
+
+    def shapes(self) -> dict[str, tuple[int, ...] | None]:
+        return {path: info.shape for path, info in self._layers.items()}
+
+    # ---- selection -------------------------------------------------------------------------
+    def selected_paths(self) -> list[str]:
+        """The selected layers' paths in the model's order (so FSP's first layer comes first)."""
+        chosen = {item.data(0, PATH_ROLE) for item in self.tree.selectedItems()}
+        return [path for path in self._layers if path in chosen]
+
+    def select_paths(self, paths: list[str]) -> None:
+        self.tree.clearSelection()
+        for path in paths:
+            item = self._items.get(path)
+            if item is not None:
+                item.setSelected(True)
+                self.tree.scrollToItem(item)
+
+    # ---- filter ----------------------------------------------------------------------------
+    def set_filter(self, text: str) -> None:
+        self.filter_edit.setText(text)
+
+    def visible_paths(self) -> list[str]:
+        return [path for path, item in self._items.items() if not item.isHidden()]
+
+    def _apply_filter(self, text: str) -> None:
+        needle = text.strip().lower()
+
+        def visit(item: QtWidgets.QTreeWidgetItem) -> bool:
+            path = item.data(0, PATH_ROLE)
+            info = self._layers[path]
+            own = not needle or needle in path.lower() or needle in info.type_name.lower()
+            child_match = False
+            for i in range(item.childCount()):
+                child_match |= visit(item.child(i))
+            visible = own or child_match
+            item.setHidden(not visible)
+            if needle and child_match:
+                item.setExpanded(True)
+            return visible
+
+        for i in range(self.tree.topLevelItemCount()):
+            visit(self.tree.topLevelItem(i))

@@ -1,0 +1,343 @@
+"""The table of distilled layer pairs: one row per (teacher layer(s) ↔ student layer(s), method).
+
+Each row shows at once whether its layers can be matched, using the core's
+:func:`featdistill_core.losses.methods.check_pair` on the layers' output shapes:
+
+* ``✓ direct`` — the shapes match as they are;
+* ``✓ via …`` — they match through an adapter, which the text names (a 1×1 conv regressor, pooling);
+* ``✗ …`` — they cannot be matched, and why.
+
+A row's method can be changed in place; its weight is edited in the row; its options (and its
+stage: with the task loss, or only in the initialisation stage) through the row's "Options…" button;
+its "?" explains the method.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from featdistill_core.config import PAIR_STAGES, PairConfig
+from featdistill_core.losses.methods import METHODS, PairCheck, check_pair, validate_options
+
+from app.method_help import show_method_help
+
+OK_COLOUR = "#1b7f3b"
+ADAPTER_COLOUR = "#8a5a00"
+REFUSED_COLOUR = "#b00020"
+
+STAGE_LABELS = {
+    "joint": "with the task loss (main stage)",
+    "init": "only in the initialisation stage (before the main stage)",
+}
+
+
+def method_label(key: str) -> str:
+    """``"at"`` → ``"at — Attention transfer"``, for combo boxes."""
+    return f"{key} — {METHODS[key].title}"
+
+
+def describe_check(check: PairCheck) -> tuple[str, str]:
+    """(state, text) for a check: state is ``"direct"``, ``"adapter"`` or ``"refused"``."""
+    if not check.ok:
+        return "refused", f"✗ {check.reason}"
+    if check.adapter in ("", "none"):
+        return "direct", "✓ direct: shapes match as they are"
+    return "adapter", f"✓ via {check.adapter}"
+
+
+def check_layers(method: str, teacher: list[str], student: list[str], options: dict,
+                 teacher_shapes: dict, student_shapes: dict) -> PairCheck:
+    """:func:`check_pair` on layer paths; a path that is missing or outputs no tensor is refused."""
+    for side, paths, shapes in (("teacher", teacher, teacher_shapes), ("student", student, student_shapes)):
+        for path in paths:
+            if path not in shapes:
+                return PairCheck(ok=False, reason=f"the {side} has no layer {path!r}")
+            if shapes[path] is None:
+                return PairCheck(ok=False, reason=f"the {side}'s layer {path!r} does not output a tensor")
+    return check_pair(method, [student_shapes[p] for p in student], [teacher_shapes[p] for p in teacher], options)
+
+
+def options_summary(pair: PairConfig) -> str:
+    """Short text for the options button, e.g. ``"p=2, normalize=l2"``; the stage when not joint."""
+    parts = [f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}"
+             for name, value in pair.options.items()]
+    if pair.stage != "joint":
+        parts.append(f"stage={pair.stage}")
+    return ", ".join(parts) or "none"
+
+
+class PairOptionsDialog(QtWidgets.QDialog):
+    """Edit one pair's method options and stage. Widgets are built from the method's option specs."""
+
+    def __init__(self, pair: PairConfig, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("pairOptionsDialog")
+        info = METHODS[pair.method]
+        self.setWindowTitle(f"Options of {info.title}")
+        self._method = pair.method
+        self._editors: dict[str, QtWidgets.QWidget] = {}
+        form = QtWidgets.QFormLayout()
+        options = validate_options(pair.method, pair.options)
+        for name, spec in info.options.items():
+            editor = self._make_editor(spec, options[name])
+            editor.setToolTip(spec.help)
+            label = QtWidgets.QLabel(name)
+            label.setToolTip(spec.help)
+            form.addRow(label, editor)
+            self._editors[name] = editor
+        if not info.options:
+            form.addRow(QtWidgets.QLabel(f"{info.title} has no options."))
+        self.stage_combo = QtWidgets.QComboBox()
+        for stage in PAIR_STAGES:
+            self.stage_combo.addItem(STAGE_LABELS.get(stage, stage), stage)
+        self.stage_combo.setCurrentIndex(max(0, self.stage_combo.findData(pair.stage)))
+        self.stage_combo.setToolTip(
+            "When this loss is used: together with the task loss during the main stage, or only in a "
+            "distillation-only initialisation stage before it (FSP's original recipe; set its length "
+            "with 'Initialisation epochs' on the Training tab)."
+        )
+        form.addRow("stage", self.stage_combo)
+        buttons = QtWidgets.QDialogButtonBox(
+            QtWidgets.QDialogButtonBox.StandardButton.Ok | QtWidgets.QDialogButtonBox.StandardButton.Cancel
+        )
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(buttons)
+
+    @staticmethod
+    def _make_editor(spec, value) -> QtWidgets.QWidget:
+        if spec.choices:
+            combo = QtWidgets.QComboBox()
+            for choice in spec.choices:
+                combo.addItem(str(choice), choice)
+            combo.setCurrentIndex(max(0, combo.findData(value)))
+            return combo
+        if spec.type is bool:
+            box = QtWidgets.QCheckBox()
+            box.setChecked(bool(value))
+            return box
+        if spec.type is int:
+            spin = QtWidgets.QSpinBox()
+            spin.setRange(int(spec.minimum) if spec.minimum is not None else -10**9, 10**9)
+            spin.setValue(int(value))
+            return spin
+        if spec.type is float:
+            spin = QtWidgets.QDoubleSpinBox()
+            spin.setDecimals(4)
+            spin.setRange(spec.minimum if spec.minimum is not None else -1e9, 1e9)
+            spin.setValue(float(value))
+            return spin
+        edit = QtWidgets.QLineEdit(str(value))
+        return edit
+
+    def options(self) -> dict:
+        values = {}
+        for name, editor in self._editors.items():
+            if isinstance(editor, QtWidgets.QComboBox):
+                values[name] = editor.currentData()
+            elif isinstance(editor, QtWidgets.QCheckBox):
+                values[name] = editor.isChecked()
+            elif isinstance(editor, (QtWidgets.QSpinBox, QtWidgets.QDoubleSpinBox)):
+                values[name] = editor.value()
+            else:
+                values[name] = editor.text()
+        return validate_options(self._method, values)
+
+    def stage(self) -> str:
+        return self.stage_combo.currentData()
+
+
+@dataclass
+class _Row:
+    pair: PairConfig
+    check: PairCheck
+    method_combo: QtWidgets.QComboBox
+    weight_spin: QtWidgets.QDoubleSpinBox
+    options_button: QtWidgets.QPushButton
+
+
+class PairTable(QtWidgets.QTableWidget):
+    """The distilled pairs. ``pairs()`` gives them back as the run file's ``PairConfig``s."""
+
+    pairsChanged = QtCore.Signal()
+    COLUMNS = ("Method", "Teacher layer(s)", "Student layer(s)", "Weight", "Options", "Match", "", "")
+    MATCH_COLUMN = 5
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None):
+        super().__init__(0, len(self.COLUMNS), parent)
+        self.setObjectName("layerPairTable")
+        self.setHorizontalHeaderLabels(list(self.COLUMNS))
+        self.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
+        self.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.setWordWrap(True)
+        self.verticalHeader().setVisible(False)
+        header = self.horizontalHeader()
+        for column in range(len(self.COLUMNS)):
+            mode = (QtWidgets.QHeaderView.ResizeMode.Stretch if column == self.MATCH_COLUMN
+                    else QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+            header.setSectionResizeMode(column, mode)
+        self.setToolTip(
+            "The layer pairs to distil. Match tells whether the shapes fit as they are (✓ direct), through "
+            "an adapter the trainer adds (✓ via …), or not at all (✗, with the reason). "
+            "'?' explains the method; ✕ removes the pair."
+        )
+        self._rows: list[_Row] = []
+        self._teacher_shapes: dict = {}
+        self._student_shapes: dict = {}
+        self._help_dialogs: list[QtWidgets.QDialog] = []
+        self.options_dialog: PairOptionsDialog | None = None
+
+    # ---- shapes ----------------------------------------------------------------------------
+    def set_shapes(self, teacher_shapes: dict, student_shapes: dict) -> None:
+        """The layers' output shapes of the current models; every row is checked again."""
+        self._teacher_shapes = dict(teacher_shapes)
+        self._student_shapes = dict(student_shapes)
+        for index in range(len(self._rows)):
+            self._recheck(index)
+
+    def check(self, pair: PairConfig) -> PairCheck:
+        """Whether ``pair`` would work with the current models (without adding it)."""
+        return check_layers(pair.method, pair.teacher, pair.student, pair.options,
+                            self._teacher_shapes, self._student_shapes)
+
+    # ---- rows ------------------------------------------------------------------------------
+    def pairs(self) -> list[PairConfig]:
+        return [copy.deepcopy(row.pair) for row in self._rows]
+
+    def checks(self) -> list[PairCheck]:
+        return [row.check for row in self._rows]
+
+    def set_pairs(self, pairs: list[PairConfig]) -> None:
+        self.blockSignals(True)
+        try:
+            self.setRowCount(0)
+            self._rows.clear()
+            for pair in pairs:
+                self._append(copy.deepcopy(pair))
+        finally:
+            self.blockSignals(False)
+        self.pairsChanged.emit()
+
+    def add_pair(self, pair: PairConfig) -> PairCheck:
+        """Append ``pair`` (whatever its check says; the row shows it) and return its check."""
+        self._append(copy.deepcopy(pair))
+        self.pairsChanged.emit()
+        return self._rows[-1].check
+
+    def remove_pair(self, index: int) -> None:
+        self._rows.pop(index)
+        self.removeRow(index)
+        self.pairsChanged.emit()
+
+    def row_state(self, index: int) -> tuple[str, str]:
+        """(state, text) of row ``index``'s match cell; see :func:`describe_check`."""
+        return describe_check(self._rows[index].check)
+
+    def mark_row(self, index: int, message: str) -> None:
+        """Show a validation message from outside (e.g. the run check) in row ``index``'s match cell."""
+        if 0 <= index < len(self._rows):
+            self._set_match(index, "refused", f"✗ {message}")
+            self.selectRow(index)
+
+    def _append(self, pair: PairConfig) -> None:
+        index = self.rowCount()
+        self.insertRow(index)
+        method_combo = QtWidgets.QComboBox()
+        for key in METHODS:
+            method_combo.addItem(key, key)
+            method_combo.setItemData(method_combo.count() - 1, METHODS[key].title, QtCore.Qt.ItemDataRole.ToolTipRole)
+        method_combo.setCurrentIndex(method_combo.findData(pair.method))
+        method_combo.setToolTip("The distillation method of this pair: hint (FitNets), at (attention transfer), "
+                                "fsp (flow of solution procedure, two layers per side).")
+        weight_spin = QtWidgets.QDoubleSpinBox()
+        weight_spin.setRange(0.0, 1e6)
+        weight_spin.setDecimals(3)
+        weight_spin.setValue(pair.weight)
+        weight_spin.setToolTip("Multiplies this pair's loss before it is added to the total.")
+        options_button = QtWidgets.QPushButton(options_summary(pair))
+        options_button.setToolTip("Edit this method's options and when the loss is used (stage).")
+        help_button = QtWidgets.QToolButton()
+        help_button.setText("?")
+        help_button.setToolTip("What this method does: formula, paper, options.")
+        remove_button = QtWidgets.QToolButton()
+        remove_button.setText("✕")
+        remove_button.setToolTip("Remove this pair.")
+
+        row = _Row(pair, PairCheck(ok=False), method_combo, weight_spin, options_button)
+        self._rows.append(row)
+        for column, text in ((1, "\n".join(pair.teacher)), (2, "\n".join(pair.student))):
+            item = QtWidgets.QTableWidgetItem(text)
+            item.setToolTip(text)
+            self.setItem(index, column, item)
+        self.setCellWidget(index, 0, method_combo)
+        self.setCellWidget(index, 3, weight_spin)
+        self.setCellWidget(index, 4, options_button)
+        self.setItem(index, self.MATCH_COLUMN, QtWidgets.QTableWidgetItem())
+        self.setCellWidget(index, 6, help_button)
+        self.setCellWidget(index, 7, remove_button)
+
+        method_combo.currentIndexChanged.connect(lambda _i, r=row: self._method_changed(r))
+        weight_spin.valueChanged.connect(lambda value, r=row: self._weight_changed(r, value))
+        options_button.clicked.connect(lambda _c=False, r=row: self.edit_options(self._rows.index(r)))
+        help_button.clicked.connect(lambda _c=False, r=row: self.show_help(self._rows.index(r)))
+        remove_button.clicked.connect(lambda _c=False, r=row: self.remove_pair(self._rows.index(r)))
+        self._recheck(index)
+
+    def _recheck(self, index: int) -> None:
+        row = self._rows[index]
+        row.check = self.check(row.pair)
+        self._set_match(index, *describe_check(row.check))
+
+    def _set_match(self, index: int, state: str, text: str) -> None:
+        colour = {"direct": OK_COLOUR, "adapter": ADAPTER_COLOUR}.get(state, REFUSED_COLOUR)
+        item = self.item(index, self.MATCH_COLUMN)
+        item.setText(text)
+        item.setToolTip(text)
+        item.setForeground(QtGui.QBrush(QtGui.QColor(colour)))
+        item.setData(QtCore.Qt.ItemDataRole.UserRole, state)
+        self.resizeRowToContents(index)
+
+    def _method_changed(self, row: _Row) -> None:
+        method = row.method_combo.currentData()
+        if method == row.pair.method:
+            return
+        row.pair.method = method
+        row.pair.options = validate_options(method, {})
+        row.weight_spin.setValue(METHODS[method].default_weight)   # scales differ by orders of magnitude
+        row.options_button.setText(options_summary(row.pair))
+        self._recheck(self._rows.index(row))
+        self.pairsChanged.emit()
+
+    def _weight_changed(self, row: _Row, value: float) -> None:
+        row.pair.weight = float(value)
+        self.pairsChanged.emit()
+
+    # ---- dialogs ---------------------------------------------------------------------------
+    def edit_options(self, index: int) -> PairOptionsDialog:
+        """Open the options dialog of row ``index`` (non-blocking); OK applies it."""
+        row = self._rows[index]
+        dialog = PairOptionsDialog(row.pair, self)
+        dialog.setAttribute(QtCore.Qt.WidgetAttribute.WA_DeleteOnClose)
+
+        def apply() -> None:
+            if row not in self._rows:
+                return
+            row.pair.options = dialog.options()
+            row.pair.stage = dialog.stage()
+            row.options_button.setText(options_summary(row.pair))
+            self._recheck(self._rows.index(row))
+            self.pairsChanged.emit()
+
+        dialog.accepted.connect(apply)
+        self.options_dialog = dialog
+        dialog.open()
+        return dialog
+
+    def show_help(self, index: int) -> QtWidgets.QDialog:
+        dialog = show_method_help(self._rows[index].pair.method, self)
+        return dialog

@@ -1,0 +1,556 @@
+"""Live training plots: the loss components against step and the accuracies against epoch.
+
+Both widgets take the trainer's events in batches (the window coalesces them and flushes on a timer,
+about 20 times a second), so every ``add_*`` call does one append per curve and one ``setData`` per
+changed curve, however many events the batch holds.
+
+Loss series live in numpy buffers that double when full (amortised O(1) appends); curves receive
+views of those buffers. Long series stay fast through pyqtgraph's peak down-sampling (at most about
+two points per pixel column are drawn) and clip-to-view once the user zooms in.
+
+A run has stages (``"teacher"``, ``"init"``, ``"student"``) whose steps and epochs each restart at 1,
+so each plot shows one stage at a time, picked in a small "stage" box. The box follows the run
+(the student stage when there is one, else the newest stage) until the user picks a stage by hand.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtWidgets
+
+from app import colormaps
+from featdistill_core.events import EpochEvent, StepEvent
+
+MAIN_STAGE = "student"
+TOTAL = "total"
+LOG_FLOOR = 1e-6          # values below this are drawn at this value on a log axis (log of ≤ 0 is NaN)
+MAX_SMOOTHING = 0.999
+
+
+# --------------------------------------------------------------------------------------------------
+# data helpers (no Qt)
+
+
+class GrowableArray:
+    """A 1-D float64 array that grows by doubling its buffer, so ``n`` appends cost O(n) in total.
+
+    ``view()`` returns the filled part without copying; a later append that outgrows the buffer
+    moves the data, so take a fresh view after every append.
+    """
+
+    def __init__(self, capacity: int = 1024):
+        self._buffer = np.empty(max(1, int(capacity)), dtype=np.float64)
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def extend(self, values) -> None:
+        values = np.asarray(values, dtype=np.float64).ravel()
+        needed = self._size + values.size
+        if needed > self._buffer.size:
+            capacity = self._buffer.size
+            while capacity < needed:
+                capacity *= 2
+            grown = np.empty(capacity, dtype=np.float64)
+            grown[: self._size] = self._buffer[: self._size]
+            self._buffer = grown
+        self._buffer[self._size:needed] = values
+        self._size = needed
+
+    def view(self) -> np.ndarray:
+        return self._buffer[: self._size]
+
+    def last(self) -> float:
+        return float(self._buffer[self._size - 1])
+
+    def clear(self) -> None:
+        self._size = 0
+
+
+def ema(values, alpha: float, initial: float | None = None) -> np.ndarray:
+    """Exponential moving average: ``s[i] = alpha·s[i-1] + (1 − alpha)·y[i]``.
+
+    ``s[-1]`` is ``initial`` when given (to continue an earlier run of the filter), otherwise the
+    series starts at its first value (``s[0] = y[0]``). ``alpha = 0`` returns the values unchanged.
+    Non-finite values (a diverged loss) stay non-finite in the output and are skipped by the filter.
+
+    Vectorised in blocks: within a block, ``s[j] = alpha^(j+1)·s_prev + (1 − alpha)·alpha^j ·
+    Σ_{k≤j} alpha^(−k)·y[k]``, with blocks short enough that ``alpha^(−k)`` stays far from overflow.
+    """
+    if not 0.0 <= alpha <= MAX_SMOOTHING:
+        raise ValueError(f"smoothing must be between 0 and {MAX_SMOOTHING}, got {alpha}")
+    y = np.asarray(values, dtype=np.float64).ravel()
+    finite = np.isfinite(y)
+    if not finite.all():
+        out = np.full_like(y, np.nan)
+        out[finite] = ema(y[finite], alpha, initial)
+        out[~finite] = y[~finite]
+        return out
+    if y.size == 0 or alpha == 0.0:
+        return y.copy()
+    previous = float(y[0]) if initial is None else float(initial)
+    block = max(1, min(4096, int(math.log(1e150) / -math.log(alpha))))
+    k = np.arange(block, dtype=np.float64)
+    power = alpha ** k            # alpha^j
+    inverse = alpha ** -k         # alpha^-k
+    out = np.empty_like(y)
+    for start in range(0, y.size, block):
+        chunk = y[start:start + block]
+        m = chunk.size
+        done = alpha * power[:m] * previous + (1.0 - alpha) * power[:m] * np.cumsum(chunk * inverse[:m])
+        out[start:start + m] = done
+        previous = float(done[-1])
+    return out
+
+
+def curve_name(stage: str, component: str) -> str:
+    """The public name of a loss curve: the component for the student stage, else ``"<stage> <component>"``."""
+    return component if stage == MAIN_STAGE else f"{stage} {component}"
+
+
+# --------------------------------------------------------------------------------------------------
+# the stage box shared by both plots
+
+
+class StageSelector(QtWidgets.QComboBox):
+    """A combo box of the run's stages that follows the run until the user picks one.
+
+    While following it shows the student stage when there is one, else the newest stage seen.
+    Emits ``stageChanged(str)`` whenever the shown stage changes (by the user or by following).
+    """
+
+    stageChanged = QtCore.Signal(str)
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.setToolTip("Which stage of the run to plot (steps and epochs restart in every stage)")
+        self.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToContents)
+        self._following = True
+        self.activated.connect(self._picked_by_user)
+        self.currentTextChanged.connect(self._emit_changed)
+
+    def stage(self) -> str | None:
+        return self.currentText() or None
+
+    def note_stages(self, stages: Iterable[str]) -> None:
+        """Add stages seen in a batch (in order) and, while following, move to the one to show."""
+        newest = None
+        for stage in stages:
+            if self.findText(stage) < 0:
+                self.addItem(stage)
+            newest = stage
+        if self._following and newest is not None:
+            target = MAIN_STAGE if self.findText(MAIN_STAGE) >= 0 else newest
+            self.setCurrentIndex(self.findText(target))
+
+    def select(self, stage: str) -> None:
+        """Show ``stage`` and stop following the run (what a user's pick does)."""
+        index = self.findText(stage)
+        if index < 0:
+            known = ", ".join(self.itemText(i) for i in range(self.count())) or "none yet"
+            raise ValueError(f"unknown stage {stage!r}; stages seen: {known}")
+        self._following = False
+        self.setCurrentIndex(index)
+
+    def reset(self) -> None:
+        self.blockSignals(True)
+        self.clear()
+        self.blockSignals(False)
+        self._following = True
+
+    def _picked_by_user(self, _index: int) -> None:
+        self._following = False
+
+    def _emit_changed(self, text: str) -> None:
+        if text:
+            self.stageChanged.emit(text)
+
+
+def _new_plot_widget() -> pg.PlotWidget:
+    widget = pg.PlotWidget(background=colormaps.BACKGROUND)
+    widget.setMinimumSize(240, 160)
+    return widget
+
+
+# --------------------------------------------------------------------------------------------------
+# loss plot
+
+
+class _LossCurve:
+    """One loss component of one stage: raw values, the displayed values and its plot item."""
+
+    def __init__(self, name: str, stage: str, component: str, item: pg.PlotDataItem):
+        self.name = name
+        self.stage = stage
+        self.component = component
+        self.item = item
+        self.x = GrowableArray()
+        self.raw = GrowableArray()
+        self.shown = GrowableArray()       # smoothed, then clipped to LOG_FLOOR on a log axis
+        self.last_smoothed: float | None = None
+        self.stale = False                 # data changed while the curve was not on the plot
+
+    def append(self, x: np.ndarray, y: np.ndarray, alpha: float, log_y: bool) -> None:
+        self.x.extend(x)
+        self.raw.extend(y)
+        smoothed = ema(y, alpha, self.last_smoothed) if alpha > 0 else y
+        self._remember_last(smoothed)
+        self.shown.extend(np.maximum(smoothed, LOG_FLOOR) if log_y else smoothed)
+
+    def recompute(self, alpha: float, log_y: bool) -> None:
+        raw = self.raw.view()
+        smoothed = ema(raw, alpha) if alpha > 0 else raw
+        self.last_smoothed = None
+        self._remember_last(smoothed)
+        self.shown.clear()
+        self.shown.extend(np.maximum(smoothed, LOG_FLOOR) if log_y else smoothed)
+
+    def _remember_last(self, smoothed: np.ndarray) -> None:
+        finite = smoothed[np.isfinite(smoothed)]
+        if finite.size:
+            self.last_smoothed = float(finite[-1])
+
+    def push_to_item(self) -> None:
+        self.item.setData(self.x.view(), self.shown.view())
+        self.stale = False
+
+
+class LossPlot(QtWidgets.QWidget):
+    """The total loss and every weighted loss component against step, one stage at a time.
+
+    Curves appear as new component names arrive. Click a legend entry to hide or show its curve.
+    ``smoothing`` is the EMA factor ``alpha`` of :func:`ema` (0 = raw); it changes only what is drawn,
+    :meth:`curve_data` always returns the raw values.
+    """
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("lossPlot")
+        self._curves: dict[str, _LossCurve] = {}
+        self._alpha = 0.0
+        self._log_y = False
+
+        self.stage_box = StageSelector()
+        self.stage_box.setObjectName("lossStage")
+        self.smoothing_box = QtWidgets.QDoubleSpinBox()
+        self.smoothing_box.setObjectName("lossSmoothing")
+        self.smoothing_box.setRange(0.0, MAX_SMOOTHING)
+        self.smoothing_box.setDecimals(3)
+        self.smoothing_box.setSingleStep(0.05)
+        self.smoothing_box.setToolTip("Exponential moving average of the drawn curves: "
+                                      "s = α·s_prev + (1 − α)·loss. 0 draws the raw values.")
+        self.log_box = QtWidgets.QCheckBox("log y")
+        self.log_box.setObjectName("lossLogY")
+        self.log_box.setToolTip(f"Logarithmic loss axis (values ≤ {LOG_FLOOR:g} are drawn at {LOG_FLOOR:g})")
+
+        controls = QtWidgets.QHBoxLayout()
+        controls.setContentsMargins(0, 0, 0, 0)
+        controls.addWidget(QtWidgets.QLabel("stage"))
+        controls.addWidget(self.stage_box)
+        controls.addSpacing(12)
+        controls.addWidget(QtWidgets.QLabel("smoothing"))
+        controls.addWidget(self.smoothing_box)
+        controls.addSpacing(12)
+        controls.addWidget(self.log_box)
+        controls.addStretch(1)
+
+        self.plot_widget = _new_plot_widget()
+        self.plot_item: pg.PlotItem = self.plot_widget.getPlotItem()
+        colormaps.style_plot_item(self.plot_item, x_label="step", y_label="loss", title="Loss")
+        self.legend = colormaps.make_legend(self.plot_item)
+
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(controls)
+        layout.addWidget(self.plot_widget, 1)
+
+        self.stage_box.stageChanged.connect(self._show_stage)
+        self.smoothing_box.valueChanged.connect(self.set_smoothing)
+        self.log_box.toggled.connect(self.set_log_y)
+
+    # -- public API ---------------------------------------------------------------------------
+
+    def add_steps(self, events: Sequence[StepEvent]) -> None:
+        """Append a batch of step events: one point per component (and the total) per event."""
+        if not events:
+            return
+        batches: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
+        stages: list[str] = []
+        for event in events:
+            if not stages or stages[-1] != event.stage:
+                stages.append(event.stage)
+            for component, value in ((TOTAL, event.total), *event.losses.items()):
+                xs, ys = batches.setdefault((event.stage, component), ([], []))
+                xs.append(event.step)
+                ys.append(value)
+        for (stage, component), (xs, ys) in batches.items():
+            curve = self._curve(stage, component)
+            curve.append(np.asarray(xs, np.float64), np.asarray(ys, np.float64), self._alpha, self._log_y)
+            if curve.stage == self.stage_box.stage():
+                curve.push_to_item()
+            else:
+                curve.stale = True
+        self.stage_box.note_stages(stages)
+
+    def clear(self) -> None:
+        """Remove every curve and forget every stage."""
+        for curve in self._curves.values():
+            self.plot_item.removeItem(curve.item)
+        self._curves.clear()
+        self.legend.clear()
+        self.stage_box.reset()
+
+    def curve_names(self) -> list[str]:
+        """Every curve's name in order of arrival: ``"total"``, ``"ce"``, ``"teacher total"``, ..."""
+        return list(self._curves)
+
+    def curve_data(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """The raw (unsmoothed, unclipped) steps and values of curve ``name`` (copies)."""
+        curve = self._named(name)
+        return curve.x.view().copy(), curve.raw.view().copy()
+
+    def displayed_data(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """What is drawn for curve ``name``: smoothed, and clipped to LOG_FLOOR on a log axis."""
+        curve = self._named(name)
+        return curve.x.view().copy(), curve.shown.view().copy()
+
+    def set_smoothing(self, alpha: float) -> None:
+        """Draw an EMA with factor ``alpha`` (0 ≤ alpha ≤ 0.999) instead of the raw values."""
+        alpha = float(alpha)
+        if not 0.0 <= alpha <= MAX_SMOOTHING:
+            raise ValueError(f"smoothing must be between 0 and {MAX_SMOOTHING}, got {alpha}")
+        if alpha == self._alpha:
+            return
+        self._alpha = alpha
+        self._sync_control(self.smoothing_box, alpha)
+        self._recompute_all()
+
+    def smoothing(self) -> float:
+        return self._alpha
+
+    def set_log_y(self, on: bool) -> None:
+        """Use a logarithmic loss axis; values ≤ LOG_FLOOR are drawn at LOG_FLOOR."""
+        on = bool(on)
+        if on == self._log_y:
+            return
+        self._log_y = on
+        self._sync_control(self.log_box, on)
+        self._recompute_all()
+        self.plot_item.setLogMode(y=on)
+
+    def log_y(self) -> bool:
+        return self._log_y
+
+    def stage(self) -> str | None:
+        """The stage whose curves are on the plot."""
+        return self.stage_box.stage()
+
+    def set_stage(self, stage: str) -> None:
+        """Plot ``stage`` and stop following the run."""
+        self.stage_box.select(stage)
+
+    def set_curve_visible(self, name: str, visible: bool) -> None:
+        """Show or hide curve ``name`` (what clicking its legend entry does)."""
+        self._named(name).item.setVisible(bool(visible))
+        self.legend.update()
+
+    def is_curve_visible(self, name: str) -> bool:
+        """Whether curve ``name`` is drawn (it must also belong to the plotted stage to be seen)."""
+        return self._named(name).item.isVisible()
+
+    def plot_items(self) -> dict[str, pg.PlotDataItem]:
+        """Each curve's PlotDataItem by curve name (for tests and exporters)."""
+        return {name: curve.item for name, curve in self._curves.items()}
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _named(self, name: str) -> _LossCurve:
+        try:
+            return self._curves[name]
+        except KeyError:
+            known = ", ".join(self._curves) or "none yet"
+            raise KeyError(f"no loss curve named {name!r}; curves: {known}") from None
+
+    def _curve(self, stage: str, component: str) -> _LossCurve:
+        name = curve_name(stage, component)
+        curve = self._curves.get(name)
+        if curve is None:
+            if component == TOTAL:
+                colour = colormaps.TOTAL_COLOUR
+            else:
+                siblings = sum(1 for c in self._curves.values() if c.stage == stage and c.component != TOTAL)
+                colour = colormaps.palette_colour(siblings)
+            item = pg.PlotDataItem(pen=pg.mkPen(colour, width=1), name=component)
+            item.setDownsampling(auto=True, method="peak")
+            item.setClipToView(True)
+            curve = self._curves[name] = _LossCurve(name, stage, component, item)
+            if stage == self.stage_box.stage():
+                self.plot_item.addItem(item)
+        return curve
+
+    def _show_stage(self, stage: str) -> None:
+        """Put the curves of ``stage`` on the plot (and in the legend) and take the others off.
+
+        A curve leaves the plot empty and gets its data back after it is re-added: pyqtgraph's
+        clip-to-view fails on an item that holds data while it is being added to a plot.
+        """
+        for curve in self._curves.values():
+            on_plot = curve.item in self.plot_item.items
+            if curve.stage == stage:
+                if not on_plot:
+                    self.plot_item.addItem(curve.item)
+                if curve.stale:
+                    curve.push_to_item()
+            elif on_plot:
+                curve.item.setData([], [])
+                curve.stale = True
+                self.plot_item.removeItem(curve.item)
+        self.plot_item.enableAutoRange()
+
+    def _recompute_all(self) -> None:
+        shown_stage = self.stage_box.stage()
+        for curve in self._curves.values():
+            curve.recompute(self._alpha, self._log_y)
+            if curve.stage == shown_stage:
+                curve.push_to_item()
+            else:
+                curve.stale = True
+
+    @staticmethod
+    def _sync_control(control: QtWidgets.QWidget, value) -> None:
+        control.blockSignals(True)
+        if isinstance(control, QtWidgets.QAbstractButton):
+            control.setChecked(value)
+        else:
+            control.setValue(value)
+        control.blockSignals(False)
+
+
+# --------------------------------------------------------------------------------------------------
+# accuracy plot
+
+
+class AccuracyPlot(QtWidgets.QWidget):
+    """Top-1 train and test accuracy per epoch, with the teacher's test accuracy as a dashed line.
+
+    Series names: ``"train"``, ``"test"`` (student stage), ``"<stage> train"``/``"<stage> test"``
+    for other stages, and ``"teacher"`` for the reference line. An epoch reported twice keeps its
+    latest value.
+    """
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.setObjectName("accuracyPlot")
+        self._values: dict[str, dict[int, float]] = {}    # series name -> {epoch: accuracy}
+        self._stage_epochs: dict[str, int] = {}           # planned epochs per stage
+        self._teacher_acc: float | None = None
+
+        self.stage_box = StageSelector()
+        self.stage_box.setObjectName("accuracyStage")
+        controls = QtWidgets.QHBoxLayout()
+        controls.setContentsMargins(0, 0, 0, 0)
+        controls.addWidget(QtWidgets.QLabel("stage"))
+        controls.addWidget(self.stage_box)
+        controls.addStretch(1)
+
+        self.plot_widget = _new_plot_widget()
+        self.plot_item: pg.PlotItem = self.plot_widget.getPlotItem()
+        colormaps.style_plot_item(self.plot_item, x_label="epoch", y_label="top-1 accuracy (%)",
+                                  title="Accuracy")
+        self.legend = colormaps.make_legend(self.plot_item)
+        self.legend.setOffset((-10, -10))   # bottom right: accuracy curves rise towards the top
+
+        train_colour, test_colour = colormaps.palette_colour(0), colormaps.palette_colour(1)
+        self._train_item = self.plot_item.plot(
+            pen=pg.mkPen(train_colour, width=1), symbol="o", symbolSize=6,
+            symbolBrush=train_colour, symbolPen=None, name="train")
+        self._test_item = self.plot_item.plot(
+            pen=pg.mkPen(test_colour, width=1), symbol="s", symbolSize=6,
+            symbolBrush=test_colour, symbolPen=None, name="test")
+        self._teacher_item = self.plot_item.plot(
+            pen=pg.mkPen(colormaps.MUTED, width=1, style=QtCore.Qt.PenStyle.DashLine), name="teacher")
+        self._teacher_label = pg.TextItem(color=colormaps.MUTED, anchor=(1.0, 0.0))   # under the line's end
+        self._teacher_label.setVisible(False)
+        self.plot_item.addItem(self._teacher_label, ignoreBounds=True)
+
+        layout = QtWidgets.QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(controls)
+        layout.addWidget(self.plot_widget, 1)
+        self.stage_box.stageChanged.connect(lambda _stage: self._redraw())
+
+    def add_epochs(self, events: Sequence[EpochEvent]) -> None:
+        """Record a batch of epoch events and redraw once."""
+        if not events:
+            return
+        for event in events:
+            self._values.setdefault(curve_name(event.stage, "train"), {})[event.epoch] = float(event.train_acc)
+            self._values.setdefault(curve_name(event.stage, "test"), {})[event.epoch] = float(event.test_acc)
+            self._stage_epochs[event.stage] = max(int(event.epochs), self._stage_epochs.get(event.stage, 0))
+            if event.teacher_acc is not None:
+                self._teacher_acc = float(event.teacher_acc)
+        self.stage_box.note_stages(event.stage for event in events)
+        self._redraw()
+
+    def clear(self) -> None:
+        self._values.clear()
+        self._stage_epochs.clear()
+        self._teacher_acc = None
+        self.stage_box.reset()
+        self._redraw()
+
+    def series_names(self) -> list[str]:
+        names = list(self._values)
+        return names + ["teacher"] if self._teacher_acc is not None else names
+
+    def series(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """Epochs and accuracies (%) of ``"train"``, ``"test"``, ``"<stage> train"``... or ``"teacher"``.
+
+        The teacher's series is its reference line: the planned epochs' first and last, at the
+        teacher's accuracy. Unknown names raise KeyError; a known name with no data yet is empty.
+        """
+        if name == "teacher":
+            return self._teacher_line()
+        if name not in self._values and name not in ("train", "test"):
+            known = ", ".join(self.series_names()) or "none yet"
+            raise KeyError(f"no accuracy series named {name!r}; series: {known}")
+        values = self._values.get(name, {})
+        epochs = np.array(sorted(values), dtype=np.float64)
+        return epochs, np.array([values[int(e)] for e in epochs], dtype=np.float64)
+
+    def stage(self) -> str | None:
+        return self.stage_box.stage()
+
+    def set_stage(self, stage: str) -> None:
+        self.stage_box.select(stage)
+
+    def plot_items(self) -> dict[str, pg.PlotDataItem]:
+        return {"train": self._train_item, "test": self._test_item, "teacher": self._teacher_item}
+
+    def _teacher_line(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._teacher_acc is None:
+            return np.empty(0), np.empty(0)
+        stage = self.stage_box.stage() or MAIN_STAGE
+        last = max(self._stage_epochs.get(stage, 1), 2)
+        return np.array([1.0, float(last)]), np.full(2, self._teacher_acc)
+
+    def _redraw(self) -> None:
+        stage = self.stage_box.stage() or MAIN_STAGE
+        self._train_item.setData(*self._series_or_empty(curve_name(stage, "train")))
+        self._test_item.setData(*self._series_or_empty(curve_name(stage, "test")))
+        x, y = self._teacher_line()
+        self._teacher_item.setData(x, y)
+        if self._teacher_acc is None:
+            self._teacher_label.setVisible(False)
+        else:
+            self._teacher_label.setText(f"teacher {self._teacher_acc:.1f} %")
+            self._teacher_label.setPos(float(x[-1]), self._teacher_acc)
+            self._teacher_label.setVisible(True)
+
+    def _series_or_empty(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        return self.series(name) if name in self._values else (np.empty(0), np.empty(0))

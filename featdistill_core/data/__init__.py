@@ -1,0 +1,160 @@
+"""Datasets held in memory and a fast batch loader. Nothing is ever downloaded.
+
+``load_dataset(name, path)`` gives a :class:`DataBundle`: uint8 image tensors (N, 3, H, W) for a train
+and a test split, their labels, the class names and the per-channel normalisation. Its loaders
+(:class:`~.loader.BatchLoader`) gather, augment and normalise whole batches in torch, so the data
+cost per step stays tiny next to the model's.
+
+Datasets:
+
+* ``"demo"`` — shapes on clutter, generated procedurally from the seed (:mod:`.demo`);
+* ``"cifar10"``, ``"cifar100"`` — the python-version folders of the CIFAR site (:mod:`.cifar`);
+* ``"imagefolder"`` — one sub-folder per class of ordinary image files (:mod:`.imagefolder`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+
+from .cifar import load_cifar10, load_cifar100
+from .demo import load_demo
+from .imagefolder import load_image_folder
+from .loader import BatchLoader
+from .splits import DatasetError, ImageSplits
+from .transforms import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, channel_mean_std, normalize
+
+__all__ = ["DATASETS", "DataBundle", "DatasetError", "BatchLoader", "load_dataset"]
+
+DATASETS = ("demo", "cifar10", "cifar100", "imagefolder")
+
+
+@dataclass
+class DataBundle:
+    """A dataset in memory: uint8 images (N, 3, H, W), int64 labels, class names and normalisation.
+
+    ``mean`` and ``std`` are per channel on the [0, 1] scale; the loaders feed the model
+    ``(x / 255 - mean) / std``.
+    """
+
+    train_images: torch.Tensor
+    train_labels: torch.Tensor
+    test_images: torch.Tensor
+    test_labels: torch.Tensor
+    num_classes: int
+    class_names: list[str]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    name: str
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(3, H, W) of every image."""
+        return tuple(self.train_images.shape[1:])
+
+    def train_loader(self, batch_size: int, *, augment: bool = True, seed: int = 0, device: str | torch.device = "cpu") -> BatchLoader:
+        """Shuffled batches of the training split (a new permutation each epoch), the last partial batch dropped."""
+        return BatchLoader(
+            self.train_images, self.train_labels, batch_size,
+            shuffle=True, augment=augment, mean=self.mean, std=self.std, seed=seed, drop_last=True, device=device,
+        )
+
+    def test_loader(self, batch_size: int, *, device: str | torch.device = "cpu") -> BatchLoader:
+        """The test split in order, not augmented, the last partial batch kept."""
+        return BatchLoader(
+            self.test_images, self.test_labels, batch_size,
+            shuffle=False, augment=False, mean=self.mean, std=self.std, drop_last=False, device=device,
+        )
+
+    def probe_indices(self, n: int = 8, *, seed: int = 0) -> list[int]:
+        """Indices of ``n`` fixed test images: one per class first, then any others.
+
+        The test split is walked in a seeded permutation; the first image of each class not seen yet
+        is taken until ``n`` are chosen or every class has one, then the permutation fills the rest.
+        """
+        if n < 1:
+            raise ValueError(f"probe_images needs n >= 1; got {n}")
+        count = len(self.test_labels)
+        order = np.random.default_rng(seed).permutation(count)
+        labels = self.test_labels.numpy()
+        chosen: list[int] = []
+        seen: set[int] = set()
+        for index in order:
+            if len(chosen) == n:
+                break
+            if labels[index] not in seen:
+                seen.add(int(labels[index]))
+                chosen.append(int(index))
+        taken = set(chosen)
+        chosen += [int(i) for i in order if int(i) not in taken][: n - len(chosen)]
+        return chosen
+
+    def probe_images(self, n: int = 8, *, seed: int = 0) -> tuple[torch.Tensor, list[int], np.ndarray]:
+        """Fixed test images to watch attention on (see :meth:`probe_indices`).
+
+        Returns the normalised float32 tensor (n, 3, H, W) to feed a model, the labels, and the same
+        images as float32 numpy (n, H, W, 3) in [0, 1] for display. ``n`` is capped at the test size.
+        """
+        index = torch.tensor(self.probe_indices(n, seed=seed), dtype=torch.int64)
+        images = self.test_images[index]
+        mean = torch.tensor(self.mean, dtype=torch.float32)
+        std = torch.tensor(self.std, dtype=torch.float32)
+        display = images.permute(0, 2, 3, 1).numpy().astype(np.float32) / np.float32(255.0)
+        return normalize(images, mean, std), [int(x) for x in self.test_labels[index]], display
+
+
+def load_dataset(
+    name: str,
+    path: Optional[str] = None,
+    *,
+    image_size: int = 32,
+    demo_train: int = 5000,
+    demo_test: int = 2000,
+    seed: int = 0,
+) -> DataBundle:
+    """Load one of :data:`DATASETS` into memory.
+
+    ``path`` is required for ``cifar10`` (``cifar-10-batches-py`` or its parent), ``cifar100``
+    (``cifar-100-python`` or its parent) and ``imagefolder``; the demo ignores it. ``image_size`` is
+    the side of the square images of the demo and of image folders (CIFAR is always 32). ``seed``
+    draws the demo images and the image folder's train/test split. CIFAR is normalised with the
+    literature's per-channel statistics; the demo and image folders with those of their training split.
+    """
+    key = name.strip().lower() if isinstance(name, str) else name
+    if key not in DATASETS:
+        raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    if key == "demo":
+        splits = load_demo(demo_train, demo_test, seed=seed, image_size=image_size)
+        return _bundle(splits, key, *channel_mean_std(splits.train_images))
+    if path is None:
+        where = {
+            "cifar10": "the folder cifar-10-batches-py (the python version from the CIFAR site) or its parent",
+            "cifar100": "the folder cifar-100-python (the python version from the CIFAR site) or its parent",
+            "imagefolder": "a folder with one sub-folder of images per class",
+        }[key]
+        raise DatasetError(f"dataset {key} needs a path: {where}; nothing is downloaded")
+    if key in ("cifar10", "cifar100"):
+        if image_size != 32:
+            raise DatasetError(f"dataset {key}: CIFAR images are 32×32, so image_size must be 32; got {image_size}")
+        if key == "cifar10":
+            return _bundle(load_cifar10(path), key, CIFAR10_MEAN, CIFAR10_STD)
+        return _bundle(load_cifar100(path), key, CIFAR100_MEAN, CIFAR100_STD)
+    splits = load_image_folder(path, image_size=image_size, seed=seed)
+    return _bundle(splits, key, *channel_mean_std(splits.train_images))
+
+
+def _bundle(splits: ImageSplits, name: str, mean, std) -> DataBundle:
+    return DataBundle(
+        train_images=torch.from_numpy(np.ascontiguousarray(splits.train_images)),
+        train_labels=torch.from_numpy(splits.train_labels.astype(np.int64)),
+        test_images=torch.from_numpy(np.ascontiguousarray(splits.test_images)),
+        test_labels=torch.from_numpy(splits.test_labels.astype(np.int64)),
+        num_classes=len(splits.class_names),
+        class_names=list(splits.class_names),
+        mean=tuple(float(m) for m in mean),
+        std=tuple(float(s) for s in std),
+        name=name,
+    )

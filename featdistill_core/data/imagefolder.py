@@ -1,0 +1,131 @@
+"""An image folder with one sub-folder per class, read into memory.
+
+Layout: ``root/<class name>/<image>`` with images in png, jpg, jpeg, bmp or webp (any letter case).
+Classes are the sub-folders holding at least one image, in sorted order, labelled 0, 1, ... Hidden
+files and folders (names starting with ".") are skipped.
+
+If ``root`` has both ``train/`` and ``test/`` sub-folders, each is such a folder and they give the
+two splits (the classes are those of ``train/``). Otherwise the images are split deterministically:
+within each class, a seeded permutation sends ``round(test_fraction * n)`` images to the test split
+(at least one when the class has two or more images).
+
+Every image is converted to RGB, centre-cropped to a square and resized to ``image_size`` pixels
+(bilinear), so the whole folder becomes one uint8 array (N, 3, image_size, image_size). That suits
+workbench-size folders (tens of thousands of small images), not ImageNet.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps
+
+from .splits import DatasetError, ImageSplits
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+_EXPECTED = "one sub-folder per class, each holding .png/.jpg/.jpeg/.bmp/.webp images"
+
+
+def load_image_folder(
+    path: str | Path,
+    *,
+    image_size: int = 32,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+) -> ImageSplits:
+    """Read an image folder (see the module docstring) into train and test splits."""
+    if image_size < 1:
+        raise DatasetError(f"image folder: image_size must be a positive number of pixels; got {image_size}")
+    if not 0.0 < test_fraction < 1.0:
+        raise DatasetError(f"image folder: test_fraction must be between 0 and 1; got {test_fraction}")
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise DatasetError(f"image folder {root}: does not exist (expected {_EXPECTED})")
+    if not root.is_dir():
+        raise DatasetError(f"image folder {root}: is not a folder (expected {_EXPECTED})")
+
+    train_dir, test_dir = root / "train", root / "test"
+    if train_dir.is_dir() and test_dir.is_dir():
+        class_names, train_files = _class_files(train_dir)
+        _, test_files = _class_files(test_dir, class_names)
+        if not test_files:
+            raise DatasetError(f"image folder {test_dir} has no images in the class sub-folders of {train_dir}")
+    elif train_dir.is_dir() or test_dir.is_dir():
+        present, absent = (train_dir, test_dir) if train_dir.is_dir() else (test_dir, train_dir)
+        raise DatasetError(f"image folder {root}: has {present.name}/ but no {absent.name}/ (give both, or neither and one sub-folder per class)")
+    else:
+        class_names, files = _class_files(root)
+        train_files, test_files = _split(files, test_fraction, seed)
+        if not test_files:
+            raise DatasetError(f"image folder {root}: too few images to split off a test set (each class has one image)")
+
+    train_images, train_labels = _read_images(train_files, image_size)
+    test_images, test_labels = _read_images(test_files, image_size)
+    return ImageSplits(train_images, train_labels, test_images, test_labels, class_names)
+
+
+def _is_image(path: Path) -> bool:
+    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_EXTENSIONS
+
+
+def _class_files(folder: Path, class_names: list[str] | None = None) -> tuple[list[str], list[tuple[Path, int]]]:
+    """Class names and ``(file, label)`` pairs of a one-sub-folder-per-class folder.
+
+    With ``class_names`` given (the test folder of a train/test layout), those classes are read and
+    any other sub-folder holding images is an error.
+    """
+    found: dict[str, list[Path]] = {}
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        images = sorted(p for p in sub.iterdir() if _is_image(p))
+        if images:
+            found[sub.name] = images
+    if class_names is None:
+        if not found:
+            raise DatasetError(f"image folder {folder} has no class sub-folders with images (expected {_EXPECTED})")
+        if len(found) < 2:
+            raise DatasetError(f"image folder {folder} has only one class sub-folder with images ({next(iter(found))}); a classifier needs at least two")
+        class_names = list(found)
+    else:
+        unknown = sorted(set(found) - set(class_names))
+        if unknown:
+            raise DatasetError(f"image folder {folder}: classes {', '.join(unknown)} are not in the train folder's classes")
+    files = [(image, label) for label, name in enumerate(class_names) for image in found.get(name, [])]
+    return class_names, files
+
+
+def _split(files: list[tuple[Path, int]], test_fraction: float, seed: int):
+    """Per class, a seeded permutation sends ``round(test_fraction * n)`` files (at least 1 if n >= 2) to test."""
+    rng = np.random.default_rng(seed)
+    train, test = [], []
+    labels = np.array([label for _, label in files])
+    for label in np.unique(labels):
+        members = np.flatnonzero(labels == label)
+        n_test = int(round(test_fraction * len(members)))
+        if len(members) >= 2:
+            n_test = min(max(n_test, 1), len(members) - 1)
+        else:
+            n_test = 0
+        order = rng.permutation(members)
+        test.extend(files[i] for i in sorted(order[:n_test]))
+        train.extend(files[i] for i in sorted(order[n_test:]))
+    return train, test
+
+
+def _read_images(files: list[tuple[Path, int]], image_size: int) -> tuple[np.ndarray, np.ndarray]:
+    images = np.empty((len(files), 3, image_size, image_size), dtype=np.uint8)
+    for i, (path, _) in enumerate(files):
+        images[i] = read_image(path, image_size).transpose(2, 0, 1)
+    labels = np.array([label for _, label in files], dtype=np.int64)
+    return images, labels
+
+
+def read_image(path: Path, image_size: int) -> np.ndarray:
+    """One image as uint8 (image_size, image_size, 3): RGB, centre-cropped to a square, resized bilinearly."""
+    try:
+        with Image.open(path) as image:
+            image = ImageOps.exif_transpose(image).convert("RGB")
+            image = ImageOps.fit(image, (image_size, image_size), method=Image.Resampling.BILINEAR)
+            return np.asarray(image, dtype=np.uint8)
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        raise DatasetError(f"image file {path}: cannot be read as an image ({type(error).__name__}: {error})") from None

@@ -1,0 +1,120 @@
+"""A batch loader for datasets held in memory as one uint8 tensor.
+
+It replaces ``torch.utils.data.DataLoader`` for the in-memory case: no worker processes and no
+per-sample Python, just an index permutation, one gather per batch, a vectorised augmentation and a
+normalisation. Each epoch draws its permutation and augmentation from a generator seeded by
+``(seed, epoch)``, so epoch ``k`` of a loader is the same whatever happened before it (even an epoch
+abandoned half way), and :meth:`BatchLoader.set_epoch` lets a resumed run continue the sequence.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .transforms import normalize, random_crop_flip
+
+
+class BatchLoader:
+    """Iterate over ``(images, labels)`` batches of an in-memory dataset.
+
+    ``images_uint8`` is a uint8 tensor (N, C, H, W) and ``labels`` an integer tensor (N,). Each batch is
+    a float32 tensor (B, C, H, W) normalised with ``(x / 255 - mean) / std`` and an int64 tensor (B,),
+    both on ``device``. ``len(loader)`` is the number of batches per epoch: ``N // batch_size`` with
+    ``drop_last``, else ``ceil(N / batch_size)``. With ``augment`` each batch gets the random crop
+    (zero padding ``padding``) and horizontal flip of :func:`~.transforms.random_crop_flip`.
+    """
+
+    def __init__(
+        self,
+        images_uint8: torch.Tensor,
+        labels: torch.Tensor,
+        batch_size: int,
+        *,
+        shuffle: bool = False,
+        augment: bool = False,
+        mean: Sequence[float],
+        std: Sequence[float],
+        seed: int = 0,
+        drop_last: bool = False,
+        device: str | torch.device = "cpu",
+        padding: int = 4,
+    ) -> None:
+        if images_uint8.dtype != torch.uint8 or images_uint8.ndim != 4:
+            raise ValueError(
+                "BatchLoader expects uint8 images of shape (N, C, H, W); "
+                f"got {images_uint8.dtype} of shape {tuple(images_uint8.shape)}"
+            )
+        if labels.ndim != 1 or len(labels) != len(images_uint8):
+            raise ValueError(
+                f"BatchLoader expects one label per image: {len(images_uint8)} images but labels of shape {tuple(labels.shape)}"
+            )
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
+        channels = images_uint8.shape[1]
+        if len(mean) != channels or len(std) != channels:
+            raise ValueError(f"mean and std need one value per channel ({channels}); got {len(mean)} and {len(std)}")
+        if drop_last and len(images_uint8) < batch_size:
+            raise ValueError(
+                f"batch_size {batch_size} is larger than the {len(images_uint8)} images and the last partial "
+                f"batch is dropped, so there would be no batch; choose batch_size <= {len(images_uint8)}"
+            )
+        self.images = images_uint8
+        self.labels = labels.to(torch.int64)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.augment = augment
+        self.drop_last = drop_last
+        self.seed = int(seed)
+        self.padding = padding
+        self.device = torch.device(device)
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device)
+        self.std = torch.tensor(std, dtype=torch.float32, device=self.device)
+        self.epoch = 0   # the epoch the next iteration will produce
+
+    def __len__(self) -> int:
+        count = len(self.images)
+        if self.drop_last:
+            return count // self.batch_size
+        return (count + self.batch_size - 1) // self.batch_size
+
+    @property
+    def num_samples(self) -> int:
+        """Images produced per epoch (the dropped remainder excluded)."""
+        if self.drop_last:
+            return len(self) * self.batch_size
+        return len(self.images)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next iteration produce epoch ``epoch`` (0-based), e.g. when resuming a run."""
+        self.epoch = int(epoch)
+
+    def _generator_for(self, epoch: int) -> torch.Generator:
+        # SeedSequence mixes (seed, epoch) into a well-spread 32-bit seed; neighbouring seeds
+        # or epochs give unrelated streams.
+        state = np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0]
+        return torch.Generator().manual_seed(int(state))
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        generator = self._generator_for(self.epoch)
+        self.epoch += 1
+        return self._batches(generator)
+
+    def _batches(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        count = len(self.images)
+        order = torch.randperm(count, generator=generator) if self.shuffle else None
+        for batch in range(len(self)):
+            start = batch * self.batch_size
+            stop = min(start + self.batch_size, count)
+            if order is None:
+                images, labels = self.images[start:stop], self.labels[start:stop]
+            else:
+                index = order[start:stop]
+                images, labels = self.images[index], self.labels[index]
+            if self.augment:
+                images = random_crop_flip(images, padding=self.padding, generator=generator)
+            images = images.to(self.device)
+            labels = labels.to(self.device)
+            yield normalize(images, self.mean, self.std), labels

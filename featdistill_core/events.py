@@ -1,0 +1,93 @@
+"""Typed events the trainer emits to its subscribers.
+
+Every event is a frozen dataclass holding plain Python numbers, strings and numpy arrays, so a
+subscriber (the CLI's progress bar, the run folder writer, the window) never touches a tensor and
+never needs torch to read one. Subscribers are called on the training thread: they must be quick and
+must not block (the window re-emits them as Qt signals and redraws on a timer).
+
+``stage`` names the phase of a run: ``"teacher"`` (training the teacher first), ``"init"`` (a
+distillation-only initialisation stage, as FSP's original recipe uses) or ``"student"`` (the main
+stage: the student trained with its task loss and every distillation term).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class StageStarted:
+    stage: str
+    epochs: int
+    steps_per_epoch: int
+    total_steps: int          # steps in this stage
+    run_dir: str
+
+
+@dataclass(frozen=True)
+class StepEvent:
+    stage: str
+    step: int                 # global step within the stage, starting at 1
+    epoch: int                # 1-based epoch
+    total_steps: int          # steps in this stage
+    losses: dict[str, float]  # each weighted loss component by name: "ce", "kd", "at:layer1", ...
+    total: float              # the sum that was back-propagated
+    lr: float
+    images_per_sec: float
+
+
+@dataclass(frozen=True)
+class EpochEvent:
+    stage: str
+    epoch: int
+    epochs: int
+    train_acc: float          # top-1 in percent, over the epoch's training batches
+    test_acc: float           # top-1 in percent, on the test split
+    teacher_acc: Optional[float] = None   # the teacher's test top-1 (measured once per run)
+
+
+@dataclass(frozen=True)
+class PairMaps:
+    """Attention maps of one distilled pair on the probe images.
+
+    ``teacher`` and ``student`` are float32 arrays of shape (N, H, W), brought to one spatial size
+    (the larger map average-pooled to the smaller) and each map scaled to mean 1 over its positions,
+    so the two share one colour scale and their difference is meaningful.
+    """
+
+    name: str                 # the pair's name, e.g. "at:layer2<-layer2"
+    teacher_layer: str
+    student_layer: str
+    teacher: np.ndarray
+    student: np.ndarray
+
+
+@dataclass(frozen=True)
+class AttentionSnapshot:
+    stage: str
+    step: int
+    epoch: int
+    images: np.ndarray        # probe images, float32 (N, H, W, 3) in [0, 1], de-normalised
+    labels: tuple[int, ...]
+    pairs: tuple[PairMaps, ...]
+
+
+@dataclass(frozen=True)
+class Finished:
+    metrics: dict             # e.g. {"student_test_acc": .., "teacher_test_acc": .., "stopped": False}
+    run_dir: str
+    stopped: bool = False     # True when a stop request ended the run early
+
+
+@dataclass(frozen=True)
+class Failed:
+    error: str                # one readable line
+    kind: str = ""            # the exception's class name
+    run_dir: str = ""
+    details: str = field(default="", repr=False)   # the traceback, for a "details" box
+
+
+Event = StageStarted | StepEvent | EpochEvent | AttentionSnapshot | Finished | Failed
