@@ -186,7 +186,7 @@ class AttentionView(QtWidgets.QWidget):
         self.probe_list.setObjectName("attentionProbes")
         self.probe_list.setFlow(QtWidgets.QListView.Flow.LeftToRight)
         self.probe_list.setWrapping(False)
-        self.probe_list.setFixedHeight(34)
+        self.probe_list.setFixedHeight(44)
         self.probe_list.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAsNeeded)
         self.probe_list.setToolTip("Tick the probe images to show")
 
@@ -222,7 +222,7 @@ class AttentionView(QtWidgets.QWidget):
         middle.addWidget(self.probe_list, 1)
         middle.addWidget(self.export_button)
         layout = QtWidgets.QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setContentsMargins(4, 4, 4, 0)
         layout.addLayout(top)
         layout.addLayout(middle)
         layout.addWidget(self.scroll, 1)
@@ -494,6 +494,7 @@ class AttentionView(QtWidgets.QWidget):
             header = _label("", size="10pt", justify="left")
             self._headers[pair.name] = header
             layout.addItem(header, row=row, col=0, colspan=5)
+            map_shape = pair.teacher.shape[1:]
             titles = ("probe image", f"teacher · {html.escape(pair.teacher_layer)}",
                       f"student · {html.escape(pair.student_layer)}", "difference")
             for col, text in enumerate(titles, start=1):
@@ -507,7 +508,10 @@ class AttentionView(QtWidgets.QWidget):
                 for col, role in enumerate(ROLES, start=1):
                     view, item = _image_cell(rect)
                     if role != "image":
-                        item.setRect(rect)       # stretch the map over the probe image (nearest)
+                        # stretch the map over the probe image (nearest); setRect scales by the
+                        # image's size, so give the item an image of the map's shape first
+                        item.setImage(np.zeros(map_shape, np.float32), autoLevels=False, levels=(0.0, 1.0))
+                        item.setRect(rect)
                     layout.addItem(view, row=row, col=col)
                     self._items[(pair.name, k, role)] = item
                     if role == "difference":

@@ -20,10 +20,10 @@ from featdistill_core.config import (
 )
 from featdistill_core.device import available_devices
 from featdistill_core.models import list_models
-from featdistill_core.validate import count_classes, validate_run
+from featdistill_core.validate import count_classes
 
 from app.fields import ChoiceCombo, FieldBox, FloatEdit, IntListEdit, PathEdit, int_spin
-from app.layer_picker import model_layers
+from app.layer_picker import LayerLoader
 from app.layers_panel import LayersPanel
 
 DATASET_LABELS = [
@@ -74,6 +74,7 @@ class ConfigForm(QtWidgets.QTabWidget):
 
     changed = QtCore.Signal()
     validityChanged = QtCore.Signal(str)      # "" when the quick check passes, else the message
+    layersLoaded = QtCore.Signal()            # the layer trees and pair checks are up to date
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
@@ -83,6 +84,9 @@ class ConfigForm(QtWidgets.QTabWidget):
         self._loading = False
         self._layers_key: tuple | None = None
         self._model_errors: dict[str, str] = {}   # models that cannot be built stay marked
+        self._layers_pending = False
+        self._loader = LayerLoader(self)
+        self._loader.loaded.connect(self._layers_loaded)
         self._build_models_page()
         self.layers = LayersPanel()
         self._register("kd.weight", self.layers.kd_weight_box, LAYERS_TAB)
@@ -359,18 +363,21 @@ class ConfigForm(QtWidgets.QTabWidget):
             self.validityChanged.emit(str(error))
             return error
         self.clear_errors()
-        self._mark_refused_pairs()
         self.validityChanged.emit("")
         return None
 
-    def check_full(self) -> RunConfig:
-        """Everything the trainer would check before training; marks and raises the first problem."""
+    def check_before_start(self) -> RunConfig:
+        """The form checks and every pair's shape check; marks and raises the first problem.
+
+        What needs the models built and the weights loaded (:func:`validate_run`) is checked by the
+        training worker off the GUI thread; its error comes back to :meth:`show_error`.
+        """
         try:
             config = self.config(check=True)
-            for index, check in enumerate(self.layers.pair_table.checks()):
-                if not check.ok:
-                    raise ConfigError(f"pairs[{index}]", check.reason)
-            validate_run(config)
+            if not self._layers_pending:
+                for index, check in enumerate(self.layers.pair_table.checks()):
+                    if not check.ok:
+                        raise ConfigError(f"pairs[{index}]", check.reason)
         except ConfigError as error:
             self.show_error(error, focus=True)
             self.validityChanged.emit(str(error))
@@ -416,11 +423,6 @@ class ConfigForm(QtWidgets.QTabWidget):
         entry = self._boxes.get(field)
         return entry[0].editor if entry else None
 
-    def _mark_refused_pairs(self) -> None:
-        for index, check in enumerate(self.layers.pair_table.checks()):
-            if not check.ok:
-                self.layers.pair_table.mark_row(index, check.reason)
-
     # ---- reactions ----------------------------------------------------------------------------
     def _edited(self, *_args) -> None:
         if self._loading:
@@ -456,28 +458,38 @@ class ConfigForm(QtWidgets.QTabWidget):
         except ConfigError:
             return 10
 
+    def layers_busy(self) -> bool:
+        """True while the layer trees are being computed in the background."""
+        return self._layers_pending
+
     def refresh_layers(self) -> None:
-        """Rebuild the layer trees when a model, the class count or the image size changed."""
+        """List the models' layers again when a model, the class count or the image size changed.
+
+        Done in the background (:class:`~app.layer_picker.LayerLoader`); ``layersLoaded`` fires when
+        the trees and the pair checks are up to date.
+        """
         size = self.image_size.value() if self.data_name.value() == "imagefolder" else 32
-        key = (self.teacher_arch.value(), self.student_arch.value(), self.num_classes(), size)
+        archs = (self.teacher_arch.value(), self.student_arch.value())
+        key = (archs, self.num_classes(), size)
         if key == self._layers_key:
             return
         self._layers_key = key
-        sides = []
-        QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.CursorShape.WaitCursor)
-        try:
-            for field, arch in (("teacher.arch", key[0]), ("student.arch", key[1])):
-                box = self._boxes[field][0]
+        self._layers_pending = True
+        if not self._loader.request(*key):
+            for picker in (self.layers.teacher_picker, self.layers.student_picker):
+                picker.show_loading()
+            self.layers.pair_table.set_pending()
+
+    def _layers_loaded(self, key, results) -> None:
+        if key != self._layers_key:
+            return
+        for field, (arch, layers, error) in zip(("teacher.arch", "student.arch"), results):
+            if error and arch:
+                self._model_errors[field] = error
+                self._boxes[field][0].show_error(error)
+            else:
                 self._model_errors.pop(field, None)
-                try:
-                    layers = model_layers(arch, key[2], size) if arch else None
-                    sides.append((arch, list(layers) if layers else None, "" if arch else "Choose a model."))
-                    box.clear_error()
-                except Exception as exc:  # noqa: BLE001 - a user's factory may raise anything
-                    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                    sides.append((arch, None, message))
-                    self._model_errors[field] = message
-                    box.show_error(message)
-        finally:
-            QtWidgets.QApplication.restoreOverrideCursor()
-        self.layers.set_models(sides[0], sides[1])
+                self._boxes[field][0].clear_error()
+        self.layers.set_models(results[0], results[1])
+        self._layers_pending = False
+        self.layersLoaded.emit()

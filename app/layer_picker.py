@@ -120,6 +120,7 @@ class LayerLoader(QtCore.QObject):
         return results
 
     def _collect(self) -> None:
+        finished = not any(t.is_alive() for t in self._threads)   # before draining: no result is missed
         while True:
             try:
                 key, results = self._results.get_nowait()
@@ -127,7 +128,7 @@ class LayerLoader(QtCore.QObject):
                 break
             if key == self._current:
                 self.loaded.emit(key, results)
-        if not any(t.is_alive() for t in self._threads):
+        if finished:
             self._timer.stop()
 
 
@@ -179,7 +180,6 @@ class LayerPicker(QtWidgets.QWidget):
 
         self.message = QtWidgets.QLabel()
         self.message.setWordWrap(True)
-        self.message.setStyleSheet("color: #b00020;")
         self.message.hide()
 
         layout = QtWidgets.QVBoxLayout(self)
@@ -201,6 +201,7 @@ class LayerPicker(QtWidgets.QWidget):
         self._items.clear()
         self._layers = {info.path: info for info in (layers or ()) if info.path}
         if message:
+            self.message.setStyleSheet("color: #b00020;")
             self.message.setText(message)
             self.message.show()
         else:
@@ -225,6 +226,13 @@ class LayerPicker(QtWidgets.QWidget):
         self.tree.expandToDepth(0)
         self._apply_filter(self.filter_edit.text())
         self.select_paths([p for p in selected if p in self._items])
+
+    def show_loading(self) -> None:
+        """Empty the tree and say that the layers are being listed."""
+        self.set_layers(None)
+        self.message.setStyleSheet("color: #707070;")
+        self.message.setText("Listing the layers (building the model and running one image through it)…")
+        self.message.show()
 
     def layers(self) -> dict[str, LayerInfo]:
         return dict(self._layers)

@@ -27,6 +27,7 @@ from app.method_help import show_method_help
 OK_COLOUR = "#1b7f3b"
 ADAPTER_COLOUR = "#8a5a00"
 REFUSED_COLOUR = "#b00020"
+PENDING_COLOUR = "#707070"
 
 STAGE_LABELS = {
     "joint": "with the task loss (main stage)",
@@ -189,14 +190,21 @@ class PairTable(QtWidgets.QTableWidget):
         self._rows: list[_Row] = []
         self._teacher_shapes: dict = {}
         self._student_shapes: dict = {}
-        self._help_dialogs: list[QtWidgets.QDialog] = []
+        self.pending = False          # True while the layer lists are being computed
         self.options_dialog: PairOptionsDialog | None = None
 
     # ---- shapes ----------------------------------------------------------------------------
     def set_shapes(self, teacher_shapes: dict, student_shapes: dict) -> None:
         """The layers' output shapes of the current models; every row is checked again."""
+        self.pending = False
         self._teacher_shapes = dict(teacher_shapes)
         self._student_shapes = dict(student_shapes)
+        for index in range(len(self._rows)):
+            self._recheck(index)
+
+    def set_pending(self) -> None:
+        """The models changed and their layers are being listed: rows say so until :meth:`set_shapes`."""
+        self.pending = True
         for index in range(len(self._rows)):
             self._recheck(index)
 
@@ -235,8 +243,10 @@ class PairTable(QtWidgets.QTableWidget):
         self.pairsChanged.emit()
 
     def row_state(self, index: int) -> tuple[str, str]:
-        """(state, text) of row ``index``'s match cell; see :func:`describe_check`."""
-        return describe_check(self._rows[index].check)
+        """(state, text) of row ``index``'s match cell: ``"direct"``, ``"adapter"``, ``"refused"``
+        (see :func:`describe_check`) or ``"pending"`` while the layers are being listed."""
+        item = self.item(index, self.MATCH_COLUMN)
+        return item.data(QtCore.Qt.ItemDataRole.UserRole), item.text()
 
     def mark_row(self, index: int, message: str) -> None:
         """Show a validation message from outside (e.g. the run check) in row ``index``'s match cell."""
@@ -290,11 +300,15 @@ class PairTable(QtWidgets.QTableWidget):
 
     def _recheck(self, index: int) -> None:
         row = self._rows[index]
+        if self.pending:
+            row.check = PairCheck(ok=False, reason="the models' layers are being listed")
+            self._set_match(index, "pending", "… checking (listing the models' layers)")
+            return
         row.check = self.check(row.pair)
         self._set_match(index, *describe_check(row.check))
 
     def _set_match(self, index: int, state: str, text: str) -> None:
-        colour = {"direct": OK_COLOUR, "adapter": ADAPTER_COLOUR}.get(state, REFUSED_COLOUR)
+        colour = {"direct": OK_COLOUR, "adapter": ADAPTER_COLOUR, "pending": PENDING_COLOUR}.get(state, REFUSED_COLOUR)
         item = self.item(index, self.MATCH_COLUMN)
         item.setText(text)
         item.setToolTip(text)

@@ -265,7 +265,7 @@ class LossPlot(QtWidgets.QWidget):
         self.legend = colormaps.make_legend(self.plot_item)
 
         layout = QtWidgets.QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setContentsMargins(4, 4, 4, 0)
         layout.addLayout(controls)
         layout.addWidget(self.plot_widget, 1)
 
@@ -479,7 +479,7 @@ class AccuracyPlot(QtWidgets.QWidget):
         self.plot_item.addItem(self._teacher_label, ignoreBounds=True)
 
         layout = QtWidgets.QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setContentsMargins(4, 4, 4, 0)
         layout.addLayout(controls)
         layout.addWidget(self.plot_widget, 1)
         self.stage_box.stageChanged.connect(lambda _stage: self._redraw())

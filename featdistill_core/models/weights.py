@@ -93,9 +93,13 @@ def _read_torch_file(path: Path) -> object:
         raise WeightsError(f"cannot read PyTorch file {path}: corrupt or not a PyTorch file ({_first_line(error)})") from error
 
 
-def _first_line(error: BaseException) -> str:
+def _first_line(error: BaseException, limit: int = 120) -> str:
+    """``"KeyError: first line of the message"``, cut to ``limit`` characters."""
     lines = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+    if not lines:
+        return type(error).__name__
+    text = lines[0] if len(lines[0]) <= limit else lines[0][: limit - 3] + "..."
+    return f"{type(error).__name__}: {text}"
 
 
 def _unwrap_checkpoint(content: object, path: Path) -> dict[str, torch.Tensor]:

@@ -1,0 +1,296 @@
+"""LossPlot and AccuracyPlot: data kept raw, EMA and log clipping on display, stages, legend toggling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from PySide6 import QtCore  # noqa: E402
+
+from app.plots import LOG_FLOOR, AccuracyPlot, GrowableArray, LossPlot, ema  # noqa: E402
+from featdistill_core.events import EpochEvent, StepEvent  # noqa: E402
+
+SHOTS = Path("/tmp/featdistill_shots")
+
+
+def reference_ema(values, alpha, initial=None):
+    """The textbook loop, to check the vectorised version against."""
+    out, previous = [], initial
+    for value in values:
+        previous = value if previous is None else alpha * previous + (1 - alpha) * value
+        out.append(previous)
+    return np.array(out)
+
+
+def steps(stage, first, count, components=("ce", "kd"), value=lambda name, step: 1.0 / step):
+    events = []
+    for step in range(first, first + count):
+        losses = {name: value(name, step) for name in components}
+        events.append(StepEvent(stage=stage, step=step, epoch=1 + step // 10, total_steps=1000, losses=losses,
+                                total=sum(losses.values()), lr=0.05, images_per_sec=100.0))
+    return events
+
+
+@pytest.fixture
+def loss_plot(qtbot):
+    widget = LossPlot()
+    qtbot.addWidget(widget)
+    widget.resize(640, 360)
+    return widget
+
+
+@pytest.fixture
+def accuracy_plot(qtbot):
+    widget = AccuracyPlot()
+    qtbot.addWidget(widget)
+    widget.resize(640, 360)
+    return widget
+
+
+# -- helpers ----------------------------------------------------------------------------------------
+
+
+def test_growable_array_keeps_every_value_across_growth():
+    array = GrowableArray(capacity=2)
+    array.extend([1, 2, 3])
+    array.extend(np.arange(4, 101))
+    np.testing.assert_array_equal(array.view(), np.arange(1, 101))
+    assert len(array) == 100
+    assert array.last() == 100.0
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 0.9, 0.999])
+def test_ema_matches_the_textbook_loop(alpha):
+    values = np.random.default_rng(1).normal(size=5000)
+    np.testing.assert_allclose(ema(values, alpha), reference_ema(values, alpha), rtol=1e-9, atol=1e-12)
+
+
+def test_ema_continues_from_an_initial_value():
+    values = np.random.default_rng(2).random(300)
+    whole = ema(values, 0.8)
+    first = ema(values[:120], 0.8)
+    rest = ema(values[120:], 0.8, initial=first[-1])
+    np.testing.assert_allclose(np.concatenate([first, rest]), whole, rtol=1e-12)
+
+
+def test_ema_skips_non_finite_values_and_keeps_them_visible():
+    values = np.array([1.0, np.nan, 3.0, np.inf, 5.0])
+    smoothed = ema(values, 0.5)
+    assert np.isnan(smoothed[1]) and np.isinf(smoothed[3])
+    np.testing.assert_allclose(smoothed[[0, 2, 4]], reference_ema([1.0, 3.0, 5.0], 0.5))
+
+
+def test_ema_rejects_a_factor_out_of_range():
+    with pytest.raises(ValueError, match=r"smoothing must be between 0 and 0.999, got 1.0"):
+        ema([1.0, 2.0], 1.0)
+
+
+# -- LossPlot ---------------------------------------------------------------------------------------
+
+
+def test_loss_curves_appear_as_components_arrive_and_keep_raw_values(loss_plot):
+    loss_plot.add_steps(steps("student", 1, 5))
+    loss_plot.add_steps(steps("student", 6, 5, components=("ce", "kd", "at:layer2"),
+                              value=lambda name, step: step * (3.0 if name == "at:layer2" else 1.0)))
+    assert loss_plot.curve_names() == ["total", "ce", "kd", "at:layer2"]
+
+    x, y = loss_plot.curve_data("ce")
+    np.testing.assert_array_equal(x, np.arange(1, 11))
+    np.testing.assert_allclose(y, [1 / s for s in range(1, 6)] + list(range(6, 11)))
+    x, y = loss_plot.curve_data("at:layer2")
+    np.testing.assert_array_equal(x, np.arange(6, 11))
+    np.testing.assert_allclose(y, 3.0 * np.arange(6, 11))
+    _, total = loss_plot.curve_data("total")
+    np.testing.assert_allclose(total[-1], 10 + 10 + 30)
+
+
+def test_curves_hand_their_data_to_pyqtgraph(loss_plot):
+    loss_plot.add_steps(steps("student", 1, 20))
+    item = loss_plot.plot_items()["kd"]
+    np.testing.assert_allclose(item.getData()[1], 1.0 / np.arange(1, 21))
+    assert item in loss_plot.plot_item.items
+
+
+def test_unknown_curve_name_is_reported_with_the_known_ones(loss_plot):
+    loss_plot.add_steps(steps("student", 1, 2))
+    with pytest.raises(KeyError, match=r"no loss curve named 'fsp'; curves: total, ce, kd"):
+        loss_plot.curve_data("fsp")
+
+
+def test_teacher_stage_curves_are_prefixed_and_the_student_stage_is_shown(loss_plot):
+    loss_plot.add_steps(steps("teacher", 1, 10, components=("ce",)))
+    assert loss_plot.stage() == "teacher"          # the only stage so far: follow it
+    loss_plot.add_steps(steps("student", 1, 10))
+    assert loss_plot.curve_names() == ["teacher total", "teacher ce", "total", "ce", "kd"]
+    assert loss_plot.stage() == "student"
+    items = loss_plot.plot_items()
+    assert items["ce"] in loss_plot.plot_item.items
+    assert items["teacher ce"] not in loss_plot.plot_item.items
+
+    loss_plot.set_stage("teacher")
+    assert items["teacher ce"] in loss_plot.plot_item.items
+    assert items["ce"] not in loss_plot.plot_item.items
+    np.testing.assert_allclose(items["teacher ce"].getData()[1], 1.0 / np.arange(1, 11))
+    # a stage picked by hand stays picked while the run goes on
+    loss_plot.add_steps(steps("student", 11, 5))
+    assert loss_plot.stage() == "teacher"
+    with pytest.raises(ValueError, match=r"unknown stage 'init'; stages seen: teacher, student"):
+        loss_plot.set_stage("init")
+
+
+def test_smoothing_changes_what_is_drawn_not_the_stored_data(loss_plot):
+    rng = np.random.default_rng(3)
+    noise = rng.random(400)
+    loss_plot.add_steps(steps("student", 1, 200, value=lambda name, step: float(noise[step - 1])))
+    loss_plot.set_smoothing(0.9)
+    loss_plot.add_steps(steps("student", 201, 200, value=lambda name, step: float(noise[step - 1])))
+
+    _, raw = loss_plot.curve_data("ce")
+    np.testing.assert_allclose(raw, noise)
+    _, shown = loss_plot.displayed_data("ce")
+    np.testing.assert_allclose(shown, reference_ema(noise, 0.9), rtol=1e-9)
+    np.testing.assert_allclose(loss_plot.plot_items()["ce"].getData()[1], shown)
+    assert loss_plot.smoothing_box.value() == pytest.approx(0.9)
+
+    loss_plot.set_smoothing(0.0)
+    np.testing.assert_allclose(loss_plot.displayed_data("ce")[1], noise)
+    with pytest.raises(ValueError, match="smoothing must be between 0 and 0.999"):
+        loss_plot.set_smoothing(-0.1)
+
+
+def test_smoothing_box_drives_the_plot(loss_plot):
+    loss_plot.add_steps(steps("student", 1, 50))
+    loss_plot.smoothing_box.setValue(0.5)
+    assert loss_plot.smoothing() == 0.5
+    np.testing.assert_allclose(loss_plot.displayed_data("kd")[1], reference_ema(1.0 / np.arange(1, 51), 0.5))
+
+
+def test_log_axis_clips_values_that_have_no_logarithm(loss_plot):
+    values = {1: 2.0, 2: 0.0, 3: -1.0, 4: 1e-9, 5: 0.5}
+    loss_plot.add_steps(steps("student", 1, 5, components=("ce",), value=lambda name, step: values[step]))
+    loss_plot.set_log_y(True)
+    assert loss_plot.log_box.isChecked()
+    _, shown = loss_plot.displayed_data("ce")
+    np.testing.assert_allclose(shown, [2.0, LOG_FLOOR, LOG_FLOOR, LOG_FLOOR, 0.5])
+    np.testing.assert_allclose(loss_plot.curve_data("ce")[1], [2.0, 0.0, -1.0, 1e-9, 0.5])
+    # pyqtgraph draws log10 of what it is given: every point must stay finite
+    drawn = loss_plot.plot_items()["ce"].getData()[1]
+    assert np.isfinite(drawn).all()
+    np.testing.assert_allclose(drawn, np.log10(shown))
+    # later points are clipped too, and switching back restores the raw values
+    loss_plot.add_steps(steps("student", 6, 1, components=("ce",), value=lambda name, step: 0.0))
+    assert loss_plot.displayed_data("ce")[1][-1] == LOG_FLOOR
+    loss_plot.set_log_y(False)
+    np.testing.assert_allclose(loss_plot.displayed_data("ce")[1], [2.0, 0.0, -1.0, 1e-9, 0.5, 0.0])
+
+
+class _LeftClick:
+    """The parts of a pyqtgraph MouseClickEvent that a legend sample reads."""
+
+    accepted = False
+
+    def button(self):
+        return QtCore.Qt.MouseButton.LeftButton
+
+    def accept(self):
+        self.accepted = True
+
+
+def test_clicking_a_legend_entry_toggles_its_curve(loss_plot):
+    loss_plot.add_steps(steps("student", 1, 10))
+    samples = {label.text: sample for sample, label in loss_plot.legend.items}
+    assert set(samples) == {"total", "ce", "kd"}
+    samples["kd"].mouseClickEvent(_LeftClick())
+    assert not loss_plot.is_curve_visible("kd")
+    assert loss_plot.is_curve_visible("ce")
+    loss_plot.add_steps(steps("student", 11, 5))        # new data does not bring it back
+    assert not loss_plot.is_curve_visible("kd")
+    samples["kd"].mouseClickEvent(_LeftClick())
+    assert loss_plot.is_curve_visible("kd")
+
+
+def test_clear_forgets_every_curve_and_stage(loss_plot):
+    loss_plot.add_steps(steps("teacher", 1, 5))
+    loss_plot.add_steps(steps("student", 1, 5))
+    loss_plot.clear()
+    assert loss_plot.curve_names() == []
+    assert loss_plot.stage() is None
+    assert not [item for item in loss_plot.plot_item.items if item in loss_plot.plot_item.dataItems]
+    loss_plot.add_steps(steps("student", 1, 3))
+    assert loss_plot.curve_names() == ["total", "ce", "kd"]
+
+
+def test_many_points_in_one_batch(loss_plot):
+    loss_plot.add_steps(steps("student", 1, 20_000, components=("ce",)))
+    x, y = loss_plot.curve_data("ce")
+    assert x.size == 20_000 and x[-1] == 20_000
+
+
+# -- AccuracyPlot -----------------------------------------------------------------------------------
+
+
+def epochs(stage, count, planned=10, teacher=None):
+    return [EpochEvent(stage=stage, epoch=e, epochs=planned, train_acc=10.0 * e, test_acc=9.0 * e,
+                       teacher_acc=teacher) for e in range(1, count + 1)]
+
+
+def test_accuracy_series_and_teacher_reference_line(accuracy_plot):
+    accuracy_plot.add_epochs(epochs("student", 3, planned=20, teacher=71.5))
+    accuracy_plot.add_epochs(epochs("student", 5, planned=20, teacher=71.5)[3:])
+    x, y = accuracy_plot.series("train")
+    np.testing.assert_array_equal(x, [1, 2, 3, 4, 5])
+    np.testing.assert_allclose(y, [10, 20, 30, 40, 50])
+    np.testing.assert_allclose(accuracy_plot.series("test")[1], [9, 18, 27, 36, 45])
+
+    x, y = accuracy_plot.series("teacher")
+    np.testing.assert_array_equal(x, [1, 20])       # spans the planned epochs
+    np.testing.assert_allclose(y, [71.5, 71.5])
+    items = accuracy_plot.plot_items()
+    np.testing.assert_allclose(items["teacher"].getData()[1], [71.5, 71.5])
+    assert items["teacher"].opts["pen"].style() == QtCore.Qt.PenStyle.DashLine
+    assert "teacher 71.5 %" in accuracy_plot._teacher_label.toPlainText()
+    assert items["train"].opts["symbol"] is not None
+
+
+def test_an_epoch_reported_again_keeps_its_latest_value(accuracy_plot):
+    accuracy_plot.add_epochs(epochs("student", 2))
+    accuracy_plot.add_epochs([EpochEvent("student", 2, 10, train_acc=99.0, test_acc=98.0)])
+    np.testing.assert_allclose(accuracy_plot.series("train")[1], [10.0, 99.0])
+
+
+def test_accuracy_without_teacher_has_an_empty_teacher_series(accuracy_plot):
+    accuracy_plot.add_epochs(epochs("student", 2))
+    assert accuracy_plot.series("teacher")[0].size == 0
+    assert not accuracy_plot._teacher_label.isVisible()
+
+
+def test_accuracy_stages_are_separate(accuracy_plot):
+    accuracy_plot.add_epochs(epochs("teacher", 4))
+    assert accuracy_plot.stage() == "teacher"
+    np.testing.assert_allclose(accuracy_plot.plot_items()["train"].getData()[1], [10, 20, 30, 40])
+    accuracy_plot.add_epochs(epochs("student", 2, teacher=40.0))
+    assert accuracy_plot.stage() == "student"
+    np.testing.assert_allclose(accuracy_plot.plot_items()["train"].getData()[1], [10, 20])
+    np.testing.assert_allclose(accuracy_plot.series("teacher train")[1], [10, 20, 30, 40])
+    with pytest.raises(KeyError, match="no accuracy series named 'val'"):
+        accuracy_plot.series("val")
+    accuracy_plot.clear()
+    assert accuracy_plot.series("train")[0].size == 0
+
+
+def test_render_plots_for_a_look(loss_plot, accuracy_plot, qtbot):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    loss_plot.add_steps(steps("student", 1, 2000, components=("ce", "kd", "at:layer2"),
+                              value=lambda name, step: (1 + 0.2 * rng.random()) * np.exp(-step / 600)))
+    accuracy_plot.add_epochs(epochs("student", 6, planned=10, teacher=72.0))
+    for widget, name in ((loss_plot, "loss_plot.png"), (accuracy_plot, "accuracy_plot.png")):
+        widget.show()
+        qtbot.waitExposed(widget)
+        path = SHOTS / name
+        assert widget.grab().save(str(path))
+        assert path.stat().st_size > 5_000
