@@ -179,7 +179,13 @@ class AttentionView(QtWidgets.QWidget):
         self.timeline.setEnabled(False)
         self.timeline_label = QtWidgets.QLabel("no snapshot yet")
         self.timeline_label.setObjectName("attentionTimelineLabel")
-        self.timeline_label.setMinimumWidth(260)
+        self.timeline_label.setMinimumWidth(200)
+        self.live_button = QtWidgets.QToolButton()
+        self.live_button.setObjectName("attentionLive")
+        self.live_button.setText("● live")
+        self.live_button.setCheckable(True)
+        self.live_button.setEnabled(False)
+        self.live_button.setToolTip("Follow new snapshots as they arrive (jumps to the newest)")
 
         # probe selector
         self.probe_list = QtWidgets.QListWidget()
@@ -217,6 +223,7 @@ class AttentionView(QtWidgets.QWidget):
         top.addWidget(QtWidgets.QLabel("snapshot"))
         top.addWidget(self.timeline, 1)
         top.addWidget(self.timeline_label)
+        top.addWidget(self.live_button)
         middle = QtWidgets.QHBoxLayout()
         middle.addWidget(QtWidgets.QLabel("probe images"))
         middle.addWidget(self.probe_list, 1)
@@ -228,6 +235,7 @@ class AttentionView(QtWidgets.QWidget):
         layout.addWidget(self.scroll, 1)
 
         self.timeline.valueChanged.connect(self._slider_moved)
+        self.live_button.clicked.connect(self._live_clicked)
         self.probe_list.itemChanged.connect(self._probe_ticked)
         self.png_action.triggered.connect(self._ask_png)
         self.gif_action.triggered.connect(self._ask_gif)
@@ -375,12 +383,21 @@ class AttentionView(QtWidgets.QWidget):
         self.export_button.setEnabled(count > 0)
 
     def _update_timeline_label(self) -> None:
+        live = self.is_live()
+        self.live_button.setChecked(live and self._current >= 0)
+        self.live_button.setEnabled(self._current >= 0)
         if self._current < 0:
             self.timeline_label.setText("no snapshot yet")
             return
-        snap = self._snapshots[self._current]
-        follow = "live" if self.is_live() else "paused: drag to the end to follow"
-        self.timeline_label.setText(f"{self._caption(snap, self._current)} · {follow}")
+        self.timeline_label.setText(self._caption(self._snapshots[self._current], self._current))
+        self.timeline_label.setToolTip("" if live else "Pinned to this snapshot: press \"live\" or drag "
+                                                       "the slider to the end to follow new ones")
+
+    def _live_clicked(self) -> None:
+        if self._snapshots:
+            self.show_snapshot(-1)
+        else:
+            self.live_button.setChecked(False)
 
     def _caption(self, snap: AttentionSnapshot, index: int) -> str:
         stage = "" if snap.stage == "student" else f" · {snap.stage} stage"

@@ -67,6 +67,7 @@ def style_plot_item(plot: pg.PlotItem, *, x_label: str, y_label: str, title: str
         axis = plot.getAxis(name)
         axis.setPen(text_pen)
         axis.setTextPen(text_pen)
+        axis.setStyle(maxTickLevel=1)   # major and minor grid lines only: lighter to look at and to paint
     label_style = {"color": FOREGROUND, "font-size": "10pt"}
     plot.setLabel("bottom", x_label, **label_style)
     plot.setLabel("left", y_label, **label_style)

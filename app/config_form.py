@@ -85,6 +85,10 @@ class ConfigForm(QtWidgets.QTabWidget):
         self._layers_key: tuple | None = None
         self._model_errors: dict[str, str] = {}   # models that cannot be built stay marked
         self._layers_pending = False
+        self._quick_timer = QtCore.QTimer(self)       # the quick check runs 250 ms after the last edit
+        self._quick_timer.setSingleShot(True)
+        self._quick_timer.setInterval(250)
+        self._quick_timer.timeout.connect(self.check_quick)
         self._loader = LayerLoader(self)
         self._loader.loaded.connect(self._layers_loaded)
         self._build_models_page()
@@ -97,10 +101,6 @@ class ConfigForm(QtWidgets.QTabWidget):
         self.setTabToolTip(MODELS_TAB, "Teacher, student and dataset.")
         self.setTabToolTip(LAYERS_TAB, "Which layers to distil, and how.")
         self.setTabToolTip(TRAINING_TAB, "Epochs, optimizer, device, output folder.")
-        self._quick_timer = QtCore.QTimer(self)
-        self._quick_timer.setSingleShot(True)
-        self._quick_timer.setInterval(250)
-        self._quick_timer.timeout.connect(self.check_quick)
         self.set_config(RunConfig())
 
     # ---- building the pages ------------------------------------------------------------------
@@ -457,6 +457,10 @@ class ConfigForm(QtWidgets.QTabWidget):
             return count_classes(RunConfig(data=DataConfig(name=name, path=self.data_path.text())))
         except ConfigError:
             return 10
+
+    def wait_for_layers(self, timeout: float = 30.0) -> None:
+        """Block until the layer trees are listed (for closing the window, and for tests)."""
+        self._loader.wait(timeout)
 
     def layers_busy(self) -> bool:
         """True while the layer trees are being computed in the background."""

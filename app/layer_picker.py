@@ -141,7 +141,7 @@ class LayerPicker(QtWidgets.QWidget):
     """A filter box above a tree of one model's layers. Several layers may be selected (FSP)."""
 
     selectionChanged = QtCore.Signal()
-    COLUMNS = ("Layer", "Type", "Output shape", "Params")
+    COLUMNS = ("Layer", "Type", "Output shape")
 
     def __init__(self, role: str, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
@@ -173,9 +173,9 @@ class LayerPicker(QtWidgets.QWidget):
         )
         header = self.tree.header()
         header.setStretchLastSection(False)
-        header.setSectionResizeMode(0, QtWidgets.QHeaderView.ResizeMode.Stretch)
-        for column in range(1, len(self.COLUMNS)):
-            header.setSectionResizeMode(column, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(0, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
+        header.setSectionResizeMode(1, QtWidgets.QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(2, QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
         self.tree.itemSelectionChanged.connect(self.selectionChanged)
 
         self.message = QtWidgets.QLabel()
@@ -209,12 +209,11 @@ class LayerPicker(QtWidgets.QWidget):
         for info in self._layers.values():
             parent_path = info.path.rsplit(".", 1)[0] if "." in info.path else ""
             parent = self._items.get(parent_path)
-            item = QtWidgets.QTreeWidgetItem(
-                [info.path.rsplit(".", 1)[-1], info.type_name, format_shape(info.shape), f"{info.num_params:,}"]
-            )
+            item = QtWidgets.QTreeWidgetItem([info.path.rsplit(".", 1)[-1], info.type_name, format_shape(info.shape)])
             item.setData(0, PATH_ROLE, info.path)
-            item.setToolTip(0, info.path)
-            item.setTextAlignment(3, QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter)
+            tip = f"{info.path} · {info.type_name} · output {format_shape(info.shape)} · {info.num_params:,} parameters"
+            for column in range(len(self.COLUMNS)):
+                item.setToolTip(column, tip)
             if info.shape is None:  # a module whose output is not a tensor cannot be matched
                 item.setFlags(item.flags() & ~QtCore.Qt.ItemFlag.ItemIsSelectable)
                 item.setForeground(0, QtGui.QBrush(QtGui.QColor("#909090")))

@@ -45,7 +45,7 @@ def describe_check(check: PairCheck) -> tuple[str, str]:
     if not check.ok:
         return "refused", f"✗ {check.reason}"
     if check.adapter in ("", "none"):
-        return "direct", "✓ direct: shapes match as they are"
+        return "direct", "✓ direct (shapes match as they are)"
     return "adapter", f"✓ via {check.adapter}"
 
 
@@ -175,13 +175,17 @@ class PairTable(QtWidgets.QTableWidget):
         self.setHorizontalHeaderLabels(list(self.COLUMNS))
         self.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectionBehavior.SelectRows)
         self.setEditTriggers(QtWidgets.QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.setWordWrap(True)
+        self.setWordWrap(False)
+        self.setTextElideMode(QtCore.Qt.TextElideMode.ElideRight)
         self.verticalHeader().setVisible(False)
+        self.verticalHeader().setDefaultSectionSize(28)
         header = self.horizontalHeader()
         for column in range(len(self.COLUMNS)):
             mode = (QtWidgets.QHeaderView.ResizeMode.Stretch if column == self.MATCH_COLUMN
                     else QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
             header.setSectionResizeMode(column, mode)
+        header.setSectionResizeMode(3, QtWidgets.QHeaderView.ResizeMode.Fixed)
+        self.setColumnWidth(3, 92)
         self.setToolTip(
             "The layer pairs to distil. Match tells whether the shapes fit as they are (✓ direct), through "
             "an adapter the trainer adds (✓ via …), or not at all (✗, with the reason). "
@@ -262,11 +266,13 @@ class PairTable(QtWidgets.QTableWidget):
             method_combo.addItem(key, key)
             method_combo.setItemData(method_combo.count() - 1, METHODS[key].title, QtCore.Qt.ItemDataRole.ToolTipRole)
         method_combo.setCurrentIndex(method_combo.findData(pair.method))
+        method_combo.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToContents)
         method_combo.setToolTip("The distillation method of this pair: hint (FitNets), at (attention transfer), "
                                 "fsp (flow of solution procedure, two layers per side).")
         weight_spin = QtWidgets.QDoubleSpinBox()
         weight_spin.setRange(0.0, 1e6)
         weight_spin.setDecimals(3)
+        weight_spin.setButtonSymbols(QtWidgets.QAbstractSpinBox.ButtonSymbols.NoButtons)
         weight_spin.setValue(pair.weight)
         weight_spin.setToolTip("Multiplies this pair's loss before it is added to the total.")
         options_button = QtWidgets.QPushButton(options_summary(pair))
@@ -314,7 +320,6 @@ class PairTable(QtWidgets.QTableWidget):
         item.setToolTip(text)
         item.setForeground(QtGui.QBrush(QtGui.QColor(colour)))
         item.setData(QtCore.Qt.ItemDataRole.UserRole, state)
-        self.resizeRowToContents(index)
 
     def _method_changed(self, row: _Row) -> None:
         method = row.method_combo.currentData()

@@ -194,10 +194,12 @@ class _LossCurve:
         self.shown = GrowableArray()       # smoothed, then clipped to LOG_FLOOR on a log axis
         self.last_smoothed: float | None = None
         self.stale = False                 # data changed while the curve was not on the plot
+        self.all_finite = True             # lets pyqtgraph skip its O(n) finite checks per update
 
     def append(self, x: np.ndarray, y: np.ndarray, alpha: float, log_y: bool) -> None:
         self.x.extend(x)
         self.raw.extend(y)
+        self.all_finite = self.all_finite and bool(np.isfinite(y).all())
         smoothed = ema(y, alpha, self.last_smoothed) if alpha > 0 else y
         self._remember_last(smoothed)
         self.shown.extend(np.maximum(smoothed, LOG_FLOOR) if log_y else smoothed)
@@ -216,6 +218,8 @@ class _LossCurve:
             self.last_smoothed = float(finite[-1])
 
     def push_to_item(self) -> None:
+        # steps are finite, and smoothing and clipping keep finite values finite
+        self.item.setSkipFiniteCheck(self.all_finite)
         self.item.setData(self.x.view(), self.shown.view())
         self.stale = False
 
@@ -263,6 +267,10 @@ class LossPlot(QtWidgets.QWidget):
         self.plot_item: pg.PlotItem = self.plot_widget.getPlotItem()
         colormaps.style_plot_item(self.plot_item, x_label="step", y_label="loss", title="Loss")
         self.legend = colormaps.make_legend(self.plot_item)
+        # PlotItem.addItem applies the plot's own down-sampling and clip settings to every curve
+        # it receives (overriding the curve's), so they are set here, on the plot
+        self.plot_item.setDownsampling(auto=True, mode="peak")
+        self.plot_item.setClipToView(True)
 
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 0)
@@ -386,8 +394,6 @@ class LossPlot(QtWidgets.QWidget):
                 siblings = sum(1 for c in self._curves.values() if c.stage == stage and c.component != TOTAL)
                 colour = colormaps.palette_colour(siblings)
             item = pg.PlotDataItem(pen=pg.mkPen(colour, width=1), name=component)
-            item.setDownsampling(auto=True, method="peak")
-            item.setClipToView(True)
             curve = self._curves[name] = _LossCurve(name, stage, component, item)
             if stage == self.stage_box.stage():
                 self.plot_item.addItem(item)

@@ -305,6 +305,10 @@ def check_values(config: RunConfig) -> None:
     if c.data.name in ("cifar10", "cifar100", "imagefolder") and not c.data.path:
         raise ConfigError("data.path", f"the {c.data.name} dataset needs the folder it is in")
     _at_least("data.image_size", c.data.image_size, 8)
+    if c.data.name in ("cifar10", "cifar100") and c.data.image_size != 32:
+        raise ConfigError("data.image_size", f"CIFAR images are 32×32; got {c.data.image_size}")
+    if c.data.name == "demo" and c.data.demo_train < c.batch_size:
+        raise ConfigError("batch_size", f"must not exceed data.demo_train ({c.data.demo_train}); got {c.batch_size}")
     _at_least("data.demo_train", c.data.demo_train, 10)
     _at_least("data.demo_test", c.data.demo_test, 10)
     _one_of("optim.name", c.optim.name, OPTIMIZERS)

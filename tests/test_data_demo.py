@@ -88,6 +88,8 @@ def test_bad_demo_sizes_are_rejected():
         load_demo(0, 5)
     with pytest.raises(DatasetError, match="image_size must be at least 8; got 4"):
         make_demo_images(3, image_size=4)
+    with pytest.raises(DatasetError, match="dataset demo: seed must be a non-negative integer; got -1"):
+        load_dataset("demo", seed=-1)
 
 
 # --- DataBundle, via load_dataset("demo") -------------------------------------------------------------

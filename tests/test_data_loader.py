@@ -188,5 +188,7 @@ def test_loader_rejects_bad_arguments_with_clear_messages():
         BatchLoader(images.float(), labels, 4, mean=MEAN, std=STD)
     with pytest.raises(ValueError, match="10 images but labels of shape \\(9,\\)"):
         BatchLoader(images, labels[:9], 4, mean=MEAN, std=STD)
+    with pytest.raises(ValueError, match="seed must be a non-negative integer; got -3"):
+        BatchLoader(images, labels, 4, mean=MEAN, std=STD, seed=-3)
     with pytest.raises(ValueError, match="one value per channel"):
         BatchLoader(images, labels, 4, mean=(0.5,), std=(0.5,))

@@ -126,6 +126,8 @@ def load_dataset(
     key = name.strip().lower() if isinstance(name, str) else name
     if key not in DATASETS:
         raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    if not isinstance(seed, int) or seed < 0:
+        raise DatasetError(f"dataset {key}: seed must be a non-negative integer; got {seed!r}")
     if key == "demo":
         splits = load_demo(demo_train, demo_test, seed=seed, image_size=image_size)
         return _bundle(splits, key, *channel_mean_std(splits.train_images))

@@ -52,20 +52,25 @@ def _allowed_globals() -> dict[tuple[str, str], object]:
     return allowed
 
 
+class RefusedGlobal(pickle.UnpicklingError):
+    """A pickle asked for a global outside :class:`RestrictedUnpickler`'s allow list."""
+
+
 class RestrictedUnpickler(pickle.Unpickler):
     """An unpickler that only reconstructs numpy arrays, numpy scalars and builtin containers.
 
     Every global a pickle refers to goes through :meth:`find_class`; anything outside the allow list
-    raises :class:`pickle.UnpicklingError` before it is imported, let alone called.
+    raises :class:`RefusedGlobal` before it is imported, let alone called.
     """
 
     _ALLOWED = _allowed_globals()
 
-    def find_class(self, module: str, name: str):  # noqa: D102 - see class docstring
+    def find_class(self, module: str, name: str):
+        """The allowed object named ``module.name``; refuse any other."""
         try:
             return self._ALLOWED[(module, name)]
         except KeyError:
-            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed") from None
+            raise RefusedGlobal(f"global {module}.{name} is not allowed") from None
 
 
 def read_pickle(path: Path, what: str):
@@ -73,9 +78,9 @@ def read_pickle(path: Path, what: str):
     try:
         with open(path, "rb") as stream:
             return RestrictedUnpickler(stream, encoding="bytes").load()
-    except pickle.UnpicklingError as error:
+    except RefusedGlobal as error:
         raise DatasetError(f"{what} file {path}: refused to load it: {error} (a CIFAR file holds only numpy arrays and lists)") from None
-    except (OSError, EOFError, ValueError, TypeError, AttributeError, IndexError, KeyError) as error:
+    except Exception as error:   # a damaged pickle can fail in many ways; all mean "not a CIFAR file"
         raise DatasetError(f"{what} file {path}: not a readable CIFAR pickle ({type(error).__name__}: {error})") from None
 
 

@@ -53,6 +53,8 @@ class BatchLoader:
             )
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
+        if int(seed) < 0:
+            raise ValueError(f"seed must be a non-negative integer; got {seed}")
         channels = images_uint8.shape[1]
         if len(mean) != channels or len(std) != channels:
             raise ValueError(f"mean and std need one value per channel ({channels}); got {len(mean)} and {len(std)}")

@@ -39,33 +39,25 @@ def random_crop_flip(
     right with probability 1/2. All random draws come from ``generator`` (on the CPU), so a seeded
     generator makes the batch reproducible.
 
-    Implementation: one gather with advanced indexing, ``out[b, c, i, j] = padded[b, c, dy[b] + i, col[b, j]]``
-    where ``col[b, j] = dx[b] + j``, reversed along ``j`` for flipped images.
+    Implementation: ``padded.unfold`` twice gives a view of every (H, W) window, shape
+    (B, C, 2p+1, 2p+1, H, W), without copying; one advanced index picks window ``(dy[b], dx[b])`` of
+    each image, and the images to mirror are flipped along their last axis.
     """
     if images.ndim != 4:
         raise ValueError(f"random_crop_flip expects a batch (B, C, H, W); got shape {tuple(images.shape)}")
     if padding < 0:
         raise ValueError(f"padding must be >= 0; got {padding}")
-    batch, channels, height, width = images.shape
+    batch, _, height, width = images.shape
     device = images.device
+    dy = torch.randint(0, 2 * padding + 1, (batch,), generator=generator).to(device)
+    dx = torch.randint(0, 2 * padding + 1, (batch,), generator=generator).to(device)
     padded = F.pad(images, (padding, padding, padding, padding)) if padding else images
-
-    dy = torch.randint(0, 2 * padding + 1, (batch,), generator=generator)
-    dx = torch.randint(0, 2 * padding + 1, (batch,), generator=generator)
-    rows = dy[:, None] + torch.arange(height)          # (B, H)
-    cols = dx[:, None] + torch.arange(width)           # (B, W)
+    windows = padded.unfold(2, height, 1).unfold(3, width, 1)     # (B, C, 2p+1, 2p+1, H, W), a view
+    out = windows[torch.arange(batch, device=device), :, dy, dx]  # (B, C, H, W), a copy
     if flip:
-        flipped = torch.rand(batch, generator=generator) < 0.5
-        cols = torch.where(flipped[:, None], cols.flip(1), cols)
-
-    batch_index = torch.arange(batch)[:, None, None, None]
-    channel_index = torch.arange(channels)[None, :, None, None]
-    return padded[
-        batch_index.to(device),
-        channel_index.to(device),
-        rows[:, None, :, None].to(device),
-        cols[:, None, None, :].to(device),
-    ]
+        flipped = (torch.rand(batch, generator=generator) < 0.5).to(device)
+        out[flipped] = out[flipped].flip(-1)
+    return out
 
 
 def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,113 @@
+"""Start the window: ``featdistill-gui`` or ``python -m app``.
+
+    featdistill-gui                          the window on the embedded demo (or the last run file)
+    featdistill-gui RUN.toml                 the window on a run file
+    featdistill-gui --self-test [--screenshot shot.png]
+                                             train a short demo in the window, check it, exit 0 or 1
+
+Without a display (no ``DISPLAY``/``WAYLAND_DISPLAY`` on Linux) the self-test uses Qt's offscreen
+platform by itself. ``--exit-when-shown`` quits as soon as the window has been painted once and
+prints the seconds since start: what ``benchmarks/bench_launch.py`` measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import sys
+import time
+
+_STARTED = time.perf_counter()
+
+
+def _say(text: str, error: bool = False) -> None:
+    """Print, even in a windowed frozen build where ``sys.stdout``/``sys.stderr`` are None."""
+    stream = sys.stderr if error else sys.stdout
+    if stream is None:
+        return
+    try:
+        print(text, file=stream, flush=True)
+    except (OSError, ValueError):
+        pass
+
+
+def _has_display() -> bool:
+    if not sys.platform.startswith("linux"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="featdistill-gui",
+        description="The featdistill workbench: set up a feature-distillation run, train it, "
+                    "watch the loss curves and attention maps live.",
+    )
+    parser.add_argument("run_file", nargs="?", help="a run file (.toml) to open instead of the demo")
+    parser.add_argument("--self-test", action="store_true",
+                        help="train a short demo in the window, check that curves and attention maps arrive, "
+                             "exit 0 (or 1 with the reason on stderr)")
+    parser.add_argument("--screenshot", metavar="PATH", help="with --self-test: save the window as a PNG at the end")
+    parser.add_argument("--timeout", type=float, default=300.0, metavar="S", help="with --self-test: give up after S seconds")
+    parser.add_argument("--exit-when-shown", action="store_true",
+                        help="quit once the window is first painted and print the launch time (for benchmarks)")
+    args = parser.parse_args(argv)
+    if args.screenshot and not args.self_test:
+        parser.error("--screenshot works with --self-test")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    multiprocessing.freeze_support()
+    args = parse_args(argv)
+    if not _has_display() and not os.environ.get("QT_QPA_PLATFORM"):
+        if args.self_test or args.exit_when_shown:
+            os.environ["QT_QPA_PLATFORM"] = "offscreen"
+        else:
+            _say("featdistill-gui: no display found (DISPLAY and WAYLAND_DISPLAY are unset); "
+                 "run it on a desktop, or try `featdistill-gui --self-test`", error=True)
+            return 2
+
+    import torch  # noqa: F401  - before Qt: on Windows, torch after Qt can fail to load c10.dll
+
+    from PySide6 import QtCore, QtWidgets
+
+    QtCore.QCoreApplication.setOrganizationName("featdistill")
+    QtCore.QCoreApplication.setApplicationName("featdistill")
+    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
+    app.setStyle("Fusion")
+
+    if args.self_test:
+        from app.selftest import run_self_test
+
+        result = run_self_test(args.screenshot, timeout_s=args.timeout)
+        if result.ok:
+            shot = f"; screenshot saved to {args.screenshot}" if args.screenshot else ""
+            _say(f"featdistill self-test passed in {result.seconds:.1f} s{shot}")
+            return 0
+        _say(f"featdistill self-test FAILED: {result.message}", error=True)
+        return 1
+
+    from app.main_window import MainWindow
+    from app.worker import warm_up_torch
+
+    window = MainWindow()
+    if args.run_file:
+        window.open_run_file(args.run_file)
+    else:
+        window.open_last_run_file()
+    if args.exit_when_shown:
+        def shown() -> None:
+            _say(f"featdistill-gui: window shown after {time.perf_counter() - _STARTED:.3f} s")
+            window.close()
+        window.firstShown.connect(shown)
+    else:
+        # Import torch._dynamo now, while the window is idle, not when training starts (see warm_up_torch).
+        window.firstShown.connect(lambda: QtCore.QTimer.singleShot(300, warm_up_torch))
+    window.show()
+    return app.exec()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

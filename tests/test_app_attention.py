@@ -1,0 +1,266 @@
+"""AttentionView: the arrays on screen, shared colour scales, probe choice, timeline replay, exports."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from PySide6 import QtCore  # noqa: E402
+
+from app.attention_view import AttentionView, display_image, nice_ceiling  # noqa: E402
+from featdistill_core.events import AttentionSnapshot, PairMaps  # noqa: E402
+
+SHOTS = Path("/tmp/featdistill_shots")
+PROBES = 6
+
+
+def make_snapshot(step: int, *, seed: int | None = None, pairs=(("at:layer2<-layer2", 8), ("at:layer3<-layer3", 4)),
+                  probes: int = PROBES, closeness: float = 0.0) -> AttentionSnapshot:
+    """Synthetic maps: a fixed teacher per pair and a student that moves towards it with ``closeness``."""
+    rng = np.random.default_rng(step if seed is None else seed)
+    fixed = np.random.default_rng(1234)
+    images = fixed.random((probes, 16, 16, 3), dtype=np.float32)
+    maps = []
+    for name, size in pairs:
+        teacher = fixed.gamma(2.0, 0.5, size=(probes, size, size)).astype(np.float32)
+        teacher /= teacher.mean(axis=(1, 2), keepdims=True)
+        noise = rng.gamma(2.0, 0.5, size=(probes, size, size)).astype(np.float32)
+        noise /= noise.mean(axis=(1, 2), keepdims=True)
+        student = (closeness * teacher + (1 - closeness) * noise).astype(np.float32)
+        layer = name.split("<-")[-1]
+        maps.append(PairMaps(name=name, teacher_layer=layer, student_layer=layer, teacher=teacher, student=student))
+    return AttentionSnapshot(stage="student", step=step, epoch=1 + step // 100, images=images,
+                             labels=tuple(range(3, 3 + probes)), pairs=tuple(maps))
+
+
+@pytest.fixture
+def view(qtbot):
+    widget = AttentionView()
+    qtbot.addWidget(widget)
+    widget.resize(720, 800)
+    widget.show()
+    qtbot.waitExposed(widget)
+    return widget
+
+
+def shown(view, pair, probe, role):
+    return view.image_items()[(pair, probe, role)].image
+
+
+def test_nice_ceiling_rounds_up_to_readable_bounds():
+    cases = {0.7: 1.0, 1.0: 1.0, 1.2: 2.0, 2.2: 2.5, 3.0: 5.0, 7.0: 10.0, 0.03: 0.05, 0.0: 1.0, float("nan"): 1.0}
+    for value, expected in cases.items():
+        assert nice_ceiling(value) == pytest.approx(expected), value
+
+
+def test_maps_on_screen_are_the_events_arrays(view):
+    snap = make_snapshot(100)
+    view.add_snapshots([snap])
+    keys = view.image_items().keys()
+    assert {probe for _, probe, _ in keys} == {0, 1, 2, 3}          # first four probes by default
+    for pair in snap.pairs:
+        for k in range(4):
+            np.testing.assert_array_equal(shown(view, pair.name, k, "teacher"), pair.teacher[k])
+            np.testing.assert_array_equal(shown(view, pair.name, k, "student"), pair.student[k])
+            np.testing.assert_allclose(shown(view, pair.name, k, "difference"), pair.student[k] - pair.teacher[k])
+            np.testing.assert_array_equal(shown(view, pair.name, k, "image"),
+                                          np.round(snap.images[k] * 255).astype(np.uint8))
+            item = view.image_items()[(pair.name, k, "teacher")]
+            assert item.image.dtype == np.float32 and item.image.flags.c_contiguous
+            # the map is stretched over the probe image so the panels line up
+            assert item.mapRectToParent(item.boundingRect()) == QtCore.QRectF(0, 0, 16, 16)
+
+
+def test_teacher_and_student_share_one_fixed_scale_and_the_difference_is_symmetric(view):
+    snap = make_snapshot(100)
+    view.add_snapshots([snap])
+    teacher_values = np.concatenate([p.teacher.ravel() for p in snap.pairs])
+    diff_values = np.concatenate([np.abs(p.student - p.teacher).ravel() for p in snap.pairs])
+    hi = nice_ceiling(float(np.percentile(teacher_values, 99.5)))
+    d = nice_ceiling(float(np.percentile(diff_values, 99.5)))
+    assert view.levels() == {"maps": (0.0, hi), "difference": (-d, d)}
+
+    items = view.image_items()
+    maps = [item for (_, _, role), item in items.items() if role in ("teacher", "student")]
+    diffs = [item for (_, _, role), item in items.items() if role == "difference"]
+    assert len(maps) == 2 * 2 * 4 and len(diffs) == 2 * 4
+    for item in maps:
+        assert tuple(item.getLevels()) == (0.0, hi)
+        assert item.lut.shape[0] == 256
+        np.testing.assert_array_equal(item.lut, maps[0].lut)
+    for item in diffs:
+        assert tuple(item.getLevels()) == (-d, d)
+        np.testing.assert_array_equal(item.lut, diffs[0].lut)
+    assert not np.array_equal(maps[0].lut, diffs[0].lut)
+    assert view._map_bar.levels() == (0.0, hi)
+
+
+def test_scales_only_grow_so_a_replay_compares_like_with_like(view):
+    view.add_snapshots([make_snapshot(1, closeness=0.0)])
+    first = view.levels()
+    view.add_snapshots([make_snapshot(2, closeness=0.95)])
+    assert view.levels() == first
+    diffs = [i for (_, _, role), i in view.image_items().items() if role == "difference"]
+    assert tuple(diffs[0].getLevels()) == first["difference"]
+
+
+def test_pair_header_reports_mean_absolute_difference(view):
+    early, late = make_snapshot(1, closeness=0.0), make_snapshot(2, closeness=0.9)
+    view.add_snapshots([early, late])
+    pair_early, pair_late = early.pairs[0], late.pairs[0]
+    now = float(np.mean(np.abs(pair_late.student - pair_late.teacher)))
+    before = float(np.mean(np.abs(pair_early.student - pair_early.teacher)))
+    assert now < before
+    text = view._headers[pair_late.name].text
+    assert f"{now:.3f}" in text and f"first snapshot {before:.3f}" in text
+    assert "at:layer2&lt;-layer2" in text          # escaped, shown as written
+
+
+def test_choosing_probe_images(view):
+    snap = make_snapshot(5)
+    view.add_snapshots([snap])
+    view.set_probe_indices([5, 2, 5])
+    assert view.probe_indices() == [5, 2]
+    assert {probe for _, probe, _ in view.image_items()} == {2, 5}
+    np.testing.assert_array_equal(shown(view, snap.pairs[1].name, 5, "student"), snap.pairs[1].student[5])
+    checked = [view.probe_list.item(r).checkState() == QtCore.Qt.CheckState.Checked
+               for r in range(view.probe_list.count())]
+    assert checked == [False, False, True, False, False, True]
+
+    with pytest.raises(ValueError, match=r"probe index 6 is out of range: the snapshots hold 6 probe images \(0..5\)"):
+        view.set_probe_indices([1, 6])
+    with pytest.raises(ValueError, match="probe index must be a non-negative integer, got -1"):
+        view.set_probe_indices([-1])
+
+    # ticking a box in the list does the same
+    view.probe_list.item(0).setCheckState(QtCore.Qt.CheckState.Checked)
+    assert view.probe_indices() == [0, 2, 5]
+    assert {probe for _, probe, _ in view.image_items()} == {0, 2, 5}
+
+
+def test_slider_replays_an_older_snapshot_and_pins_it(view, qtbot):
+    snaps = [make_snapshot(step) for step in (10, 20, 30)]
+    view.add_snapshots(snaps[:1])
+    view.add_snapshots(snaps[1:])
+    assert view.snapshot_count() == 3 and view.current_index() == 2 and view.is_live()
+    name = snaps[0].pairs[0].name
+    np.testing.assert_array_equal(shown(view, name, 1, "student"), snaps[2].pairs[0].student[1])
+
+    with qtbot.waitSignal(view.snapshotShown) as blocker:
+        view.timeline.setValue(0)                       # what dragging the slider does
+    assert blocker.args == [0]
+    assert view.current_index() == 0 and not view.is_live()
+    np.testing.assert_array_equal(shown(view, name, 1, "student"), snaps[0].pairs[0].student[1])
+    assert "snapshot 1/3 · step 10" in view.timeline_label.text()
+    assert not view.live_button.isChecked()
+
+    view.add_snapshots([make_snapshot(40)])           # pinned: stays on the old one
+    assert view.current_index() == 0 and view.snapshot_count() == 4
+    assert view.timeline.maximum() == 3
+    assert "snapshot 1/4" in view.timeline_label.text()
+
+    view.live_button.click()                          # back to the end: live again
+    assert view.current_index() == 3 and view.timeline.value() == 3 and view.is_live()
+    assert view.live_button.isChecked()
+    view.add_snapshots([make_snapshot(50)])
+    assert view.current_index() == 4 and view.live_button.isChecked()
+    view.show_snapshot(0)
+    view.show_snapshot(-1)
+    assert view.is_live()
+    with pytest.raises(ValueError, match=r"snapshot index 5 is out of range: 5 snapshots \(0..4\)"):
+        view.show_snapshot(5)
+
+
+def test_set_snapshots_replaces_and_clear_empties(view):
+    view.add_snapshots([make_snapshot(1), make_snapshot(2)])
+    view.set_snapshots([make_snapshot(7), make_snapshot(8), make_snapshot(9)])
+    assert view.snapshot_count() == 3 and view.current_index() == 2
+    view.clear()
+    assert view.snapshot_count() == 0 and view.current_index() == -1
+    assert view.image_items() == {}
+    with pytest.raises(ValueError, match="no attention snapshot to show yet"):
+        view.show_snapshot(0)
+
+
+def test_a_new_pair_layout_rebuilds_the_rows(view):
+    view.add_snapshots([make_snapshot(1, pairs=(("at:a<-a", 4),))])
+    assert {pair for pair, _, _ in view.image_items()} == {"at:a<-a"}
+    view.add_snapshots([make_snapshot(2, pairs=(("at:a<-a", 4), ("at:b<-b", 2)))])
+    assert {pair for pair, _, _ in view.image_items()} == {"at:a<-a", "at:b<-b"}
+
+
+def test_inconsistent_snapshots_are_refused_with_one_clear_line(view):
+    good = make_snapshot(1)
+    pair = good.pairs[0]
+    bad_pair = PairMaps(pair.name, pair.teacher_layer, pair.student_layer, pair.teacher, pair.student[:, :4, :4])
+    bad = AttentionSnapshot("student", 3, 1, good.images, good.labels, (bad_pair,))
+    with pytest.raises(ValueError, match=r"pair 'at:layer2<-layer2': teacher and student maps must both have "
+                                         r"shape \(N, H, W\), got \(6, 8, 8\) and \(6, 4, 4\)"):
+        view.add_snapshots([bad])
+    assert view.snapshot_count() == 0
+
+
+def test_nan_in_a_map_is_not_handed_to_pyqtgraph(view):
+    snap = make_snapshot(1)
+    snap.pairs[0].student[0, 0, 0] = np.nan
+    view.add_snapshots([snap])
+    assert np.isfinite(shown(view, snap.pairs[0].name, 0, "student")).all()
+    assert np.isfinite(shown(view, snap.pairs[0].name, 0, "difference")).all()
+
+
+def test_export_png_writes_the_picture_at_its_size(view, tmp_path):
+    from PIL import Image
+
+    with pytest.raises(ValueError, match="no attention snapshot to export yet"):
+        view.export_png(tmp_path / "empty.png")
+    view.add_snapshots([make_snapshot(1), make_snapshot(2)])
+    path = view.export_png(tmp_path / "attention.png")
+    ratio = view.graphics.devicePixelRatioF()
+    with Image.open(path) as image:
+        assert image.format == "PNG"
+        assert image.size == (round(view.graphics.width() * ratio), round(view.graphics.height() * ratio))
+        # not blank: the viridis maps put many colours on the white background
+        assert len(image.convert("RGB").getcolors(maxcolors=1 << 20)) > 50
+
+
+def test_export_gif_has_one_frame_per_snapshot_and_restores_the_view(view, tmp_path):
+    from PIL import Image
+
+    view.add_snapshots([make_snapshot(s, closeness=s / 40) for s in (10, 20, 30)])
+    view.show_snapshot(1)
+    path = view.export_gif(tmp_path / "attention.gif", fps=5)
+    with Image.open(path) as gif:
+        assert gif.format == "GIF"
+        assert gif.n_frames == 3
+        assert gif.info["duration"] == 200
+    assert view.current_index() == 1
+    snap = view._snapshots[1]
+    np.testing.assert_array_equal(shown(view, snap.pairs[0].name, 0, "student"), snap.pairs[0].student[0])
+    assert "step 20" in view._title.text
+    with pytest.raises(ValueError, match="GIF frame rate must be above 0"):
+        view.export_gif(tmp_path / "x.gif", fps=0)
+
+
+def test_export_png_sequence(view, tmp_path):
+    view.add_snapshots([make_snapshot(s) for s in (1, 2, 3)])
+    paths = view.export_png_sequence(tmp_path / "frames")
+    assert [p.name for p in paths] == ["attention_0001.png", "attention_0002.png", "attention_0003.png"]
+    assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_display_image_converts_to_uint8():
+    image = np.array([[[0.0, 0.5, 1.0], [1.2, -0.1, np.nan]]], dtype=np.float32)
+    np.testing.assert_array_equal(display_image(image), [[[0, 128, 255], [255, 0, 0]]])
+
+
+def test_render_attention_view_for_a_look(view):
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    view.add_snapshots([make_snapshot(s, closeness=s / 500) for s in (0, 100, 200, 300, 400)])
+    view.show_snapshot(2)
+    path = SHOTS / "attention_view.png"
+    assert view.grab().save(str(path))
+    assert path.stat().st_size > 10_000
