@@ -124,6 +124,22 @@ def qimage_to_pil(image: QtGui.QImage):
     return Image.fromarray(array[..., :3].copy(), "RGB")
 
 
+def _same_size(frames: list) -> list:
+    """Frames padded with white to the largest width and height (the layout can change over a run)."""
+    from PIL import Image
+
+    width = max(frame.width for frame in frames)
+    height = max(frame.height for frame in frames)
+    padded = []
+    for frame in frames:
+        if frame.size != (width, height):
+            canvas = Image.new("RGB", (width, height), colormaps.BACKGROUND)
+            canvas.paste(frame, (0, 0))
+            frame = canvas
+        padded.append(frame)
+    return padded
+
+
 # --------------------------------------------------------------------------------------------------
 # the widget
 
@@ -351,7 +367,7 @@ class AttentionView(QtWidgets.QWidget):
         if not 0 < fps <= MAX_GIF_FPS:
             raise ValueError(f"GIF frame rate must be above 0 and at most {MAX_GIF_FPS} frames per second, got {fps}")
         path = Path(path)
-        frames = [qimage_to_pil(image) for image in self._render_all()]
+        frames = _same_size([qimage_to_pil(image) for image in self._render_all()])
         duration = max(20, int(round(1000 / fps)))      # GIF delays are in 10 ms units; 20 ms is the floor
         frames[0].save(path, format="GIF", save_all=True, append_images=frames[1:],
                        duration=duration, loop=0, disposal=1)

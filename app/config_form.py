@@ -43,6 +43,7 @@ _KNOWN_CLASS_COUNTS = {"demo": 10, "cifar10": 10, "cifar100": 100}
 _PAIR_FIELD = re.compile(r"^pairs\[(\d+)\]")
 
 MODELS_TAB, LAYERS_TAB, TRAINING_TAB = 0, 1, 2
+LABEL_WIDTH = 175         # the same label column on every page, so fields line up
 
 
 class ModelCombo(QtWidgets.QComboBox):
@@ -123,8 +124,11 @@ class ConfigForm(QtWidgets.QTabWidget):
 
     def _field(self, form: QtWidgets.QFormLayout, label: str, name: str, editor: QtWidgets.QWidget,
                tooltip: str, tab: int) -> QtWidgets.QWidget:
+        if isinstance(editor, (QtWidgets.QAbstractSpinBox, FloatEdit, IntListEdit)):
+            editor.setMaximumWidth(220)      # numbers need no full-width boxes
         box = FieldBox(editor, tooltip)
         label_widget = QtWidgets.QLabel(label)
+        label_widget.setMinimumWidth(LABEL_WIDTH)
         label_widget.setToolTip(tooltip)
         label_widget.setBuddy(editor)
         form.addRow(label_widget, box)
@@ -150,7 +154,9 @@ class ConfigForm(QtWidgets.QTabWidget):
         self.teacher_train.setObjectName("trainTeacherCheck")
         self.teacher_train.setToolTip("Train the teacher from scratch on the dataset before distilling; "
                                       "for when you have no trained teacher.")
-        teacher.addRow("", self.teacher_train)
+        spacer = QtWidgets.QLabel()
+        spacer.setMinimumWidth(LABEL_WIDTH)
+        teacher.addRow(spacer, self.teacher_train)
         self.teacher_train.toggled.connect(self._edited)
         self.teacher_train.toggled.connect(self._update_enabled)
         self.teacher_epochs = self._field(teacher, "Teacher epochs", "teacher.train_epochs", int_spin(0, 100000),
@@ -457,6 +463,11 @@ class ConfigForm(QtWidgets.QTabWidget):
             return count_classes(RunConfig(data=DataConfig(name=name, path=self.data_path.text())))
         except ConfigError:
             return 10
+
+    def set_editable(self, editable: bool) -> None:
+        """Lock the pages during a run; the tabs stay clickable so the set-up can still be read."""
+        for index in range(self.count()):
+            self.widget(index).setEnabled(editable)
 
     def wait_for_layers(self, timeout: float = 30.0) -> None:
         """Block until the layer trees are listed (for closing the window, and for tests)."""

@@ -17,7 +17,7 @@ from featdistill_core.losses.methods import METHODS, PairCheck, validate_options
 from app.fields import FieldBox
 from app.layer_picker import LayerPicker
 from app.method_help import show_method_help
-from app.pair_table import OK_COLOUR, REFUSED_COLOUR, PairTable, method_label
+from app.pair_table import ADAPTER_COLOUR, OK_COLOUR, REFUSED_COLOUR, PairTable, method_label
 
 
 class LayersPanel(QtWidgets.QWidget):
@@ -82,6 +82,13 @@ class LayersPanel(QtWidgets.QWidget):
 
         self.pair_table = PairTable()
         self.pair_table.pairsChanged.connect(self.changed)
+        self.pair_details = QtWidgets.QLabel()
+        self.pair_details.setObjectName("pairDetails")
+        self.pair_details.setWordWrap(True)
+        self.pair_details.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+        for signal in (self.pair_table.pairsChanged, self.pair_table.checksUpdated,
+                       self.pair_table.itemSelectionChanged):
+            signal.connect(self._update_pair_details)
 
         self.kd_weight = QtWidgets.QDoubleSpinBox()
         self.kd_weight.setRange(0.0, 1e6)
@@ -121,6 +128,7 @@ class LayersPanel(QtWidgets.QWidget):
         lower_layout.setContentsMargins(0, 0, 0, 0)
         lower_layout.addWidget(pairs_label)
         lower_layout.addWidget(self.pair_table, 1)
+        lower_layout.addWidget(self.pair_details)
         lower_layout.addWidget(kd_group)
         split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         split.setObjectName("layersPairsSplitter")
@@ -189,6 +197,25 @@ class LayersPanel(QtWidgets.QWidget):
             self._say("No new pairs to suggest: no further stages of equal spatial size in both networks.",
                       REFUSED_COLOUR)
         return added
+
+    def _update_pair_details(self) -> None:
+        """Below the table, the full match text of the selected row (or of the first refused one)."""
+        table = self.pair_table
+        count = table.rowCount()
+        selected = [index.row() for index in table.selectionModel().selectedRows()]
+        refused = [i for i in range(count) if table.row_state(i)[0] == "refused"]
+        if count == 0:
+            text, colour = ("No pairs yet: the student learns from the labels only (and from the teacher's "
+                            "logits if the KD weight below is above 0)."), "#707070"
+        elif selected or refused:
+            index = selected[0] if selected else refused[0]
+            state, match = table.row_state(index)
+            text = f"Pair {index + 1}: {match}"
+            colour = {"direct": OK_COLOUR, "adapter": ADAPTER_COLOUR, "refused": REFUSED_COLOUR}.get(state, "#707070")
+        else:
+            text, colour = f"{count} pair(s), all can be matched. Select a row to see how.", "#707070"
+        self.pair_details.setStyleSheet(f"color: {colour};")
+        self.pair_details.setText(text)
 
     def _refuse(self, check: PairCheck) -> PairCheck:
         self._say(f"Not added: {check.reason}", REFUSED_COLOUR)

@@ -33,6 +33,7 @@ WINDOW_TITLE = "featdistill — feature-distillation workbench"
 RUN_FILE_FILTER = "Run files (*.toml);;All files (*)"
 STATUS_COLOURS = {"info": "#202020", "ok": "#1b7f3b", "error": "#b00020", "busy": "#0b5394"}
 PROGRESS_STEPS = 1000
+STAGE_NAMES = {"teacher": "Teacher", "init": "Init", "student": "Student"}
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -95,6 +96,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.progress_bar.setFormat("Not started")
         self.progress_bar.setMinimumHeight(24)
         self.progress_bar.setToolTip("Progress of the whole run: stage, epoch, step, speed and time left.")
+        self.speed_label = QtWidgets.QLabel()
+        self.speed_label.setObjectName("speedLabel")
+        self.speed_label.setToolTip("Training speed and the estimated time left for the whole run.")
+        self.speed_label.setMinimumWidth(190)
+        self.speed_label.setAlignment(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter)
         self.status_label = QtWidgets.QLabel()
         self.status_label.setObjectName("statusLine")
         self.status_label.setWordWrap(True)
@@ -175,6 +181,7 @@ class MainWindow(QtWidgets.QMainWindow):
         controls.addWidget(self.stop_button)
         controls.addSpacing(8)
         controls.addWidget(self.progress_bar, 1)
+        controls.addWidget(self.speed_label)
 
         plots = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
         plots.setObjectName("plotsSplitter")
@@ -386,6 +393,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.attention_view.clear()
         self.progress_bar.setValue(0)
         self.progress_bar.setFormat("Not started")
+        self.speed_label.clear()
 
     def _run_started(self, run_dir: str) -> None:
         self.progress_bar.setFormat("Checking the run…")
@@ -407,13 +415,13 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _show_progress(self, p: Progress) -> None:
         self.progress_bar.setValue(int(p.fraction * PROGRESS_STEPS))
-        stage = STAGE_TITLES.get(p.stage, p.stage)
-        speed = f"{p.images_per_sec:,.0f} img/s" if p.images_per_sec else "– img/s"
         paused = " · PAUSED" if self.worker.paused else ""
         self.progress_bar.setFormat(
-            f"{stage} ({p.stage_index}/{p.stage_count}) · epoch {p.epoch}/{p.epochs} · "
-            f"step {p.step}/{p.total_steps} · {speed} · ETA {format_duration(p.eta_seconds)}{paused}"
+            f"{STAGE_NAMES.get(p.stage, p.stage)} ({p.stage_index}/{p.stage_count}) · "
+            f"epoch {p.epoch}/{p.epochs} · step {p.step}/{p.total_steps}{paused}"
         )
+        speed = f"{p.images_per_sec:,.0f} img/s" if p.images_per_sec else "– img/s"
+        self.speed_label.setText(f"{speed} · ETA {format_duration(p.eta_seconds)}")
 
     def _run_finished(self, event: Finished) -> None:
         if event.stopped:
@@ -423,6 +431,7 @@ class MainWindow(QtWidgets.QMainWindow):
         else:
             self.progress_bar.setValue(PROGRESS_STEPS)
             self.progress_bar.setFormat("Finished")
+            self.speed_label.clear()
             self.set_status(f"Finished: {self._metrics_text(event.metrics)}. Run folder: {event.run_dir}", "ok")
 
     def _run_failed(self, event: Failed) -> None:
@@ -462,7 +471,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.pause_action.setEnabled(running)
         self.stop_button.setEnabled(running)
         self.stop_action.setEnabled(running)
-        self.form.setEnabled(not running)
+        self.form.set_editable(not running)
         for act in (self.new_action, self.open_action, self.open_folder_action):
             act.setEnabled(not running)
         if not running:

@@ -62,12 +62,19 @@ def check_layers(method: str, teacher: list[str], student: list[str], options: d
 
 
 def options_summary(pair: PairConfig) -> str:
-    """Short text for the options button, e.g. ``"p=2, normalize=l2"``; the stage when not joint."""
-    parts = [f"{name}={value:g}" if isinstance(value, float) else f"{name}={value}"
-             for name, value in pair.options.items()]
+    """Short text for the options button: choices by value, numbers as name=value, e.g. ``"p=2, l2"``;
+    ``"init stage"`` when the pair is used only in the initialisation stage."""
+    parts = []
+    for name, value in pair.options.items():
+        if isinstance(value, str):
+            parts.append(value)
+        elif isinstance(value, float):
+            parts.append(f"{name}={value:g}")
+        else:
+            parts.append(f"{name}={value}")
     if pair.stage != "joint":
-        parts.append(f"stage={pair.stage}")
-    return ", ".join(parts) or "none"
+        parts.append(f"{pair.stage} stage")
+    return ", ".join(parts) or "(none)"
 
 
 class PairOptionsDialog(QtWidgets.QDialog):
@@ -166,7 +173,8 @@ class PairTable(QtWidgets.QTableWidget):
     """The distilled pairs. ``pairs()`` gives them back as the run file's ``PairConfig``s."""
 
     pairsChanged = QtCore.Signal()
-    COLUMNS = ("Method", "Teacher layer(s)", "Student layer(s)", "Weight", "Options", "Match", "", "")
+    checksUpdated = QtCore.Signal()     # a row's match cell changed
+    COLUMNS = ("Method", "Teacher", "Student", "Weight", "Options", "Match", "", "")
     MATCH_COLUMN = 5
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
@@ -184,8 +192,9 @@ class PairTable(QtWidgets.QTableWidget):
             mode = (QtWidgets.QHeaderView.ResizeMode.Stretch if column == self.MATCH_COLUMN
                     else QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
             header.setSectionResizeMode(column, mode)
-        header.setSectionResizeMode(3, QtWidgets.QHeaderView.ResizeMode.Fixed)
-        self.setColumnWidth(3, 92)
+        for column, width in ((3, 80), (4, 130)):
+            header.setSectionResizeMode(column, QtWidgets.QHeaderView.ResizeMode.Fixed)
+            self.setColumnWidth(column, width)
         self.setToolTip(
             "The layer pairs to distil. Match tells whether the shapes fit as they are (✓ direct), through "
             "an adapter the trainer adds (✓ via …), or not at all (✗, with the reason). "
@@ -320,6 +329,7 @@ class PairTable(QtWidgets.QTableWidget):
         item.setToolTip(text)
         item.setForeground(QtGui.QBrush(QtGui.QColor(colour)))
         item.setData(QtCore.Qt.ItemDataRole.UserRole, state)
+        self.checksUpdated.emit()
 
     def _method_changed(self, row: _Row) -> None:
         method = row.method_combo.currentData()

@@ -16,6 +16,7 @@ so each plot shows one stage at a time, picked in a small "stage" box. The box f
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -29,6 +30,8 @@ MAIN_STAGE = "student"
 TOTAL = "total"
 LOG_FLOOR = 1e-6          # values below this are drawn at this value on a log axis (log of ≤ 0 is NaN)
 MAX_SMOOTHING = 0.999
+THROTTLE_FROM = 50_000    # curves longer than this are redrawn only when the new points show (see LossPlot)
+REDRAW_LAG_S = 0.5        # ... or when this long has passed since their last redraw
 
 
 # --------------------------------------------------------------------------------------------------
@@ -193,7 +196,8 @@ class _LossCurve:
         self.raw = GrowableArray()
         self.shown = GrowableArray()       # smoothed, then clipped to LOG_FLOOR on a log axis
         self.last_smoothed: float | None = None
-        self.stale = False                 # data changed while the curve was not on the plot
+        self.drawn = 0                     # points the plot item holds; -1: its values are out of date
+        self.drawn_at = 0.0                # time.monotonic() of the last hand-over
         self.all_finite = True             # lets pyqtgraph skip its O(n) finite checks per update
 
     def append(self, x: np.ndarray, y: np.ndarray, alpha: float, log_y: bool) -> None:
@@ -204,7 +208,12 @@ class _LossCurve:
         self._remember_last(smoothed)
         self.shown.extend(np.maximum(smoothed, LOG_FLOOR) if log_y else smoothed)
 
+    def behind(self) -> bool:
+        """Whether the plot item lacks points or shows outdated values."""
+        return self.drawn != len(self.x)
+
     def recompute(self, alpha: float, log_y: bool) -> None:
+        self.drawn = -1
         raw = self.raw.view()
         smoothed = ema(raw, alpha) if alpha > 0 else raw
         self.last_smoothed = None
@@ -221,7 +230,13 @@ class _LossCurve:
         # steps are finite, and smoothing and clipping keep finite values finite
         self.item.setSkipFiniteCheck(self.all_finite)
         self.item.setData(self.x.view(), self.shown.view())
-        self.stale = False
+        self.drawn = len(self.x)
+        self.drawn_at = time.monotonic()
+
+    def take_off(self) -> None:
+        """Empty the item before it leaves the plot (see LossPlot._show_stage)."""
+        self.item.setData([], [])
+        self.drawn = -1
 
 
 class LossPlot(QtWidgets.QWidget):
@@ -230,6 +245,11 @@ class LossPlot(QtWidgets.QWidget):
     Curves appear as new component names arrive. Click a legend entry to hide or show its curve.
     ``smoothing`` is the EMA factor ``alpha`` of :func:`ema` (0 = raw); it changes only what is drawn,
     :meth:`curve_data` always returns the raw values.
+
+    Handing a curve to pyqtgraph costs O(n) (bounds, down-sampling), so a curve longer than
+    THROTTLE_FROM points is redrawn only once its new points fill at least one pixel column of the
+    plot, or REDRAW_LAG_S after its last redraw (a timer catches up when the data stops). Below
+    that, and whenever the user has zoomed in, every batch is drawn at once.
     """
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
@@ -238,6 +258,10 @@ class LossPlot(QtWidgets.QWidget):
         self._curves: dict[str, _LossCurve] = {}
         self._alpha = 0.0
         self._log_y = False
+        self._catch_up = QtCore.QTimer(self)
+        self._catch_up.setSingleShot(True)
+        self._catch_up.setInterval(int(REDRAW_LAG_S * 1000))
+        self._catch_up.timeout.connect(self._redraw_all_now)
 
         self.stage_box = StageSelector()
         self.stage_box.setObjectName("lossStage")
@@ -299,14 +323,25 @@ class LossPlot(QtWidgets.QWidget):
         for (stage, component), (xs, ys) in batches.items():
             curve = self._curve(stage, component)
             curve.append(np.asarray(xs, np.float64), np.asarray(ys, np.float64), self._alpha, self._log_y)
-            if curve.stage == self.stage_box.stage():
-                curve.push_to_item()
-            else:
-                curve.stale = True
         self.stage_box.note_stages(stages)
+        self.redraw()
+
+    def redraw(self, force: bool = False) -> None:
+        """Hand the shown stage's new points to pyqtgraph: all of them with ``force``, else those due."""
+        stage = self.stage_box.stage()
+        waiting = False
+        for curve in self._curves.values():
+            if curve.stage == stage and curve.behind():
+                if force or self._redraw_due(curve):
+                    curve.push_to_item()
+                else:
+                    waiting = True
+        if waiting and not self._catch_up.isActive():
+            self._catch_up.start()
 
     def clear(self) -> None:
         """Remove every curve and forget every stage."""
+        self._catch_up.stop()
         for curve in self._curves.values():
             self.plot_item.removeItem(curve.item)
         self._curves.clear()
@@ -399,6 +434,19 @@ class LossPlot(QtWidgets.QWidget):
                 self.plot_item.addItem(item)
         return curve
 
+    def _redraw_all_now(self) -> None:
+        self.redraw(force=True)
+
+    def _redraw_due(self, curve: _LossCurve) -> bool:
+        count = len(curve.x)
+        if curve.drawn <= 0 or count <= THROTTLE_FROM:
+            return True
+        view = self.plot_item.getViewBox()
+        if not view.autoRangeEnabled()[0]:
+            return True                     # zoomed in by hand: each new point may be visible
+        points_per_column = count / max(view.width(), 200.0)
+        return count - curve.drawn >= points_per_column or time.monotonic() - curve.drawn_at >= REDRAW_LAG_S
+
     def _show_stage(self, stage: str) -> None:
         """Put the curves of ``stage`` on the plot (and in the legend) and take the others off.
 
@@ -410,22 +458,17 @@ class LossPlot(QtWidgets.QWidget):
             if curve.stage == stage:
                 if not on_plot:
                     self.plot_item.addItem(curve.item)
-                if curve.stale:
+                if curve.behind():
                     curve.push_to_item()
             elif on_plot:
-                curve.item.setData([], [])
-                curve.stale = True
+                curve.take_off()
                 self.plot_item.removeItem(curve.item)
         self.plot_item.enableAutoRange()
 
     def _recompute_all(self) -> None:
-        shown_stage = self.stage_box.stage()
         for curve in self._curves.values():
             curve.recompute(self._alpha, self._log_y)
-            if curve.stage == shown_stage:
-                curve.push_to_item()
-            else:
-                curve.stale = True
+        self.redraw(force=True)
 
     @staticmethod
     def _sync_control(control: QtWidgets.QWidget, value) -> None:

@@ -152,7 +152,7 @@ class TrainingWorker(QtCore.QObject):
         self._thread: threading.Thread | None = None
         self._trainer = None
         self._tracker: _ProgressTracker | None = None
-        self._trainer_factory = trainer_factory
+        self.trainer_factory = trainer_factory   # None: featdistill_core.trainer.Trainer; tests inject fakes
         self._stop_requested = threading.Event()
         self._timer = QtCore.QTimer(self)
         self._timer.setInterval(1000 // DRAIN_HZ)
@@ -180,7 +180,7 @@ class TrainingWorker(QtCore.QObject):
         from featdistill_core.trainer import Trainer
 
         warm_up_torch()
-        factory = self._trainer_factory or Trainer
+        factory = self.trainer_factory or Trainer
         self._trainer = factory(config, run_dir)
         self._trainer.subscribe(self._queue.put)
         self._tracker = _ProgressTracker(config)

@@ -1,10 +1,17 @@
 """How long one live update of the loss plot takes as the series grow (run by hand).
 
 For each size (points per curve) the plot is filled with that many steps of 4 curves ("total" and
-three components), then each repeat does what one ~20 Hz flush of the window does: append a batch of
-new steps (``add_steps``) and repaint the plot (offscreen, as a screen refresh would).
-The medians (and the 90th percentile of the total) of the repeats are printed, for raw curves and for smoothed curves on
-a log axis (which recompute more per update).
+three components), then each repeat times, separately:
+
+* live update: what one ~20 Hz flush of the window costs: ``add_steps`` with a batch of new steps
+  (long curves are handed to pyqtgraph only when their new points would show) and a repaint;
+* full redraw: every curve handed to pyqtgraph again (``redraw(force=True)``: ``setData`` with the
+  whole series) and a repaint, the worst case of a live update;
+* paint: the repaint alone (offscreen, as a screen refresh would do it).
+
+Medians over the repeats of the wall-clock time (and the 90th percentile and the process CPU time of
+the full redraw, steadier than wall time on a busy machine) are printed, for raw curves and for
+smoothed curves on a log axis.
 
     QT_QPA_PLATFORM=offscreen python benchmarks/bench_plot_redraw.py [--repeats 15] [--sizes 1e3 1e5 1e6]
 """
@@ -42,12 +49,8 @@ def make_steps(first: int, count: int, rng: np.random.Generator) -> list[StepEve
     return events
 
 
-def measure(plot, app, rng, points: int, repeats: int) -> tuple[float, list[float], list[float]]:
-    """Fill ``plot`` to ``points`` steps, then time ``repeats`` updates.
-
-    Returns the fill rate (steps/s) and, per update, the seconds spent in ``add_steps`` and in
-    painting (a synchronous repaint of the plot's viewport, then the event loop drained).
-    """
+def measure(plot, app, rng, points: int, repeats: int) -> tuple[float, dict[str, list[float]]]:
+    """Fill ``plot`` to ``points`` steps, then time ``repeats`` updates of each kind (seconds)."""
     plot.clear()
     filled, fill_seconds = 0, 0.0
     while filled < points:
@@ -57,21 +60,34 @@ def measure(plot, app, rng, points: int, repeats: int) -> tuple[float, list[floa
         fill_seconds += time.perf_counter() - start
         filled += len(events)
     viewport = plot.plot_widget.viewport()
-    viewport.repaint()
-    app.processEvents()
-    adds, paints = [], []
+
+    def paint() -> None:
+        viewport.repaint()
+        app.processEvents()
+
+    paint()
+    times: dict[str, list[float]] = {"live": [], "full": [], "full cpu": [], "paint": []}
     step = points + 1
     for _ in range(repeats):
         events = make_steps(step, BATCH, rng)
         step += BATCH
         start = time.perf_counter()
         plot.add_steps(events)
-        added = time.perf_counter()
-        viewport.repaint()
-        app.processEvents()
-        adds.append(added - start)
-        paints.append(time.perf_counter() - added)
-    return points / fill_seconds, adds, paints
+        paint()
+        times["live"].append(time.perf_counter() - start)
+
+        start, start_cpu = time.perf_counter(), time.process_time()
+        for curve in plot._curves.values():
+            curve.drawn = -1                  # as after a change of smoothing: every curve is out of date
+        plot.redraw(force=True)
+        paint()
+        times["full"].append(time.perf_counter() - start)
+        times["full cpu"].append(time.process_time() - start_cpu)
+
+        start = time.perf_counter()
+        paint()
+        times["paint"].append(time.perf_counter() - start)
+    return points / fill_seconds, times
 
 
 def _median_ms(seconds: list[float]) -> float:
@@ -106,10 +122,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {platform.platform()}, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} CPUs; Python {platform.python_version()}, PySide6 {PySide6.__version__}, "
           f"pyqtgraph {pyqtgraph.__version__}, Qt platform {os.environ['QT_QPA_PLATFORM']}")
-    print(f"one update = add_steps({BATCH} steps × {len(COMPONENTS) + 1} curves) + repaint of a 900×500 plot; "
-          f"{args.repeats} repeats\n")
-    header = (f"{'points/curve':>12} {'curves':>6} {'mode':>16} {'fill steps/s':>13} {'add ms':>7} "
-              f"{'paint ms':>9} {'total ms':>9} {'p90 ms':>7}")
+    print(f"live = add_steps({BATCH} steps × {len(COMPONENTS) + 1} curves) + repaint; full = setData of every "
+          f"curve + repaint; plot 900×500 px; {args.repeats} repeats\n")
+    header = (f"{'points/curve':>12} {'curves':>6} {'mode':>16} {'fill steps/s':>13} {'live ms':>8} "
+              f"{'full ms':>8} {'full p90':>9} {'full cpu':>9} {'paint ms':>9}")
     print(header)
     print("-" * len(header))
     for size in args.sizes:
@@ -117,10 +133,11 @@ def main(argv: list[str] | None = None) -> int:
         for mode in ("raw", "ema 0.9 + log y"):
             plot.set_smoothing(0.9 if mode != "raw" else 0.0)
             plot.set_log_y(mode != "raw")
-            rate, adds, paints = measure(plot, app, rng, points, args.repeats)
-            totals = [a + p for a, p in zip(adds, paints)]
-            print(f"{points:>12,} {len(COMPONENTS) + 1:>6} {mode:>16} {rate:>13,.0f} {_median_ms(adds):>7.1f} "
-                  f"{_median_ms(paints):>9.1f} {_median_ms(totals):>9.1f} {_p90_ms(totals):>7.1f}", flush=True)
+            rate, times = measure(plot, app, rng, points, args.repeats)
+            print(f"{points:>12,} {len(COMPONENTS) + 1:>6} {mode:>16} {rate:>13,.0f} "
+                  f"{_median_ms(times['live']):>8.1f} {_median_ms(times['full']):>8.1f} "
+                  f"{_p90_ms(times['full']):>9.1f} {_median_ms(times['full cpu']):>9.1f} "
+                  f"{_median_ms(times['paint']):>9.1f}", flush=True)
     plot.close()
     return 0
 

@@ -14,6 +14,8 @@ from pathlib import Path
 from torch import nn
 
 from featdistill_core.config import ConfigError, RunConfig
+from featdistill_core.data.cifar import check_cifar_folder
+from featdistill_core.data.splits import DatasetError
 from featdistill_core.device import DeviceError, resolve_device
 from featdistill_core.layers import LayerInfo, list_layers, unknown_path_message
 from featdistill_core.losses.methods import PairCheck, check_pair
@@ -38,8 +40,11 @@ def count_classes(config: RunConfig) -> int:
     """Number of classes of the configured dataset, without loading it."""
     data = config.data
     if data.name in _KNOWN_CLASSES:
-        if data.name != "demo" and not Path(data.path).exists():
-            raise ConfigError("data.path", f"{data.path} does not exist (expected the {data.name} folder)")
+        if data.name != "demo":
+            try:
+                check_cifar_folder(data.name, data.path)
+            except DatasetError as exc:
+                raise ConfigError("data.path", str(exc)) from None
         return _KNOWN_CLASSES[data.name]
     root = Path(data.path)
     if not root.is_dir():

@@ -5,21 +5,29 @@
 #   scripts/build_bundle.sh              build into dist/featdistill/ and self-test it
 #   scripts/build_bundle.sh --no-build   self-test the bundle already in dist/featdistill/
 #
-# Uses .venv (scripts/env.sh creates it, with the `build` extra that holds pyinstaller).
-# The PyInstaller log goes to build/pyinstaller.log; its tail is shown when the build fails.
+# Uses .venv (scripts/env.sh creates it; the `build` extra, which holds pyinstaller, is installed
+# only when pyinstaller is missing). FEATDISTILL_BUILD_PYTHON=/path/to/python uses that interpreter's
+# environment instead, as is (for instance one with a CUDA torch, for a CUDA bundle); it needs
+# pyinstaller and the app's dependencies. The PyInstaller log goes to build/pyinstaller.log; its
+# tail is shown when the build fails.
 set -euo pipefail
-export FEATDISTILL_EXTRAS="${FEATDISTILL_EXTRAS:-dev,build}"
-source "$(dirname "${BASH_SOURCE[0]}")/env.sh"   # cd to the repo root, set VPY
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+if [ -n "${FEATDISTILL_BUILD_PYTHON:-}" ]; then
+    cd "$HERE/.."
+    VPY="$FEATDISTILL_BUILD_PYTHON"
+else
+    source "$HERE/env.sh"   # cd to the repo root, set VPY
+    if ! "$VPY" -c "import PyInstaller" 2>/dev/null; then
+        FEATDISTILL_EXTRAS="${FEATDISTILL_EXTRAS:-dev},build" source "$HERE/env.sh"
+    fi
+fi
 
 BUNDLE="dist/featdistill"
 EXE="$BUNDLE/featdistill"
 LOG="build/pyinstaller.log"
 
 if [ "${1:-}" != "--no-build" ]; then
-    "$VPY" -c "import PyInstaller" 2>/dev/null || {
-        echo "pyinstaller is missing from .venv: FEATDISTILL_EXTRAS=dev,build scripts/test.sh installs it" >&2
-        exit 1
-    }
+    "$VPY" -c "import PyInstaller" 2>/dev/null || { echo "no pyinstaller in the environment of $VPY" >&2; exit 1; }
     mkdir -p build
     echo "building $BUNDLE with PyInstaller (about 2 minutes; log in $LOG)"
     started=$(date +%s)

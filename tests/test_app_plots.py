@@ -224,10 +224,26 @@ def test_clear_forgets_every_curve_and_stage(loss_plot):
     assert loss_plot.curve_names() == ["total", "ce", "kd"]
 
 
-def test_many_points_in_one_batch(loss_plot):
-    loss_plot.add_steps(steps("student", 1, 20_000, components=("ce",)))
-    x, y = loss_plot.curve_data("ce")
-    assert x.size == 20_000 and x[-1] == 20_000
+def test_curves_are_down_sampled_and_clipped_to_the_view(loss_plot):
+    loss_plot.add_steps(steps("student", 1, 10))
+    for item in loss_plot.plot_items().values():
+        assert item.opts["autoDownsample"] and item.opts["downsampleMethod"] == "peak"
+        assert item.opts["clipToView"]
+
+
+def test_a_long_curve_is_redrawn_once_its_new_points_would_show(loss_plot, qtbot):
+    loss_plot.add_steps(steps("student", 1, 60_000, components=("ce",)))
+    item = loss_plot.plot_items()["ce"]
+    assert item.xData.size == 60_000                    # a new curve is drawn at once
+    loss_plot.add_steps(steps("student", 60_001, 5, components=("ce",)))
+    assert item.xData.size == 60_000                    # 5 steps fill no pixel column of 60k
+    assert loss_plot.curve_data("ce")[0].size == 60_005   # but are stored
+    qtbot.waitUntil(lambda: item.xData.size == 60_005, timeout=3000)   # the catch-up timer
+    loss_plot.add_steps(steps("student", 60_006, 1000, components=("ce",)))
+    assert item.xData.size == 61_005                    # enough new points: drawn at once
+    loss_plot.plot_item.getViewBox().setXRange(60_900, 61_010)   # zoomed in by hand: every point shows
+    loss_plot.add_steps(steps("student", 61_006, 1, components=("ce",)))
+    assert item.xData.size == 61_006
 
 
 # -- AccuracyPlot -----------------------------------------------------------------------------------

@@ -94,3 +94,37 @@ def test_progress_bar_draws_eta():
     bar(StageStarted("student", 2, 5, 10, "x"))
     bar(StepEvent("student", 5, 1, 10, {"ce": 1.0}, 1.0, 0.1, 100.0))
     assert "50%" in stream.getvalue() and "ETA" in stream.getvalue() and "step 5/10" in stream.getvalue()
+
+
+def test_missing_cifar_files_named_before_training(capsys, tmp_path):
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    (folder / "data_batch_1").write_bytes(b"")
+    config = tiny_config(tmp_path)
+    config.data.name = "cifar10"
+    config.data.path = str(tmp_path)
+    path = save_config(config, tmp_path / "run.toml")
+    code, _, err = run_cli(capsys, "train", str(path))
+    assert code == 2
+    assert "data.path" in err and "missing: data_batch_2" in err and "test_batch" in err
+    assert not (tmp_path / "runs").exists()          # refused before a run folder was made
+
+
+def test_cifar_folder_of_real_format_trains(capsys, tmp_path):
+    import pickle
+
+    import numpy as np
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 256, (40, 3072), dtype=np.uint8), b"labels": [i % 10 for i in range(40)]}
+        (folder / name).write_bytes(pickle.dumps(batch))
+    (folder / "batches.meta").write_bytes(pickle.dumps({b"label_names": [f"c{i}".encode() for i in range(10)]}))
+    config = tiny_config(tmp_path)
+    config.data.name, config.data.path = "cifar10", str(folder)
+    path = save_config(config, tmp_path / "run.toml")
+    code, out, err = run_cli(capsys, "train", str(path))
+    assert code == 0, err
+    assert "student_test_acc" in out

@@ -163,3 +163,14 @@ def load_cifar100(path: str | Path) -> ImageSplits:
     test_images, test_labels = _images_and_labels(read_pickle(folder / "test", what), folder / "test", what, b"fine_labels", 100)
     return ImageSplits(train_images, train_labels, test_images, test_labels,
                        _class_names(folder / "meta", b"fine_label_names", what, 100))
+
+
+def check_cifar_folder(name: str, path: str | Path) -> Path:
+    """Check, without reading them, that the files of ``cifar10``/``cifar100`` are there; return their folder."""
+    if name == "cifar10":
+        folder = find_folder(path, CIFAR10_FOLDER, "CIFAR-10")
+        _require_files(folder, CIFAR10_TRAIN_FILES + ("test_batch",), "CIFAR-10", "data_batch_1..5 and test_batch")
+    else:
+        folder = find_folder(path, CIFAR100_FOLDER, "CIFAR-100")
+        _require_files(folder, ("train", "test"), "CIFAR-100", "train and test")
+    return folder

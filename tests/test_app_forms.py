@@ -1,0 +1,272 @@
+"""The run form, the layer pickers and the pair table, driven as a user would (pytest-qt, offscreen)."""
+
+from __future__ import annotations
+
+import pytest
+from PySide6 import QtCore, QtWidgets
+
+from featdistill_core.config import ConfigError, PairConfig
+from featdistill_core.demo import demo_config
+from featdistill_core.device import available_devices
+from featdistill_core.losses.methods import METHODS
+
+from app.config_form import LAYERS_TAB, TRAINING_TAB, ConfigForm
+from app.method_help import method_help_html
+from app.pair_table import PairOptionsDialog, describe_check, options_summary
+
+
+@pytest.fixture
+def form(qtbot):
+    widget = ConfigForm()
+    qtbot.addWidget(widget)
+    widget.set_config(demo_config())
+    widget.wait_for_layers()
+    yield widget
+    widget.wait_for_layers()
+
+
+def choose_model(qtbot, form, side: str, name: str) -> None:
+    combo = form.teacher_arch if side == "teacher" else form.student_arch
+    with qtbot.waitSignal(form.layersLoaded, timeout=20000):
+        combo.setCurrentText(name)
+        combo.modelChosen.emit()
+
+
+def select(picker, paths):
+    picker.select_paths(paths)
+    assert picker.selected_paths() == paths
+
+
+# ---- the form ------------------------------------------------------------------------------------
+
+def test_form_shows_and_returns_the_same_config(form):
+    config = demo_config()
+    assert form.config() == config
+    assert form.teacher_train.isChecked() and not form.teacher_weights.isEnabled()
+    assert not form.data_path.isEnabled()            # the demo needs no folder
+
+
+def test_every_field_has_a_tooltip(form):
+    for name, (box, _tab) in form._boxes.items():
+        assert box.editor.toolTip().strip(), f"{name} has no tooltip"
+
+
+def test_a_number_field_with_text_is_marked_at_the_field(form):
+    form.lr.setText("fast")
+    error = form.check_quick()
+    assert isinstance(error, ConfigError) and error.field == "optim.lr"
+    assert "must be a number" in form.field_error("optim.lr")
+    assert form.lr.property("invalid") == "true"
+    form.lr.setText("0.1")
+    assert form.check_quick() is None
+    assert form.field_error("optim.lr") == ""
+    assert form.lr.property("invalid") == "false"
+
+
+def test_core_range_check_is_shown_at_its_field_and_its_tab(form):
+    form.lr.setText("0")
+    form.setCurrentIndex(0)
+    with pytest.raises(ConfigError) as caught:
+        form.check_before_start()
+    assert caught.value.field == "optim.lr"
+    assert form.field_error("optim.lr") == "must be greater than 0; got 0.0"
+    assert form.currentIndex() == TRAINING_TAB
+
+
+def test_teacher_without_weights_and_not_trained_is_refused_at_the_weights_field(form):
+    form.teacher_train.setChecked(False)
+    assert form.teacher_weights.isEnabled()
+    with pytest.raises(ConfigError):
+        form.check_before_start()
+    assert "weights file is required" in form.field_error("teacher.weights")
+
+
+def test_edits_are_checked_shortly_after_typing(qtbot, form):
+    with qtbot.waitSignal(form.validityChanged, timeout=3000) as signal:
+        form.momentum.setText("1.5")
+    assert signal.args[0].startswith("optim.momentum: must be below 1")
+    assert "must be below 1" in form.field_error("optim.momentum")
+
+
+def test_device_combo_enables_only_present_devices(form):
+    options = available_devices()
+    model = form.device.model()
+    shown = {form.device.itemData(i): model.item(i).isEnabled() for i in range(form.device.count())}
+    assert shown == {option.spec: option.available for option in options}
+    assert shown["cpu"] and shown["auto"]
+
+
+def test_dataset_choice_enables_its_fields(form):
+    form.data_name.set_value("imagefolder")
+    assert form.data_path.isEnabled() and form.image_size.isEnabled()
+    assert not form.demo_train.isEnabled()
+    with pytest.raises(ConfigError) as caught:
+        form.check_before_start()
+    assert caught.value.field == "data.path"
+    assert "needs the folder" in form.field_error("data.path")
+
+
+# ---- layer pickers --------------------------------------------------------------------------------
+
+def test_layer_trees_show_module_paths_with_output_shapes(form):
+    teacher = form.layers.teacher_picker
+    tree = teacher.tree
+    assert tree.objectName() == "teacherLayerTree"
+    assert form.layers.student_picker.tree.objectName() == "studentLayerTree"
+    shapes = teacher.shapes()
+    # demo_teacher: 32-channel stem at 32×32, then three stages halving the size, doubling the width
+    assert shapes["layer1"] == (32, 32, 32)
+    assert shapes["layer2"] == (64, 16, 16)
+    assert shapes["layer3"] == (128, 8, 8)
+    assert shapes["fc"] == (10,)
+    top = [tree.topLevelItem(i).text(0) for i in range(tree.topLevelItemCount())]
+    assert top[:3] == ["conv1", "bn1", "layer1"]
+    layer2 = tree.topLevelItem(top.index("layer2"))
+    assert layer2.text(2) == "64×16×16"
+
+
+def test_filter_box_keeps_matches_and_their_parents(form):
+    picker = form.layers.student_picker
+    picker.set_filter("bn2")
+    visible = picker.visible_paths()
+    assert visible and all("bn2" in p or any(v.startswith(p + ".") for v in visible) for p in visible)
+    assert "fc" not in visible and "layer2" in visible   # layer2 stays: it holds layer2.0.bn2
+    picker.set_filter("")
+    assert len(picker.visible_paths()) == len(picker.layers())
+
+
+def test_choosing_another_model_rebuilds_its_tree(qtbot, form):
+    choose_model(qtbot, form, "teacher", "resnet8x4")
+    shapes = form.layers.teacher_picker.shapes()
+    assert shapes["layer3"] == (256, 8, 8)     # resnet8x4: widths 64/128/256 at 32/16/8
+    assert form.config().teacher.arch == "resnet8x4"
+    # the demo pairs are re-checked against the new teacher: layer2 is now 128×16×16, AT still works
+    assert form.layers.pair_table.row_state(0)[0] in ("direct", "adapter")
+
+
+def test_unknown_model_is_marked_at_its_field(qtbot, form):
+    choose_model(qtbot, form, "student", "resnet_does_not_exist")
+    assert "unknown model" in form.field_error("student.arch")
+    assert form.layers.student_picker.layers() == {}
+    assert form.layers.pair_table.row_state(0)[0] == "refused"
+
+
+# ---- pairs ----------------------------------------------------------------------------------------
+
+def test_add_pair_from_selected_layers(form):
+    panel = form.layers
+    table = panel.pair_table
+    before = table.rowCount()
+    panel.method_combo.setCurrentIndex(panel.method_combo.findData("hint"))
+    assert panel.weight_spin.value() == METHODS["hint"].default_weight
+    select(panel.teacher_picker, ["layer2"])
+    select(panel.student_picker, ["layer2"])
+    check = panel.add_selected_pair()
+    assert check.ok
+    assert table.rowCount() == before + 1
+    added = table.pairs()[-1]
+    assert (added.method, added.teacher, added.student, added.weight) == ("hint", ["layer2"], ["layer2"], 100.0)
+    state, text = table.row_state(before)
+    # teacher layer2 is 64 channels, student layer2 16: a regressor is needed and named
+    assert state == "adapter" and "16→64" in text
+    assert form.config().pairs[-1] == added
+
+
+def test_impossible_pair_is_refused_with_the_reason(form):
+    panel = form.layers
+    before = panel.pair_table.rowCount()
+    panel.method_combo.setCurrentIndex(panel.method_combo.findData("at"))
+    select(panel.teacher_picker, ["layer3"])      # a 128×8×8 map
+    select(panel.student_picker, ["fc"])          # a 10-vector
+    check = panel.add_selected_pair()
+    assert not check.ok
+    assert panel.pair_table.rowCount() == before
+    assert "4-D feature maps" in panel.message.text() and "(10,)" in panel.message.text()
+
+
+def test_fsp_needs_two_layers_on_each_side(form):
+    panel = form.layers
+    table = panel.pair_table
+    before = table.rowCount()
+    panel.method_combo.setCurrentIndex(panel.method_combo.findData("fsp"))
+    select(panel.teacher_picker, ["layer2"])
+    select(panel.student_picker, ["layer2"])
+    assert not panel.add_selected_pair().ok
+    assert "needs 2 layers selected in each tree" in panel.message.text()
+    assert table.rowCount() == before
+    select(panel.teacher_picker, ["layer1", "layer2"])
+    select(panel.student_picker, ["layer1", "layer2"])
+    check = panel.add_selected_pair()
+    assert check.ok and table.rowCount() == before + 1
+    assert table.pairs()[-1].teacher == ["layer1", "layer2"]
+
+
+def test_changing_a_rows_method_rechecks_it(form):
+    table = form.layers.pair_table
+    combo = table.cellWidget(0, 0)
+    combo.setCurrentIndex(combo.findData("fsp"))
+    state, text = table.row_state(0)
+    assert state == "refused" and "takes 2" in text
+    assert table.pairs()[0].weight == METHODS["fsp"].default_weight
+    with pytest.raises(ConfigError) as caught:
+        form.check_before_start()
+    assert caught.value.field == "pairs[0].teacher"      # the core's form check: two layers per side
+    assert form.currentIndex() == LAYERS_TAB
+    assert "takes 2 layer path(s)" in table.row_state(0)[1]
+
+
+def test_suggest_pairs_matches_stages_of_equal_size(form):
+    panel = form.layers
+    panel.pair_table.set_pairs([])
+    panel.method_combo.setCurrentIndex(panel.method_combo.findData("at"))
+    added = panel.suggest()
+    # both demo networks have stages at 32×32, 16×16 and 8×8 named layer1..layer3
+    assert [(p.teacher, p.student) for p in added] == [(["layer1"], ["layer1"]), (["layer2"], ["layer2"]),
+                                                        (["layer3"], ["layer3"])]
+    assert panel.suggest() == []          # nothing new the second time
+    assert panel.pair_table.rowCount() == 3
+
+
+def test_remove_button_removes_the_row(form):
+    table = form.layers.pair_table
+    count = table.rowCount()
+    second = table.pairs()[1]
+    table.cellWidget(0, 7).click()
+    assert table.rowCount() == count - 1
+    assert table.pairs()[0] == second
+
+
+def test_pair_options_dialog_edits_options_and_stage(qtbot, form):
+    table = form.layers.pair_table
+    dialog = table.edit_options(0)
+    assert isinstance(dialog, PairOptionsDialog)
+    combo = dialog._editors["normalize"]
+    combo.setCurrentIndex(combo.findData("l1"))
+    dialog._editors["p"].setValue(3.0)
+    dialog.stage_combo.setCurrentIndex(dialog.stage_combo.findData("init"))
+    dialog.accept()
+    pair = table.pairs()[0]
+    assert pair.options == {"p": 3.0, "normalize": "l1"} and pair.stage == "init"
+    assert table.cellWidget(0, 4).text() == "p=3, l1, init stage"
+    # an init-stage pair needs init epochs: the core's check names the field
+    error = form.check_quick()
+    assert error is not None and error.field == "init_epochs"
+
+
+def test_method_help_shows_formula_and_paper(qtbot, form):
+    dialog = form.layers.pair_table.show_help(0)
+    qtbot.addWidget(dialog)
+    html = method_help_html("at")
+    assert "Zagoruyko" in html and "mean_c |F_c|^p" in html
+    assert dialog.isVisible()
+    dialog.close()
+
+
+def test_describe_check_and_options_summary():
+    from featdistill_core.losses.methods import PairCheck
+
+    assert describe_check(PairCheck(ok=True, adapter="none"))[0] == "direct"
+    assert describe_check(PairCheck(ok=True, adapter="1×1 conv"))[1] == "✓ via 1×1 conv"
+    assert describe_check(PairCheck(ok=False, reason="no"))[1] == "✗ no"
+    pair = PairConfig(method="hint", teacher=["a"], student=["b"], options={"regressor": "conv"})
+    assert options_summary(pair) == "conv"
