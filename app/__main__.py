@@ -38,6 +38,19 @@ def _has_display() -> bool:
     return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
+def _leave_a_core_for_the_window(torch) -> None:
+    """Train on all cores but one, so the window's thread always has one to draw with.
+
+    PyTorch's CPU kernels spin-wait for their worker threads; with one thread per core and the GUI
+    thread competing, a step can take several times longer. ``OMP_NUM_THREADS``, when set, wins.
+    """
+    if os.environ.get("OMP_NUM_THREADS"):
+        return
+    cores = os.cpu_count() or 1
+    if cores > 1 and torch.get_num_threads() >= cores:
+        torch.set_num_threads(cores - 1)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="featdistill-gui",
@@ -69,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
                  "run it on a desktop, or try `featdistill-gui --self-test`", error=True)
             return 2
 
-    import torch  # noqa: F401  - before Qt: on Windows, torch after Qt can fail to load c10.dll
+    import torch  # before Qt: on Windows, torch after Qt can fail to load c10.dll
+
+    _leave_a_core_for_the_window(torch)
 
     from PySide6 import QtCore, QtWidgets
 
@@ -90,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
 
     from app.main_window import MainWindow
-    from app.worker import warm_up_torch
+    from app.worker import warm_up_torch_in_background
 
     window = MainWindow()
     if args.run_file:
@@ -103,8 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             window.close()
         window.firstShown.connect(shown)
     else:
-        # Import torch._dynamo now, while the window is idle, not when training starts (see warm_up_torch).
-        window.firstShown.connect(lambda: QtCore.QTimer.singleShot(300, warm_up_torch))
+        # Import torch._dynamo while the window is idle, not when training starts (see warm_up_torch).
+        window.firstShown.connect(warm_up_torch_in_background)
     window.show()
     return app.exec()
 

@@ -302,6 +302,7 @@ class ConfigForm(QtWidgets.QTabWidget):
             self.layers.kd_weight.setValue(c.kd.weight)
             self.layers.kd_temperature.setValue(c.kd.temperature)
             self.layers.pair_table.set_pairs(c.pairs)
+            self.layers.clear_message()
         finally:
             self._loading = False
         self._update_enabled()

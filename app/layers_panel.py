@@ -38,6 +38,9 @@ class LayersPanel(QtWidgets.QWidget):
         for key in METHODS:
             self.method_combo.addItem(method_label(key), key)
         self.method_combo.setCurrentIndex(self.method_combo.findData("at"))
+        self.method_combo.setSizeAdjustPolicy(
+            QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.method_combo.setMinimumContentsLength(14)
         self.method_combo.setToolTip(
             "How the selected layers are matched: hint (FitNets: reproduce the teacher's features through "
             "a regressor), at (attention transfer: match where the layers look), fsp (flow between two "
@@ -51,6 +54,7 @@ class LayersPanel(QtWidgets.QWidget):
         self.weight_spin.setObjectName("pairWeightSpin")
         self.weight_spin.setRange(0.0, 1e6)
         self.weight_spin.setDecimals(3)
+        self.weight_spin.setMaximumWidth(110)
         self.weight_spin.setToolTip("Weight of the new pair's loss. Each method starts at the weight of its "
                                     "CIFAR reference recipe (hint 100, at 1000, fsp 1).")
         self.method_combo.currentIndexChanged.connect(self._method_changed)
@@ -220,6 +224,9 @@ class LayersPanel(QtWidgets.QWidget):
     def _refuse(self, check: PairCheck) -> PairCheck:
         self._say(f"Not added: {check.reason}", REFUSED_COLOUR)
         return check
+
+    def clear_message(self) -> None:
+        self.message.clear()
 
     def _say(self, text: str, colour: str) -> None:
         self.message.setStyleSheet(f"color: {colour};")

@@ -20,12 +20,14 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from featdistill_core.config import ConfigError, RunConfig, load_config, save_config
 from featdistill_core.demo import demo_config
 from featdistill_core.events import Failed, Finished, StageStarted
+from featdistill_core.losses.methods import METHODS
 from featdistill_core.runfolder import RunFolderError, load_run
 
 from app import settings as app_settings
 from app.attention_view import AttentionView
 from app.config_form import ConfigForm
 from app.fields import INVALID_STYLE
+from app.method_help import show_method_help
 from app.plots import AccuracyPlot, LossPlot
 from app.worker import STAGE_TITLES, Progress, TrainingWorker, config_error_from_failed, format_duration
 
@@ -149,8 +151,6 @@ class MainWindow(QtWidgets.QMainWindow):
         for act in (self.start_action, self.pause_action, self.stop_action):
             run_menu.addAction(act)
         help_menu = self.menuBar().addMenu("&Help")
-        from featdistill_core.losses.methods import METHODS
-        from app.method_help import show_method_help
         for key, info in METHODS.items():
             help_menu.addAction(f"About {info.title}…", lambda k=key: show_method_help(k, self))
 
@@ -179,8 +179,7 @@ class MainWindow(QtWidgets.QMainWindow):
         controls.addWidget(self.start_button)
         controls.addWidget(self.pause_button)
         controls.addWidget(self.stop_button)
-        controls.addSpacing(8)
-        controls.addWidget(self.progress_bar, 1)
+        controls.addStretch(1)
         controls.addWidget(self.speed_label)
 
         plots = QtWidgets.QSplitter(QtCore.Qt.Orientation.Horizontal)
@@ -204,6 +203,7 @@ class MainWindow(QtWidgets.QMainWindow):
         right_layout.addWidget(QtWidgets.QLabel("<b>2 · Train and watch</b> — the student's attention "
                                                 "should come to resemble the teacher's"))
         right_layout.addLayout(controls)
+        right_layout.addWidget(self.progress_bar)
         right_layout.addWidget(self.status_label)
         right_layout.addWidget(self.live_splitter, 1)
 
@@ -214,7 +214,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.main_splitter.setChildrenCollapsible(False)
         self.main_splitter.setStretchFactor(0, 0)
         self.main_splitter.setStretchFactor(1, 1)
-        self.main_splitter.setSizes([600, 800])
+        self.main_splitter.setSizes([620, 780])
         self.setCentralWidget(self.main_splitter)
 
     def _connect_worker(self) -> None:

@@ -45,7 +45,7 @@ def describe_check(check: PairCheck) -> tuple[str, str]:
     if not check.ok:
         return "refused", f"✗ {check.reason}"
     if check.adapter in ("", "none"):
-        return "direct", "✓ direct (shapes match as they are)"
+        return "direct", "✓ direct: the shapes match as they are"
     return "adapter", f"✓ via {check.adapter}"
 
 
@@ -192,7 +192,7 @@ class PairTable(QtWidgets.QTableWidget):
             mode = (QtWidgets.QHeaderView.ResizeMode.Stretch if column == self.MATCH_COLUMN
                     else QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
             header.setSectionResizeMode(column, mode)
-        for column, width in ((3, 80), (4, 130)):
+        for column, width in ((3, 80), (4, 112)):
             header.setSectionResizeMode(column, QtWidgets.QHeaderView.ResizeMode.Fixed)
             self.setColumnWidth(column, width)
         self.setToolTip(

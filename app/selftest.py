@@ -27,8 +27,8 @@ def self_test_config(output_dir: str) -> RunConfig:
     """The demo run, shortened to a few seconds of training."""
     config = demo_config(seed=0, output_dir=output_dir)
     config.name = "self-test"
-    config.data.demo_train = 512
-    config.data.demo_test = 256
+    config.data.demo_train = 384
+    config.data.demo_test = 128
     config.teacher.train_epochs = 1
     config.epochs = 2
     config.batch_size = 32

@@ -21,6 +21,8 @@ Windows and macOS, whatever the exact file list of the torch or Qt build at hand
   ``offscreen``, ``minimal`` on Linux, ``windows`` on Windows, ``cocoa`` on macOS, and the image formats.
 * Libraries that only dropped files needed (found with ``ldd`` on Linux): see
   :func:`orphaned_libraries`.
+* ``libtorch_cpu`` and ``libtorch_python`` lose their symbol tables (~100 MB), on a copy, on Linux: see
+  :func:`strip_symbol_tables`.
 
 Measured effect on a CPU build (torch 2.13.0+cpu, PySide6-Essentials 6.12): see the packaging section
 of the README.
@@ -30,7 +32,10 @@ from __future__ import annotations
 
 import os
 import posixpath
-from pathlib import PurePath
+import shutil
+import subprocess
+import sys
+from pathlib import Path, PurePath
 from typing import Callable, Iterable
 
 TocEntry = tuple[str, str, str]
@@ -45,6 +50,9 @@ CUDA_LIBRARY_PREFIXES = (
     "nvrtc", "nvjitlink", "nvtoolsext", "nvshmem", "torch_cuda", "c10_cuda", "caffe2_nvrtc",
 )
 CUDA_PACKAGE_FOLDERS = ("nvidia", "triton")
+
+# Stripped of their symbol tables on a copy (Linux): see strip_symbol_tables.
+STRIPPED_TORCH_LIBRARIES = ("torch_cpu", "torch_python")
 
 QT_PLUGIN_FOLDERS_DROPPED = (
     "platformthemes", "egldeviceintegrations", "networkinformation", "tls", "qmltooling", "sqldrivers",
@@ -98,7 +106,8 @@ def is_unused_qt_plugin(dest_name: str) -> bool:
     if "plugins" not in parts:
         return False
     index = parts.index("plugins")
-    if index == 0 or not parts[index - 1].lower().startswith("qt") or len(parts) < index + 3:
+    # PySide6/Qt/plugins/... on Linux and macOS, PySide6/plugins/... on Windows.
+    if not any(part.lower().startswith(("pyside", "pyqt")) for part in parts[:index]) or len(parts) < index + 3:
         return False
     folder, file_name = parts[index + 1], parts[-1]
     if folder in QT_PLUGIN_FOLDERS_DROPPED:
@@ -117,21 +126,30 @@ def should_drop(dest_name: str, keep_cuda: bool) -> bool:
     return not keep_cuda and is_cuda_library(dest_name)
 
 
-def split_toc(toc: Iterable[TocEntry], drop: Callable[[str], bool]) -> tuple[list[TocEntry], list[TocEntry]]:
-    """``(kept, dropped)``: the entries for which ``drop(dest_name)`` is false, and the others.
+def split_tocs(binaries: Iterable[TocEntry], datas: Iterable[TocEntry],
+               drop: Callable[[str], bool]) -> tuple[list[TocEntry], list[TocEntry], list[TocEntry]]:
+    """``(binaries kept, datas kept, dropped)``: drop every entry for which ``drop(dest_name)`` is true.
 
-    A symbolic link whose target is dropped is dropped with it, so the bundle holds no dangling links.
+    Both lists are needed at once: PyInstaller lists the top-level symbolic links to libraries in
+    ``datas`` (``libQt6Gui.so.6 -> PySide6/Qt/lib/libQt6Gui.so.6``), and a link whose target is dropped
+    is dropped with it, so the bundle holds no dangling links.
     """
-    entries = list(toc)
-    dropped_names = {_normal(dest) for dest, _src, typecode in entries if typecode != "SYMLINK" and drop(dest)}
-    kept, dropped = [], []
-    for entry in entries:
+    binaries, datas = list(binaries), list(datas)
+    dropped_names = {_normal(dest) for dest, _src, typecode in binaries + datas if typecode != "SYMLINK" and drop(dest)}
+
+    def gone(entry: TocEntry) -> bool:
         dest, src, typecode = entry
-        gone = _normal(dest) in dropped_names or drop(dest)
-        if typecode == "SYMLINK" and not gone:
-            gone = _normal(posixpath.join(posixpath.dirname(_normal(dest)), _normal(src))) in dropped_names
-        (dropped if gone else kept).append(entry)
-    return kept, dropped
+        if _normal(dest) in dropped_names or drop(dest):
+            return True
+        # A SYMLINK's src_name is its target, relative to the bundle's top folder for the links
+        # PyInstaller makes, in general relative to the link's own folder.
+        return typecode == "SYMLINK" and (
+            _normal(src) in dropped_names
+            or _normal(posixpath.join(posixpath.dirname(_normal(dest)), _normal(src))) in dropped_names
+        )
+
+    dropped = [entry for entry in binaries + datas if gone(entry)]
+    return [e for e in binaries if not gone(e)], [e for e in datas if not gone(e)], dropped
 
 
 def orphaned_libraries(kept: list[TocEntry], dropped: list[TocEntry],
@@ -170,6 +188,35 @@ def ldd_dependencies(src_name: str) -> set[str]:
     from PyInstaller.depend import bindepend
 
     return {os.path.basename(path) for _name, path in bindepend.get_imports(src_name) if path}
+
+
+def strip_symbol_tables(binaries: Iterable[TocEntry], workdir: str,
+                        run: Callable[[list[str]], object] = subprocess.check_call) -> tuple[list[TocEntry], int]:
+    """Point the entries of torch's largest libraries at copies without symbol tables; ``(toc, bytes saved)``.
+
+    ``libtorch_cpu`` carries ~90 MB of ``.symtab``/``.strtab``, which the dynamic loader never reads
+    (it uses ``.dynsym``); ``strip --strip-unneeded`` on a copy in ``workdir`` removes them. Only the
+    libraries in ``STRIPPED_TORCH_LIBRARIES``, never everything: PyInstaller's ``strip=True`` breaks
+    numpy's bundled OpenBLAS ("ELF load command address/offset not page-aligned"). Linux only; without a
+    ``strip`` tool the entries are left as they are.
+    """
+    binaries = list(binaries)
+    if not sys.platform.startswith("linux") or shutil.which("strip") is None:
+        return binaries, 0
+    folder = Path(workdir) / "stripped"
+    folder.mkdir(parents=True, exist_ok=True)
+    result, saved = [], 0
+    for dest, src, typecode in binaries:
+        parts = PurePath(dest).parts
+        if (typecode == "BINARY" and parts[:2] == ("torch", "lib") and is_shared_library(parts[-1])
+                and library_stem(parts[-1]) in STRIPPED_TORCH_LIBRARIES):
+            copy = folder / parts[-1]
+            shutil.copy2(src, copy)
+            run(["strip", "--strip-unneeded", str(copy)])
+            saved += os.path.getsize(src) - os.path.getsize(copy)
+            src = str(copy)
+        result.append((dest, src, typecode))
+    return result, saved
 
 
 def _normal(path: str) -> str:

@@ -5,8 +5,7 @@
 #   scripts/build_bundle.sh              build into dist/featdistill/ and self-test it
 #   scripts/build_bundle.sh --no-build   self-test the bundle already in dist/featdistill/
 #
-# Uses .venv (scripts/env.sh creates it; the `build` extra, which holds pyinstaller, is installed
-# only when pyinstaller is missing). FEATDISTILL_BUILD_PYTHON=/path/to/python uses that interpreter's
+# Uses .venv (scripts/env.sh creates it with the dev and build extras; build holds pyinstaller). FEATDISTILL_BUILD_PYTHON=/path/to/python uses that interpreter's
 # environment instead, as is (for instance one with a CUDA torch, for a CUDA bundle); it needs
 # pyinstaller and the app's dependencies. The PyInstaller log goes to build/pyinstaller.log; its
 # tail is shown when the build fails.
@@ -16,10 +15,7 @@ if [ -n "${FEATDISTILL_BUILD_PYTHON:-}" ]; then
     cd "$HERE/.."
     VPY="$FEATDISTILL_BUILD_PYTHON"
 else
-    source "$HERE/env.sh"   # cd to the repo root, set VPY
-    if ! "$VPY" -c "import PyInstaller" 2>/dev/null; then
-        FEATDISTILL_EXTRAS="${FEATDISTILL_EXTRAS:-dev},build" source "$HERE/env.sh"
-    fi
+    source "$HERE/env.sh"   # cd to the repo root, set VPY; installs the dev and build extras
 fi
 
 BUNDLE="dist/featdistill"

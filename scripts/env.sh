@@ -10,11 +10,11 @@ if [ ! -x .venv/bin/python ]; then
 fi
 VPY="$ROOT/.venv/bin/python"
 stamp=".venv/.featdistill-installed"
-want="$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)-${FEATDISTILL_EXTRAS:-dev}"
+want="$(cat pyproject.toml constraints.txt | sha256sum | cut -d' ' -f1)-${FEATDISTILL_EXTRAS:-dev,build}"
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     echo "installing featdistill into .venv (torch pinned by constraints.txt)" >&2
     "$VPY" -m pip install --quiet --disable-pip-version-check -c constraints.txt "torch==2.13.0" 2>&1 | grep -v "is ignored: it is neither" || true
-    "$VPY" -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[${FEATDISTILL_EXTRAS:-dev}]" 2>&1 | grep -v "is ignored: it is neither" || true
+    "$VPY" -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[${FEATDISTILL_EXTRAS:-dev,build}]" 2>&1 | grep -v "is ignored: it is neither" || true
     "$VPY" -c "import torch, featdistill_core" || { echo "install failed" >&2; exit 1; }
     echo "$want" > "$stamp"
 fi

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from PySide6 import QtCore, QtWidgets
 
 from featdistill_core.config import ConfigError, PairConfig
 from featdistill_core.demo import demo_config
 from featdistill_core.device import available_devices
-from featdistill_core.losses.methods import METHODS
+from featdistill_core.losses.methods import METHODS, PairCheck
 
 from app.config_form import LAYERS_TAB, TRAINING_TAB, ConfigForm
 from app.method_help import method_help_html
@@ -263,8 +262,6 @@ def test_method_help_shows_formula_and_paper(qtbot, form):
 
 
 def test_describe_check_and_options_summary():
-    from featdistill_core.losses.methods import PairCheck
-
     assert describe_check(PairCheck(ok=True, adapter="none"))[0] == "direct"
     assert describe_check(PairCheck(ok=True, adapter="1×1 conv"))[1] == "✓ via 1×1 conv"
     assert describe_check(PairCheck(ok=False, reason="no"))[1] == "✗ no"
