@@ -71,8 +71,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
+def _give_streams_somewhere_to_go() -> None:
+    """In a windowed frozen build ``sys.stdout``/``sys.stderr`` are None; anything printing to them
+    (argparse, warnings, a library) would then crash. Point them at the null device instead."""
+    for name in ("stdout", "stderr"):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(os.devnull, "w", encoding="utf-8"))  # noqa: SIM115 - lives as long as the process
+
+
 def main(argv: list[str] | None = None) -> int:
     multiprocessing.freeze_support()
+    _give_streams_somewhere_to_go()
     args = parse_args(argv)
     if not _has_display() and not os.environ.get("QT_QPA_PLATFORM"):
         if args.self_test or args.exit_when_shown:

@@ -379,6 +379,7 @@ class ConfigForm(QtWidgets.QTabWidget):
         What needs the models built and the weights loaded (:func:`validate_run`) is checked by the
         training worker off the GUI thread; its error comes back to :meth:`show_error`.
         """
+        self.refresh_layers()            # a model name typed but not confirmed yet is picked up here
         try:
             config = self.config(check=True)
             if not self._layers_pending:

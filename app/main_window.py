@@ -273,6 +273,9 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def open_run_file(self, path: str | Path) -> bool:
         """Load a run file into the forms; on a problem, report it and keep the current forms."""
+        if self.worker.running:
+            self.set_status("Stop the current run before opening a run file.", "error")
+            return False
         try:
             config = load_config(path)
         except ConfigError as error:

@@ -113,7 +113,11 @@ class PairOptionsDialog(QtWidgets.QDialog):
         )
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
+        header = QtWidgets.QLabel(
+            f"<b>{info.title}</b>: teacher {' + '.join(pair.teacher)} ↔ student {' + '.join(pair.student)}."
+            "<br>Hover an option for what it does.")
         layout = QtWidgets.QVBoxLayout(self)
+        layout.addWidget(header)
         layout.addLayout(form)
         layout.addWidget(buttons)
 

@@ -20,6 +20,8 @@ from PySide6 import QtCore, QtWidgets
 from featdistill_core.config import RunConfig
 from featdistill_core.demo import demo_config
 
+from app.config_form import LAYERS_TAB
+
 DEFAULT_TIMEOUT_S = 300.0
 
 
@@ -68,6 +70,7 @@ def run_self_test(screenshot: str | None = None, timeout_s: float = DEFAULT_TIME
             return _result(False, f"the run did not end within {timeout_s:.0f} s", started)
         message = _check(window, outcome)
         if screenshot:
+            window.form.setCurrentIndex(LAYERS_TAB)      # the pairs being distilled, next to their maps
             QtWidgets.QApplication.processEvents()
             path = Path(screenshot)
             path.parent.mkdir(parents=True, exist_ok=True)

@@ -3,7 +3,11 @@
 import os
 import threading
 
+import tempfile
+
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+# The window remembers files and layout in QSettings: tests keep theirs away from the user's.
+os.environ.setdefault("FEATDISTILL_SETTINGS", os.path.join(tempfile.mkdtemp(prefix="featdistill-test-"), "settings.ini"))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -267,3 +267,19 @@ def test_describe_check_and_options_summary():
     assert describe_check(PairCheck(ok=False, reason="no"))[1] == "✗ no"
     pair = PairConfig(method="hint", teacher=["a"], student=["b"], options={"regressor": "conv"})
     assert options_summary(pair) == "conv"
+
+
+def test_own_model_factory_can_be_typed_in(qtbot, form, tmp_path, monkeypatch):
+    (tmp_path / "my_models.py").write_text(
+        "from torch import nn\n"
+        "def tiny(num_classes):\n"
+        "    return nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),\n"
+        "                         nn.Flatten(), nn.Linear(6, num_classes))\n",
+        encoding="utf-8",
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    choose_model(qtbot, form, "student", "my_models:tiny")
+    shapes = form.layers.student_picker.shapes()
+    assert shapes["0"] == (6, 32, 32) and shapes["4"] == (10,)
+    assert form.field_error("student.arch") == ""
+    assert form.config().student.arch == "my_models:tiny"

@@ -61,3 +61,15 @@ def test_self_test_reports_a_refused_run(qtbot, monkeypatch):
     result = selftest.run_self_test(timeout_s=30)
     assert not result.ok
     assert "refused" in result.message and "batch_size" in result.message
+
+
+def test_main_survives_missing_streams(monkeypatch):
+    """A windowed frozen build has no stdout/stderr: printing must not crash the app."""
+    import app.__main__ as entry
+
+    monkeypatch.setattr(sys, "stdout", None)
+    monkeypatch.setattr(sys, "stderr", None)
+    with pytest.raises(SystemExit) as caught:
+        entry.main(["--screenshot", "x.png"])        # argparse reports the misuse on stderr
+    assert caught.value.code == 2
+    entry._say("nobody reads this")
