@@ -17,6 +17,7 @@ import multiprocessing
 import os
 import sys
 import time
+from pathlib import Path
 
 _STARTED = time.perf_counter()
 
@@ -30,6 +31,12 @@ def _say(text: str, error: bool = False) -> None:
         print(text, file=stream, flush=True)
     except (OSError, ValueError):
         pass
+
+
+def _resource(name: str) -> Path:
+    """A file of ``resources/``: next to the package in a checkout, under ``_MEIPASS`` when frozen."""
+    base = Path(getattr(sys, "_MEIPASS", Path(__file__).resolve().parents[1]))
+    return base / "resources" / name
 
 
 def _has_display() -> bool:
@@ -91,6 +98,10 @@ def main(argv: list[str] | None = None) -> int:
                  "run it on a desktop, or try `featdistill-gui --self-test`", error=True)
             return 2
 
+    if sys.platform.startswith("linux") and not any(
+            os.environ.get(v) for v in ("LC_ALL", "LC_CTYPE", "LANG")):
+        os.environ["LC_ALL"] = "C.UTF-8"   # else Qt warns about the C locale (e.g. under `env -i`)
+
     import torch  # before Qt: on Windows, torch after Qt can fail to load c10.dll
 
     _leave_a_core_for_the_window(torch)
@@ -101,6 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     QtCore.QCoreApplication.setApplicationName("featdistill")
     app = QtWidgets.QApplication.instance() or QtWidgets.QApplication(sys.argv[:1])
     app.setStyle("Fusion")
+    icon = _resource("icon.png")
+    if icon.is_file():
+        from PySide6 import QtGui
+
+        app.setWindowIcon(QtGui.QIcon(str(icon)))
 
     if args.self_test:
         from app.selftest import run_self_test
