@@ -11,8 +11,10 @@ Nothing here touches global pyqtgraph options: widgets pass the theme to each it
 
 from __future__ import annotations
 
+from functools import cache
+
 import pyqtgraph as pg
-from PySide6 import QtGui
+from PySide6 import QtCore, QtGui, QtWidgets
 
 BACKGROUND = "#ffffff"
 FOREGROUND = "#202020"          # axis lines, tick labels, titles
@@ -35,6 +37,7 @@ TOTAL_COLOUR = "#000000"
 SEQUENTIAL_MAP = "viridis"      # attention maps (teacher and student share it)
 DIVERGING_MAP = "CET-D1"        # difference, student − teacher (blue < 0 < red, white at 0)
 LUT_SIZE = 256                  # entries of every look-up table given to an ImageItem
+SIDE_LEGEND_MIN_PX = 110        # the legend right of the loss plot is at least this wide
 
 
 def palette_colour(index: int) -> str:
@@ -42,19 +45,52 @@ def palette_colour(index: int) -> str:
     return PALETTE[index % len(PALETTE)]
 
 
+@cache
 def sequential_colormap() -> pg.ColorMap:
-    """The colour map for attention maps (low = dark blue, high = yellow)."""
+    """The colour map for attention maps (low = dark blue, high = yellow).
+
+    Read from pyqtgraph's files once and shared (the colour-map functions are cached): do not modify it.
+    """
     return pg.colormap.get(SEQUENTIAL_MAP)
 
 
+@cache
 def diverging_colormap() -> pg.ColorMap:
-    """The colour map for differences: blue for negative, white for zero, red for positive."""
+    """The colour map for differences: blue for negative, white for zero, red for positive (shared, cached)."""
     return pg.colormap.get(DIVERGING_MAP)
 
 
 def lookup_table(cmap: pg.ColorMap):
     """A :data:`LUT_SIZE`-entry uint8 RGBA look-up table of ``cmap`` for an ImageItem."""
     return cmap.getLookupTable(nPts=LUT_SIZE, alpha=True)
+
+
+class CachedAxis(pg.AxisItem):
+    """An axis that Qt keeps as a pixmap and repaints only when it changes.
+
+    An axis also draws the grid across the view, so with pyqtgraph's AxisItem every new point on a
+    curve repainted it, replaying its tick labels and grid lines (most of a live repaint). Cached,
+    it is blitted until its range, size or style changes; and as ``paint`` then runs only for a
+    change, it draws straight to the cache instead of recording a QPicture and replaying it.
+    """
+
+    def __init__(self, orientation: str, **kwargs):
+        super().__init__(orientation, **kwargs)
+        self.setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
+
+    def paint(self, painter: QtGui.QPainter, *args) -> None:
+        painter.save()
+        if self.style["tickFont"]:
+            painter.setFont(self.style["tickFont"])
+        specs = self.generateDrawSpecs(painter)
+        if specs is not None:
+            self.drawPicture(painter, *specs)
+        painter.restore()
+
+
+def plot_axes() -> dict[str, CachedAxis]:
+    """Axes for a new plot: ``pg.PlotWidget(axisItems=plot_axes())``."""
+    return {name: CachedAxis(name) for name in ("left", "bottom")}
 
 
 def style_plot_item(plot: pg.PlotItem, *, x_label: str, y_label: str, title: str | None = None) -> None:
@@ -67,7 +103,7 @@ def style_plot_item(plot: pg.PlotItem, *, x_label: str, y_label: str, title: str
         axis = plot.getAxis(name)
         axis.setPen(text_pen)
         axis.setTextPen(text_pen)
-        axis.setStyle(maxTickLevel=1)   # major and minor grid lines only: lighter to look at and to paint
+        axis.setStyle(maxTickLevel=0)   # grid lines at the labelled ticks only: lighter to look at and to paint
     label_style = {"color": FOREGROUND, "font-size": "10pt"}
     plot.setLabel("bottom", x_label, **label_style)
     plot.setLabel("left", y_label, **label_style)
@@ -76,15 +112,42 @@ def style_plot_item(plot: pg.PlotItem, *, x_label: str, y_label: str, title: str
     plot.showGrid(x=True, y=True, alpha=GRID_ALPHA)
 
 
-def make_legend(plot: pg.PlotItem) -> pg.LegendItem:
-    """A legend in the plot's top-right corner with a translucent white box and dark text."""
-    return plot.addLegend(
-        offset=(-10, 10),
-        brush=pg.mkBrush(255, 255, 255, 210),
-        pen=pg.mkPen(CELL_BORDER),
-        labelTextColor=FOREGROUND,
-        labelTextSize="9pt",
-    )
+class SideLegend(pg.LegendItem):
+    """A legend in its own column of the plot's grid, right of the axes, so it never covers a curve.
+
+    It is hidden while it has no entry, or while :meth:`set_wanted` says so: an empty legend, or
+    one for a plot with no data yet, says nothing. Hidden, it keeps its room, so the plot keeps its
+    size (no relayout and full repaint when a run starts or a stage changes). pyqtgraph's LegendItem sizes
+    and places itself as a floating item; here the plot's layout does both, from the legend's own
+    layout. ``min_width`` keeps the plot's width steady when the entries change (a new stage).
+    """
+
+    def __init__(self, min_width: int = 0):
+        super().__init__(brush=None, pen=None, labelTextColor=FOREGROUND, labelTextSize="9pt", verSpacing=-6)
+        policy = QtWidgets.QSizePolicy(QtWidgets.QSizePolicy.Policy.Fixed, QtWidgets.QSizePolicy.Policy.Fixed)
+        policy.setRetainSizeWhenHidden(True)    # showing or hiding it never re-lays out (and repaints) the plot
+        self.setSizePolicy(policy)
+        self.setMinimumWidth(min_width)
+        self._wanted = True
+        self.setVisible(False)
+
+    def set_wanted(self, wanted: bool) -> None:
+        """Show the legend only when ``wanted`` (and it has entries)."""
+        self._wanted = bool(wanted)
+        self.setVisible(self._wanted and bool(self.items))
+
+    def updateSize(self) -> None:       # called by LegendItem whenever entries come or go
+        self.setVisible(self._wanted and bool(self.items))
+        self.updateGeometry()
+
+
+def make_side_legend(plot: pg.PlotItem, min_width: int = 0) -> SideLegend:
+    """A :class:`SideLegend` right of ``plot``'s view, top-aligned; the plot adds named curves to it."""
+    legend = SideLegend(min_width)
+    plot.layout.addItem(legend, 2, 3)
+    plot.layout.setAlignment(legend, QtCore.Qt.AlignmentFlag.AlignTop | QtCore.Qt.AlignmentFlag.AlignLeft)
+    plot.legend = legend
+    return legend
 
 
 def text_colour() -> QtGui.QColor:

@@ -4,7 +4,7 @@ Left, :class:`~app.config_form.ConfigForm` (tabs "Models & data", "Layers & pair
 Right, the run controls (Start, Pause/Resume, Stop), a progress bar and a status line, the loss and
 accuracy curves, and the teacher/student attention maps. Training runs in
 :class:`~app.worker.TrainingWorker`'s background thread; its events reach the widgets in batches,
-at most 20 times a second.
+at most 10 times a second (:data:`~app.worker.DRAIN_HZ`).
 
 ``MainWindow()`` needs no argument: it opens on the embedded demo (:func:`featdistill_core.demo.demo_config`),
 ready to press Start.
@@ -107,6 +107,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.status_label.setObjectName("statusLine")
         self.status_label.setWordWrap(True)
         self.status_label.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+        # two lines kept: a message of one line or two never re-lays out, and so redraws, the plots
+        self.status_label.setMinimumHeight(2 * self.status_label.fontMetrics().lineSpacing())
 
         self.loss_plot = LossPlot()
         self.accuracy_plot = AccuracyPlot()
@@ -403,6 +405,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.set_status(f"Checking the run (building the models, loading the data)… Output: {run_dir}", "busy")
 
     def _stage_started(self, event: StageStarted) -> None:
+        self.loss_plot.note_stage(event.stage)          # the stage boxes name it before its first point
+        self.accuracy_plot.note_stage(event.stage)
         title = STAGE_TITLES.get(event.stage, event.stage)
         self.set_status(f"{title}: {event.epochs} epoch(s) of {event.steps_per_epoch} steps. "
                         f"Output: {event.run_dir}", "busy")

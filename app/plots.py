@@ -1,16 +1,24 @@
 """Live training plots: the loss components against step and the accuracies against epoch.
 
 Both widgets take the trainer's events in batches (the window coalesces them and flushes on a timer,
-about 20 times a second), so every ``add_*`` call does one append per curve and one ``setData`` per
+about 10 times a second), so every ``add_*`` call does one append per curve and one ``setData`` per
 changed curve, however many events the batch holds.
 
 Loss series live in numpy buffers that double when full (amortised O(1) appends); curves receive
 views of those buffers. Long series stay fast through pyqtgraph's peak down-sampling (at most about
 two points per pixel column are drawn) and clip-to-view once the user zooms in.
 
+Repaints stay cheap: new points reach pyqtgraph at most :data:`REDRAW_INTERVAL_S` apart (10 times
+a second; a timer catches up when the data stops) and not at all while the plot is hidden; and the
+auto-range fits a box with round edges around the curves (see :class:`RangeAnchor`) rather than the
+curves themselves, so the axes, whose ticks, labels and grid are most of a repaint, are recomputed
+only when the data crosses an edge of the box, not at every update.
+
 A run has stages (``"teacher"``, ``"init"``, ``"student"``) whose steps and epochs each restart at 1,
 so each plot shows one stage at a time, picked in a small "stage" box. The box follows the run
-(the student stage when there is one, else the newest stage) until the user picks a stage by hand.
+(the student stage when there is one, else the newest stage) until the user picks a stage by hand;
+the window also announces each stage as it starts (:meth:`LossPlot.note_stage`), so the box names
+the stage under way before its first point arrives.
 """
 
 from __future__ import annotations
@@ -32,6 +40,11 @@ LOG_FLOOR = 1e-6          # values below this are drawn at this value on a log a
 MAX_SMOOTHING = 0.999
 THROTTLE_FROM = 50_000    # curves longer than this are redrawn only when the new points show (see LossPlot)
 REDRAW_LAG_S = 0.5        # ... or when this long has passed since their last redraw
+REDRAW_INTERVAL_S = 0.1   # new points reach pyqtgraph at most this often (10 Hz)
+ROUND_MANTISSAS = (1.0, 2.0, 5.0, 10.0)   # right end of the step axis (× 10^k), at most the stage's length
+Y_DIVISIONS = 8           # the loss axis's box edges are multiples of about (max − min) / 8
+LOG_Y_STEP = 0.25         # ... or, on a log axis, quarter decades
+EMPTY_BOX = (0.0, 1.0, 0.0, 1.0)   # the range while the plotted stage has no point yet
 
 
 # --------------------------------------------------------------------------------------------------
@@ -111,6 +124,51 @@ def ema(values, alpha: float, initial: float | None = None) -> np.ndarray:
     return out
 
 
+def round_above(value: float) -> float:
+    """The smallest of :data:`ROUND_MANTISSAS` × 10^k that is ≥ ``value`` (``value`` > 0), else 1."""
+    if not math.isfinite(value) or value <= 0:
+        return 1.0
+    power = 10.0 ** math.floor(math.log10(value))
+    for mantissa in ROUND_MANTISSAS:
+        if mantissa * power >= value * (1 - 1e-12):
+            return mantissa * power
+    return 10.0 * power
+
+
+def round_step(span: float) -> float:
+    """A grid step of 1, 2, 2.5 or 5 × 10^k, about ``span / Y_DIVISIONS``."""
+    if not math.isfinite(span) or span <= 0:
+        return 1.0
+    target = span / Y_DIVISIONS
+    power = 10.0 ** math.floor(math.log10(target))
+    return next(m * power for m in (1.0, 2.0, 2.5, 5.0, 10.0) if m * power >= target * (1 - 1e-12))
+
+
+def round_box(x_lo: float, x_hi: float, y_lo: float, y_hi: float, log_y: bool,
+              x_limit: float | None = None) -> tuple[float, float, float, float]:
+    """A box with round edges around the data ``[x_lo, x_hi] × [y_lo, y_hi]``, in view coordinates.
+
+    x runs from the first step to :func:`round_above` the last, but not beyond ``x_limit`` (the
+    stage's planned steps) when that is at least the last step: early in a long stage the curves
+    fill 40 % or more of the width and the end moves about 3 times per tenfold growth; the finished
+    stage fills all of it. y from ``⌊y_lo / s⌋·s`` to ``⌈y_hi / s⌉·s`` with ``s = round_step(y_hi − y_lo)``, or on a log
+    axis (``y`` > 0, view coordinates ``log10 y``) to the enclosing quarter decades. The box changes
+    only when the data crosses one of its edges (or the y span crosses a step size).
+    """
+    x_end = round_above(x_hi) if x_hi > x_lo else x_lo + 1.0
+    if x_limit is not None and x_hi <= x_limit < x_end and x_limit > x_lo:
+        x_end = float(x_limit)
+    if log_y:
+        low, high = math.log10(y_lo), math.log10(y_hi)
+        y0 = math.floor(low / LOG_Y_STEP) * LOG_Y_STEP
+        y1 = math.ceil(high / LOG_Y_STEP) * LOG_Y_STEP
+        return x_lo, x_end, y0, y1 if y1 > y0 else y0 + LOG_Y_STEP
+    step = round_step(y_hi - y_lo) if y_hi > y_lo else round_step(abs(y_hi) or 1.0)
+    y0 = math.floor(y_lo / step) * step
+    y1 = math.ceil(y_hi / step) * step
+    return x_lo, x_end, y0, y1 if y1 > y0 else y0 + step
+
+
 def curve_name(stage: str, component: str) -> str:
     """The public name of a loss curve: the component for the student stage, else ``"<stage> <component>"``."""
     return component if stage == MAIN_STAGE else f"{stage} {component}"
@@ -174,8 +232,39 @@ class StageSelector(QtWidgets.QComboBox):
             self.stageChanged.emit(text)
 
 
+class RangeAnchor(pg.GraphicsObject):
+    """An invisible item whose data bounds are a given box: what the plot's auto-range then fits.
+
+    pyqtgraph's auto-range fits the view to the union of its items' bounds. The curves' own bounds
+    move with every new step, so every update changed the view range, and both axes recomputed and
+    redrew their ticks, labels and grid lines (most of a repaint). With this item in the plot,
+    holding a round box around every curve (:func:`round_box`), the union is the box, and the range
+    changes only when the box does. Zooming and the "auto-range" button work as usual.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self.box: tuple[float, float, float, float] | None = None    # x0, x1, y0, y1 (view coordinates)
+
+    def set_box(self, box: tuple[float, float, float, float] | None) -> None:
+        if box != self.box:
+            self.box = box
+            self.informViewBoundsChanged()
+
+    def dataBounds(self, axis: int, frac: float = 1.0, orthoRange=None):
+        if self.box is None:
+            return None
+        return self.box[0:2] if axis == 0 else self.box[2:4]
+
+    def boundingRect(self) -> QtCore.QRectF:
+        return QtCore.QRectF()
+
+    def paint(self, *args) -> None:
+        pass
+
+
 def _new_plot_widget() -> pg.PlotWidget:
-    widget = pg.PlotWidget(background=colormaps.BACKGROUND)
+    widget = pg.PlotWidget(background=colormaps.BACKGROUND, axisItems=colormaps.plot_axes())
     widget.setMinimumSize(240, 160)
     return widget
 
@@ -197,8 +286,12 @@ class _LossCurve:
         self.shown = GrowableArray()       # smoothed, then clipped to LOG_FLOOR on a log axis
         self.last_smoothed: float | None = None
         self.drawn = 0                     # points the plot item holds; -1: its values are out of date
+        self.on_plot = False               # whether the item is on the plot (and in the legend)
+        self.planned = 0                   # the stage's planned steps (StepEvent.total_steps)
         self.drawn_at = 0.0                # time.monotonic() of the last hand-over
         self.all_finite = True             # lets pyqtgraph skip its O(n) finite checks per update
+        self.low = math.inf                # smallest and largest finite shown value
+        self.high = -math.inf
 
     def append(self, x: np.ndarray, y: np.ndarray, alpha: float, log_y: bool) -> None:
         self.x.extend(x)
@@ -206,7 +299,15 @@ class _LossCurve:
         self.all_finite = self.all_finite and bool(np.isfinite(y).all())
         smoothed = ema(y, alpha, self.last_smoothed) if alpha > 0 else y
         self._remember_last(smoothed)
-        self.shown.extend(np.maximum(smoothed, LOG_FLOOR) if log_y else smoothed)
+        shown = np.maximum(smoothed, LOG_FLOOR) if log_y else smoothed
+        self.shown.extend(shown)
+        self._widen(shown)
+
+    def _widen(self, shown: np.ndarray) -> None:
+        finite = shown[np.isfinite(shown)]
+        if finite.size:
+            self.low = min(self.low, float(finite.min()))
+            self.high = max(self.high, float(finite.max()))
 
     def behind(self) -> bool:
         """Whether the plot item lacks points or shows outdated values."""
@@ -220,6 +321,8 @@ class _LossCurve:
         self._remember_last(smoothed)
         self.shown.clear()
         self.shown.extend(np.maximum(smoothed, LOG_FLOOR) if log_y else smoothed)
+        self.low, self.high = math.inf, -math.inf
+        self._widen(self.shown.view())
 
     def _remember_last(self, smoothed: np.ndarray) -> None:
         finite = smoothed[np.isfinite(smoothed)]
@@ -246,10 +349,12 @@ class LossPlot(QtWidgets.QWidget):
     ``smoothing`` is the EMA factor ``alpha`` of :func:`ema` (0 = raw); it changes only what is drawn,
     :meth:`curve_data` always returns the raw values.
 
-    Handing a curve to pyqtgraph costs O(n) (bounds, down-sampling), so a curve longer than
-    THROTTLE_FROM points is redrawn only once its new points fill at least one pixel column of the
-    plot, or REDRAW_LAG_S after its last redraw (a timer catches up when the data stops). Below
-    that, and whenever the user has zoomed in, every batch is drawn at once.
+    New points reach pyqtgraph at most every ``redraw_interval_s`` seconds (:data:`REDRAW_INTERVAL_S`;
+    a new curve at once), and not while the plot is hidden (it catches up when shown). Handing a
+    curve over costs O(n) (bounds, down-sampling), so a curve longer than THROTTLE_FROM points is
+    redrawn only once its new points fill at least one pixel column of the plot, or REDRAW_LAG_S
+    after its last redraw. Below that, and whenever the user has zoomed in, every due batch is drawn.
+    A timer catches up with whatever is left when the data stops.
     """
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
@@ -258,10 +363,16 @@ class LossPlot(QtWidgets.QWidget):
         self._curves: dict[str, _LossCurve] = {}
         self._alpha = 0.0
         self._log_y = False
+        self.redraw_interval_s = REDRAW_INTERVAL_S
+        self._last_redraw = -math.inf            # time.monotonic() of the last hand-over
         self._catch_up = QtCore.QTimer(self)
         self._catch_up.setSingleShot(True)
-        self._catch_up.setInterval(int(REDRAW_LAG_S * 1000))
-        self._catch_up.timeout.connect(self._redraw_all_now)
+        self._catch_up.timeout.connect(self.redraw)
+        self._to_place: list[_LossCurve] = []    # curves of the shown stage waiting to go on the plot
+        self._place_timer = QtCore.QTimer(self)   # puts them there one per event-loop turn
+        self._place_timer.setSingleShot(True)
+        self._place_timer.setInterval(0)
+        self._place_timer.timeout.connect(self._place_next)
 
         self.stage_box = StageSelector()
         self.stage_box.setObjectName("lossStage")
@@ -290,7 +401,9 @@ class LossPlot(QtWidgets.QWidget):
         self.plot_widget = _new_plot_widget()
         self.plot_item: pg.PlotItem = self.plot_widget.getPlotItem()
         colormaps.style_plot_item(self.plot_item, x_label="step", y_label="loss", title="Loss")
-        self.legend = colormaps.make_legend(self.plot_item)
+        self.legend = colormaps.make_side_legend(self.plot_item, colormaps.SIDE_LEGEND_MIN_PX)
+        self._anchor = RangeAnchor()
+        self.plot_item.getViewBox().addItem(self._anchor)
         # PlotItem.addItem applies the plot's own down-sampling and clip settings to every curve
         # it receives (overriding the curve's), so they are set here, on the plot
         self.plot_item.setDownsampling(auto=True, mode="peak")
@@ -313,7 +426,9 @@ class LossPlot(QtWidgets.QWidget):
             return
         batches: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
         stages: list[str] = []
+        planned: dict[str, int] = {}
         for event in events:
+            planned[event.stage] = int(event.total_steps)
             if not stages or stages[-1] != event.stage:
                 stages.append(event.stage)
             for component, value in ((TOTAL, event.total), *event.losses.items()):
@@ -323,30 +438,50 @@ class LossPlot(QtWidgets.QWidget):
         for (stage, component), (xs, ys) in batches.items():
             curve = self._curve(stage, component)
             curve.append(np.asarray(xs, np.float64), np.asarray(ys, np.float64), self._alpha, self._log_y)
+            curve.planned = planned[stage]
         self.stage_box.note_stages(stages)
         self.redraw()
 
     def redraw(self, force: bool = False) -> None:
         """Hand the shown stage's new points to pyqtgraph: all of them with ``force``, else those due."""
+        if not force and not self.isVisible():
+            return                              # showEvent catches up
+        now = time.monotonic()
+        throttled = not force and now - self._last_redraw < self.redraw_interval_s
         stage = self.stage_box.stage()
-        waiting = False
+        waiting = drew = False
         for curve in self._curves.values():
-            if curve.stage == stage and curve.behind():
-                if force or self._redraw_due(curve):
+            if curve.stage == stage and curve.on_plot and curve.behind():
+                if force or curve.drawn <= 0 or (not throttled and self._redraw_due(curve, now)):
                     curve.push_to_item()
+                    drew = True
                 else:
                     waiting = True
+        if drew:
+            self._last_redraw = now
+        self._update_box()
         if waiting and not self._catch_up.isActive():
-            self._catch_up.start()
+            wait = self._last_redraw + self.redraw_interval_s - now if throttled else REDRAW_LAG_S
+            self._catch_up.start(max(1, math.ceil(1000 * wait)))
+
+    def note_stage(self, stage: str) -> None:
+        """A stage has started: list it in the stage box (and show it while following the run)."""
+        self.stage_box.note_stages([stage])
 
     def clear(self) -> None:
         """Remove every curve and forget every stage."""
         self._catch_up.stop()
-        for curve in self._curves.values():
-            self.plot_item.removeItem(curve.item)
-        self._curves.clear()
-        self.legend.clear()
+        self._place_timer.stop()
+        self._to_place.clear()
+        if self._curves:                  # (an empty plot is left alone: no relayout, no repaint)
+            for curve in self._curves.values():
+                if curve.on_plot:
+                    self.plot_item.removeItem(curve.item)
+            self._curves.clear()
+            self.legend.clear()
         self.stage_box.reset()
+        self._anchor.set_box(None)
+        self._last_redraw = -math.inf
 
     def curve_names(self) -> list[str]:
         """Every curve's name in order of arrival: ``"total"``, ``"ce"``, ``"teacher total"``, ..."""
@@ -396,18 +531,22 @@ class LossPlot(QtWidgets.QWidget):
     def set_stage(self, stage: str) -> None:
         """Plot ``stage`` and stop following the run."""
         self.stage_box.select(stage)
+        self._place_all()
 
     def set_curve_visible(self, name: str, visible: bool) -> None:
         """Show or hide curve ``name`` (what clicking its legend entry does)."""
+        self._place_all()
         self._named(name).item.setVisible(bool(visible))
         self.legend.update()
 
     def is_curve_visible(self, name: str) -> bool:
         """Whether curve ``name`` is drawn (it must also belong to the plotted stage to be seen)."""
+        self._place_all()
         return self._named(name).item.isVisible()
 
     def plot_items(self) -> dict[str, pg.PlotDataItem]:
-        """Each curve's PlotDataItem by curve name (for tests and exporters)."""
+        """Each curve's PlotDataItem by curve name (for tests and exporters); the shown stage's are on the plot."""
+        self._place_all()
         return {name: curve.item for name, curve in self._curves.items()}
 
     # -- internals ----------------------------------------------------------------------------
@@ -431,13 +570,42 @@ class LossPlot(QtWidgets.QWidget):
             item = pg.PlotDataItem(pen=pg.mkPen(colour, width=1), name=component)
             curve = self._curves[name] = _LossCurve(name, stage, component, item)
             if stage == self.stage_box.stage():
-                self.plot_item.addItem(item)
+                self._queue_placement(curve)
         return curve
 
-    def _redraw_all_now(self) -> None:
+    def _queue_placement(self, curve: _LossCurve) -> None:
+        if curve not in self._to_place:
+            self._to_place.append(curve)
+        if not self._place_timer.isActive():
+            self._place_timer.start()
+
+    def _place_next(self) -> None:
+        """Put the next waiting curve on the plot with its data.
+
+        One per event-loop turn: each costs a legend entry and a relayout of the plot, and a stage
+        that starts with many components would otherwise hold the window up for all of them at once.
+        """
+        while self._to_place:
+            curve = self._to_place.pop(0)
+            if curve.on_plot or curve.stage != self.stage_box.stage():
+                continue
+            self.plot_item.addItem(curve.item, ignoreBounds=True)    # the range anchor covers it
+            curve.on_plot = True
+            if curve.behind():
+                curve.push_to_item()
+            break
+        if self._to_place:
+            self._place_timer.start()
+
+    def _place_all(self) -> None:
+        while self._to_place:
+            self._place_next()
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
         self.redraw(force=True)
 
-    def _redraw_due(self, curve: _LossCurve) -> bool:
+    def _redraw_due(self, curve: _LossCurve, now: float) -> bool:
         count = len(curve.x)
         if curve.drawn <= 0 or count <= THROTTLE_FROM:
             return True
@@ -445,24 +613,41 @@ class LossPlot(QtWidgets.QWidget):
         if not view.autoRangeEnabled()[0]:
             return True                     # zoomed in by hand: each new point may be visible
         points_per_column = count / max(view.width(), 200.0)
-        return count - curve.drawn >= points_per_column or time.monotonic() - curve.drawn_at >= REDRAW_LAG_S
+        return count - curve.drawn >= points_per_column or now - curve.drawn_at >= REDRAW_LAG_S
+
+    def _update_box(self) -> None:
+        """Give the range anchor a round box around the shown stage's curves (see RangeAnchor)."""
+        stage = self.stage_box.stage()
+        curves = [c for c in self._curves.values() if c.stage == stage and len(c.x) and c.low <= c.high]
+        if not curves:              # (a stage just started: not the previous stage's range)
+            self._anchor.set_box(EMPTY_BOX if self._curves else None)
+            return
+        x_lo = min(float(c.x.view()[0]) for c in curves)
+        x_hi = max(c.x.last() for c in curves)
+        y_lo = min(c.low for c in curves)
+        y_hi = max(c.high for c in curves)
+        planned = max((c.planned for c in curves), default=0) or None
+        self._anchor.set_box(round_box(x_lo, x_hi, y_lo, y_hi, self._log_y, planned))
 
     def _show_stage(self, stage: str) -> None:
         """Put the curves of ``stage`` on the plot (and in the legend) and take the others off.
 
-        A curve leaves the plot empty and gets its data back after it is re-added: pyqtgraph's
-        clip-to-view fails on an item that holds data while it is being added to a plot.
+        The new curves go on one per event-loop turn (see :meth:`_place_next`). A curve leaves the
+        plot empty and gets its data back after it is re-added: pyqtgraph's clip-to-view fails on an
+        item that holds data while it is being added to a plot.
         """
+        self._to_place = [c for c in self._to_place if c.stage == stage]
         for curve in self._curves.values():
-            on_plot = curve.item in self.plot_item.items
             if curve.stage == stage:
-                if not on_plot:
-                    self.plot_item.addItem(curve.item)
-                if curve.behind():
+                if not curve.on_plot:
+                    self._queue_placement(curve)
+                elif curve.behind():
                     curve.push_to_item()
-            elif on_plot:
+            elif curve.on_plot:
                 curve.take_off()
                 self.plot_item.removeItem(curve.item)
+                curve.on_plot = False
+        self._update_box()
         self.plot_item.enableAutoRange()
 
     def _recompute_all(self) -> None:
@@ -489,7 +674,8 @@ class AccuracyPlot(QtWidgets.QWidget):
 
     Series names: ``"train"``, ``"test"`` (student stage), ``"<stage> train"``/``"<stage> test"``
     for other stages, and ``"teacher"`` for the reference line. An epoch reported twice keeps its
-    latest value.
+    latest value. New epochs are drawn on the next event-loop turn, so that their repaint is not
+    added to the loss plot's (epochs end with a burst of events); :meth:`plot_items` draws at once.
     """
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
@@ -511,8 +697,8 @@ class AccuracyPlot(QtWidgets.QWidget):
         self.plot_item: pg.PlotItem = self.plot_widget.getPlotItem()
         colormaps.style_plot_item(self.plot_item, x_label="epoch", y_label="top-1 accuracy (%)",
                                   title="Accuracy")
-        self.legend = colormaps.make_legend(self.plot_item)
-        self.legend.setOffset((-10, -10))   # bottom right: accuracy curves rise towards the top
+        self.legend = colormaps.make_side_legend(self.plot_item)     # right of the plot: covers no point
+        self.legend.set_wanted(False)                                  # until there is data
 
         train_colour, test_colour = colormaps.palette_colour(0), colormaps.palette_colour(1)
         self._train_item = self.plot_item.plot(
@@ -531,7 +717,11 @@ class AccuracyPlot(QtWidgets.QWidget):
         layout.setContentsMargins(4, 4, 4, 0)
         layout.addLayout(controls)
         layout.addWidget(self.plot_widget, 1)
-        self.stage_box.stageChanged.connect(lambda _stage: self._redraw())
+        self._redraw_timer = QtCore.QTimer(self)
+        self._redraw_timer.setSingleShot(True)
+        self._redraw_timer.setInterval(0)
+        self._redraw_timer.timeout.connect(self._redraw)
+        self.stage_box.stageChanged.connect(lambda _stage: self._redraw_timer.start())
 
     def add_epochs(self, events: Sequence[EpochEvent]) -> None:
         """Record a batch of epoch events and redraw once."""
@@ -544,14 +734,20 @@ class AccuracyPlot(QtWidgets.QWidget):
             if event.teacher_acc is not None:
                 self._teacher_acc = float(event.teacher_acc)
         self.stage_box.note_stages(event.stage for event in events)
-        self._redraw()
+        self._redraw_timer.start()
+
+    def note_stage(self, stage: str) -> None:
+        """A stage has started: list it in the stage box before its first epoch ends."""
+        self.stage_box.note_stages([stage])
 
     def clear(self) -> None:
+        had_data = bool(self._values) or self._teacher_acc is not None
         self._values.clear()
         self._stage_epochs.clear()
         self._teacher_acc = None
         self.stage_box.reset()
-        self._redraw()
+        if had_data:                      # (an empty plot is left alone: no repaint)
+            self._redraw()
 
     def series_names(self) -> list[str]:
         names = list(self._values)
@@ -579,6 +775,9 @@ class AccuracyPlot(QtWidgets.QWidget):
         self.stage_box.select(stage)
 
     def plot_items(self) -> dict[str, pg.PlotDataItem]:
+        """The train, test and teacher items, with every epoch received drawn."""
+        if self._redraw_timer.isActive():
+            self._redraw()
         return {"train": self._train_item, "test": self._test_item, "teacher": self._teacher_item}
 
     def _teacher_line(self) -> tuple[np.ndarray, np.ndarray]:
@@ -589,7 +788,11 @@ class AccuracyPlot(QtWidgets.QWidget):
         return np.array([1.0, float(last)]), np.full(2, self._teacher_acc)
 
     def _redraw(self) -> None:
+        self._redraw_timer.stop()
         stage = self.stage_box.stage() or MAIN_STAGE
+        shown = (curve_name(stage, "train") in self._values or curve_name(stage, "test") in self._values
+                 or self._teacher_acc is not None)
+        self.legend.set_wanted(shown)                 # no legend over an empty plot
         self._train_item.setData(*self._series_or_empty(curve_name(stage, "train")))
         self._test_item.setData(*self._series_or_empty(curve_name(stage, "test")))
         x, y = self._teacher_line()

@@ -26,7 +26,7 @@ from featdistill_core.config import ConfigError, RunConfig
 from featdistill_core.events import AttentionSnapshot, EpochEvent, Failed, Finished, StageStarted, StepEvent
 from featdistill_core.validate import validate_run
 
-DRAIN_HZ = 20
+DRAIN_HZ = 10              # deliveries (so window repaints) a second: live enough, and the CPU stays with training
 _FIELD = re.compile(r"^((?:pairs\[\d+\])(?:\.[a-z_]+)?|[a-z_]+(?:\.[a-z_]+)?): (.+)$", re.DOTALL)
 _torch_warmed_up = False
 _warm_up_thread: threading.Thread | None = None

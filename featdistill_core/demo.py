@@ -17,7 +17,7 @@ from featdistill_core.config import (
     DataConfig, KDConfig, checked, MonitorConfig, OptimConfig, PairConfig, RunConfig, StudentConfig, TeacherConfig,
 )
 
-DEMO_EPOCHS = 8
+DEMO_EPOCHS = 3
 DEMO_TEACHER_EPOCHS = 8
 
 
@@ -27,17 +27,17 @@ def demo_config(seed: int = 0, output_dir: str = "runs") -> RunConfig:
         seed=seed,
         device="auto",
         epochs=DEMO_EPOCHS,
-        batch_size=64,
+        batch_size=32,
         output_dir=output_dir,
         teacher=TeacherConfig(arch="demo_teacher", train_epochs=DEMO_TEACHER_EPOCHS),
         student=StudentConfig(arch="demo_student"),
-        data=DataConfig(name="demo", demo_train=5000, demo_test=2000),
-        optim=OptimConfig(name="sgd", lr=0.05, momentum=0.9, weight_decay=5e-4, schedule="cosine"),
+        data=DataConfig(name="demo", demo_train=4000, demo_test=2000, augment=False),
+        optim=OptimConfig(name="adamw", lr=3e-3, weight_decay=5e-4, schedule="cosine"),
         kd=KDConfig(weight=0.0, temperature=4.0),
         monitor=MonitorConfig(log_every=10, snapshot_every=50, probe_images=8),
         pairs=[
-            PairConfig(method="at", teacher=["layer2"], student=["layer2"], weight=1000.0, options={"p": 2, "normalize": "l2"}),
-            PairConfig(method="at", teacher=["layer3"], student=["layer3"], weight=1000.0, options={"p": 2, "normalize": "l2"}),
+            PairConfig(method="at", teacher=["layer2"], student=["layer2"], weight=10.0, options={"p": 2, "normalize": "l2"}),
+            PairConfig(method="at", teacher=["layer3"], student=["layer3"], weight=10.0, options={"p": 2, "normalize": "l2"}),
             PairConfig(method="hint", teacher=["layer3"], student=["layer3"], weight=1.0, options={"regressor": "conv_bn_relu"}),
         ],
     ))

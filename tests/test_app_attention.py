@@ -11,7 +11,9 @@ pytest.importorskip("pytestqt")
 
 from PySide6 import QtCore  # noqa: E402
 
-from app.attention_view import AttentionView, display_image, nice_ceiling  # noqa: E402
+from app.attention_view import (  # noqa: E402
+    ROLES, AttentionView, display_image, mosaic, mosaic_tile, nice_ceiling, nice_ticks, robust_bound, tile_rows,
+)
 from featdistill_core.events import AttentionSnapshot, PairMaps  # noqa: E402
 
 SHOTS = Path("/tmp/featdistill_shots")
@@ -48,7 +50,7 @@ def view(qtbot):
 
 
 def shown(view, pair, probe, role):
-    return view.image_items()[(pair, probe, role)].image
+    return view.displayed_array(pair, probe, role)
 
 
 def test_nice_ceiling_rounds_up_to_readable_bounds():
@@ -60,8 +62,8 @@ def test_nice_ceiling_rounds_up_to_readable_bounds():
 def test_maps_on_screen_are_the_events_arrays(view):
     snap = make_snapshot(100)
     view.add_snapshots([snap])
-    keys = view.image_items().keys()
-    assert {probe for _, probe, _ in keys} == {0, 1, 2, 3}          # first four probes by default
+    assert view.shown_probes() == [0, 1, 2, 3]                       # first four probes by default
+    assert set(view.image_items()) == {(pair.name, role) for pair in snap.pairs for role in ROLES}
     for pair in snap.pairs:
         for k in range(4):
             np.testing.assert_array_equal(shown(view, pair.name, k, "teacher"), pair.teacher[k])
@@ -69,10 +71,49 @@ def test_maps_on_screen_are_the_events_arrays(view):
             np.testing.assert_allclose(shown(view, pair.name, k, "difference"), pair.student[k] - pair.teacher[k])
             np.testing.assert_array_equal(shown(view, pair.name, k, "image"),
                                           np.round(snap.images[k] * 255).astype(np.uint8))
-            item = view.image_items()[(pair.name, k, "teacher")]
-            assert item.image.dtype == np.float32 and item.image.flags.c_contiguous
-            # the map is stretched over the probe image so the panels line up
-            assert item.mapRectToParent(item.boundingRect()) == QtCore.QRectF(0, 0, 16, 16)
+        items = {role: view.image_items()[(pair.name, role)] for role in ROLES}
+        assert items["teacher"].image.dtype == np.float32 and items["teacher"].image.flags.c_contiguous
+        # every column is one mosaic of the four probes, as tall as the probe images' column, side by
+        # side: a map is stretched over its probe image, so the rows of every column line up
+        rects = [items[role].mapRectToParent(items[role].boundingRect()) for role in ROLES]
+        assert all(r.top() == 0 and r.height() == rects[0].height() and r.width() == 16 for r in rects)
+        assert 4 * 16 < rects[0].height() < 4 * 16 * 1.25                    # four tiles and thin gaps
+        assert all(a.right() < b.left() for a, b in zip(rects, rects[1:]))
+
+
+def test_mosaic_stacks_stretched_tiles_with_gap_rows_and_cuts_back_out():
+    tiles = np.arange(3 * 2 * 3, dtype=np.float32).reshape(3, 2, 3)      # 3 tiles of 2×3
+    picture = mosaic(tiles, rows=4, gap=1, fill=-1.0)
+    assert picture.shape == (3 * 4 + 2, 3) and picture.flags.c_contiguous
+    np.testing.assert_array_equal(picture[:4], np.repeat(tiles[0], 2, axis=0))   # each row twice
+    np.testing.assert_array_equal(picture[4], [-1, -1, -1])                     # the gap row
+    np.testing.assert_array_equal(picture[5:9], np.repeat(tiles[1], 2, axis=0))
+    for k in range(3):
+        np.testing.assert_array_equal(mosaic_tile(picture, k, rows=4, gap=1, height=2), tiles[k])
+    rgb = np.zeros((2, 5, 5, 3), np.uint8)
+    assert mosaic(rgb, rows=5, gap=2, fill=255).shape == (12, 5, 3)
+    # a stretch by a non-whole factor still cuts back out exactly
+    odd = np.arange(2 * 7 * 2, dtype=np.float32).reshape(2, 7, 2)
+    np.testing.assert_array_equal(mosaic_tile(mosaic(odd, 32, 1, 0.0), 1, 32, 1, 7), odd[1])
+
+
+def test_tile_rows_is_a_common_multiple_of_every_height():
+    assert tile_rows([32, 8, 4]) == 32
+    assert tile_rows([16, 8]) == 32                      # 16, doubled to reach at least 24 rows
+    assert tile_rows([32, 7]) == 224
+    assert tile_rows([509, 503]) == 509                  # the lcm is far too large: the tallest one
+
+
+def test_robust_bound_and_ticks():
+    values = np.random.default_rng(0).gamma(2.0, 0.5, 1000)
+    assert robust_bound(values) == pytest.approx(np.percentile(values, 99.5))
+    with_nan = np.append(values, [np.nan, np.inf])
+    assert robust_bound(with_nan) == pytest.approx(np.percentile(values, 99.5))
+    assert robust_bound(np.array([np.nan])) == 1.0
+    assert nice_ticks(0, 5) == [0, 1, 2, 3, 4, 5]
+    assert nice_ticks(-2.5, 2.5) == [-2, -1, 0, 1, 2]
+    assert nice_ticks(0, 0.25) == [0, 0.05, 0.1, 0.15, 0.2, 0.25]
+    assert len(nice_ticks(0, 1000)) <= 6
 
 
 def test_teacher_and_student_share_one_fixed_scale_and_the_difference_is_symmetric(view):
@@ -85,9 +126,9 @@ def test_teacher_and_student_share_one_fixed_scale_and_the_difference_is_symmetr
     assert view.levels() == {"maps": (0.0, hi), "difference": (-d, d)}
 
     items = view.image_items()
-    maps = [item for (_, _, role), item in items.items() if role in ("teacher", "student")]
-    diffs = [item for (_, _, role), item in items.items() if role == "difference"]
-    assert len(maps) == 2 * 2 * 4 and len(diffs) == 2 * 4
+    maps = [item for (_, role), item in items.items() if role in ("teacher", "student")]
+    diffs = [item for (_, role), item in items.items() if role == "difference"]
+    assert len(maps) == 2 * 2 and len(diffs) == 2
     for item in maps:
         assert tuple(item.getLevels()) == (0.0, hi)
         assert item.lut.shape[0] == 256
@@ -97,6 +138,7 @@ def test_teacher_and_student_share_one_fixed_scale_and_the_difference_is_symmetr
         np.testing.assert_array_equal(item.lut, diffs[0].lut)
     assert not np.array_equal(maps[0].lut, diffs[0].lut)
     assert view._map_bar.levels() == (0.0, hi)
+    assert view._diff_bar.levels() == (-d, d)
 
 
 def test_scales_only_grow_so_a_replay_compares_like_with_like(view):
@@ -104,13 +146,14 @@ def test_scales_only_grow_so_a_replay_compares_like_with_like(view):
     first = view.levels()
     view.add_snapshots([make_snapshot(2, closeness=0.95)])
     assert view.levels() == first
-    diffs = [i for (_, _, role), i in view.image_items().items() if role == "difference"]
+    diffs = [i for (_, role), i in view.image_items().items() if role == "difference"]
     assert tuple(diffs[0].getLevels()) == first["difference"]
 
 
 def test_pair_header_reports_mean_absolute_difference(view):
     early, late = make_snapshot(1, closeness=0.0), make_snapshot(2, closeness=0.9)
     view.add_snapshots([early, late])
+    view.image_items()                                   # draws now what waits for the event loop
     pair_early, pair_late = early.pairs[0], late.pairs[0]
     now = float(np.mean(np.abs(pair_late.student - pair_late.teacher)))
     before = float(np.mean(np.abs(pair_early.student - pair_early.teacher)))
@@ -125,7 +168,7 @@ def test_choosing_probe_images(view):
     view.add_snapshots([snap])
     view.set_probe_indices([5, 2, 5])
     assert view.probe_indices() == [5, 2]
-    assert {probe for _, probe, _ in view.image_items()} == {2, 5}
+    assert view.shown_probes() == [5, 2]
     np.testing.assert_array_equal(shown(view, snap.pairs[1].name, 5, "student"), snap.pairs[1].student[5])
     checked = [view.probe_list.item(r).checkState() == QtCore.Qt.CheckState.Checked
                for r in range(view.probe_list.count())]
@@ -139,7 +182,17 @@ def test_choosing_probe_images(view):
     # ticking a box in the list does the same
     view.probe_list.item(0).setCheckState(QtCore.Qt.CheckState.Checked)
     assert view.probe_indices() == [0, 2, 5]
-    assert {probe for _, probe, _ in view.image_items()} == {0, 2, 5}
+    assert view.shown_probes() == [0, 2, 5]
+    np.testing.assert_array_equal(shown(view, snap.pairs[0].name, 0, "teacher"), snap.pairs[0].teacher[0])
+    with pytest.raises(ValueError, match="probe image 1 is not on screen; shown: 0, 2, 5"):
+        view.displayed_array(snap.pairs[0].name, 1, "teacher")
+    with pytest.raises(ValueError, match="unknown column 'map'; columns: image, teacher, student, difference"):
+        view.displayed_array(snap.pairs[0].name, 0, "map")
+
+    for index in (0, 2, 5):                             # none ticked: a note instead of the rows
+        view.probe_list.item(index).setCheckState(QtCore.Qt.CheckState.Unchecked)
+    assert view.shown_probes() == [] and view.image_items() == {}
+    assert "no probe image ticked" in view._title.text
 
 
 def test_slider_replays_an_older_snapshot_and_pins_it(view, qtbot):
@@ -188,9 +241,42 @@ def test_set_snapshots_replaces_and_clear_empties(view):
 
 def test_a_new_pair_layout_rebuilds_the_rows(view):
     view.add_snapshots([make_snapshot(1, pairs=(("at:a<-a", 4),))])
-    assert {pair for pair, _, _ in view.image_items()} == {"at:a<-a"}
+    assert {pair for pair, _ in view.image_items()} == {"at:a<-a"}
     view.add_snapshots([make_snapshot(2, pairs=(("at:a<-a", 4), ("at:b<-b", 2)))])
-    assert {pair for pair, _, _ in view.image_items()} == {"at:a<-a", "at:b<-b"}
+    assert {pair for pair, _ in view.image_items()} == {"at:a<-a", "at:b<-b"}
+    snap = make_snapshot(3, pairs=(("at:a<-a", 4), ("at:b<-b", 2)))
+    items = view.image_items()
+    view.add_snapshots([snap])                           # same layout: the same items, new arrays
+    assert view.image_items() == items
+    np.testing.assert_array_equal(shown(view, "at:b<-b", 3, "student"), snap.pairs[1].student[3])
+
+
+def test_a_snapshot_is_drawn_on_later_event_loop_turns_one_pair_at_a_time(view, qtbot):
+    snap = make_snapshot(1, pairs=(("at:a<-a", 4), ("at:b<-b", 2), ("at:c<-c", 2)))
+    built = []
+    view._build_timer.timeout.connect(lambda: built.append(len(view._blocks)))
+    view.add_snapshots([snap])
+    assert view.current_index() == 0 and not view._blocks           # the worker's hand-over returns at once
+    qtbot.waitUntil(lambda: len(view._blocks) == 3, timeout=1000)    # drawn by the event loop ...
+    assert built == [1, 2, 3]                                        # ... one pair per turn
+    np.testing.assert_array_equal(shown(view, "at:c<-c", 2, "teacher"), snap.pairs[2].teacher[2])
+
+
+def test_following_a_run_draws_at_most_five_snapshots_a_second(view, qtbot):
+    import time
+
+    drawn = []
+    view._render_timer.timeout.connect(lambda: drawn.append(view._drawn.step))
+    started = time.monotonic()
+    for step in range(1, 21):
+        view.add_snapshots([make_snapshot(step)])
+        qtbot.wait(20)                                    # 20 snapshots, 50 a second
+    qtbot.waitUntil(lambda: drawn and drawn[-1] == 20, timeout=1000)   # the newest is drawn in the end
+    elapsed = time.monotonic() - started
+    assert 2 <= len(drawn) <= elapsed / 0.2 + 1.5
+    assert view.current_index() == 19 and view.is_live()
+    view.show_snapshot(3)                                 # what the user picks is drawn on the next turn
+    qtbot.waitUntil(lambda: view._drawn.step == 4, timeout=1000)
 
 
 def test_inconsistent_snapshots_are_refused_with_one_clear_line(view):
@@ -257,10 +343,12 @@ def test_display_image_converts_to_uint8():
     np.testing.assert_array_equal(display_image(image), [[[0, 128, 255], [255, 0, 0]]])
 
 
-def test_render_attention_view_for_a_look(view):
+def test_render_attention_view_for_a_look(view, qtbot):
     SHOTS.mkdir(parents=True, exist_ok=True)
     view.add_snapshots([make_snapshot(s, closeness=s / 500) for s in (0, 100, 200, 300, 400)])
     view.show_snapshot(2)
+    qtbot.waitUntil(lambda: "step 200" in view._title.text, timeout=1000)   # drawn on the next turn
+    qtbot.wait(20)
     path = SHOTS / "attention_view.png"
     assert view.grab().save(str(path))
     assert path.stat().st_size > 10_000

@@ -11,7 +11,9 @@ pytest.importorskip("pytestqt")
 
 from PySide6 import QtCore  # noqa: E402
 
-from app.plots import LOG_FLOOR, AccuracyPlot, GrowableArray, LossPlot, ema  # noqa: E402
+from app.plots import (  # noqa: E402
+    LOG_FLOOR, REDRAW_INTERVAL_S, AccuracyPlot, GrowableArray, LossPlot, ema, round_above, round_box,
+)
 from featdistill_core.events import EpochEvent, StepEvent  # noqa: E402
 
 SHOTS = Path("/tmp/featdistill_shots")
@@ -26,20 +28,24 @@ def reference_ema(values, alpha, initial=None):
     return np.array(out)
 
 
-def steps(stage, first, count, components=("ce", "kd"), value=lambda name, step: 1.0 / step):
+def steps(stage, first, count, components=("ce", "kd"), value=lambda name, step: 1.0 / step, total_steps=10**6):
     events = []
     for step in range(first, first + count):
         losses = {name: value(name, step) for name in components}
-        events.append(StepEvent(stage=stage, step=step, epoch=1 + step // 10, total_steps=1000, losses=losses,
+        events.append(StepEvent(stage=stage, step=step, epoch=1 + step // 10, total_steps=total_steps, losses=losses,
                                 total=sum(losses.values()), lr=0.05, images_per_sec=100.0))
     return events
 
 
 @pytest.fixture
 def loss_plot(qtbot):
+    """A shown plot that hands every batch over at once (the 10 Hz throttle has its own test)."""
     widget = LossPlot()
     qtbot.addWidget(widget)
     widget.resize(640, 360)
+    widget.redraw_interval_s = 0.0
+    widget.show()
+    qtbot.waitExposed(widget)
     return widget
 
 
@@ -200,8 +206,95 @@ class _LeftClick:
         self.accepted = True
 
 
-def test_clicking_a_legend_entry_toggles_its_curve(loss_plot):
+def test_new_points_reach_pyqtgraph_at_most_ten_times_a_second(qtbot):
+    plot = LossPlot()
+    qtbot.addWidget(plot)
+    assert plot.redraw_interval_s == REDRAW_INTERVAL_S == 0.1
+    plot.add_steps(steps("student", 1, 5))
+    item = plot.plot_items()["ce"]
+    plot.add_steps(steps("student", 6, 5))                       # hidden: not handed over
+    assert item.getData()[0].size == 5 and plot.curve_data("ce")[0].size == 10
+    plot.show()
+    qtbot.waitExposed(plot)
+    assert item.getData()[0].size == 10                         # caught up when shown
+    plot.add_steps(steps("student", 11, 5))
+    plot.add_steps(steps("student", 16, 5))
+    assert item.getData()[0].size < 20                          # within 0.1 s of the last hand-over
+    qtbot.waitUntil(lambda: item.getData()[0].size == 20, timeout=1000)   # the catch-up timer
+    plot.add_steps(steps("student", 21, 1, components=("ce", "kd", "fsp")))
+    assert plot.plot_items()["fsp"].getData()[0].size == 1      # a new curve shows at once
+
+
+def test_auto_range_fits_a_round_box_that_moves_only_when_the_data_leaves_it(loss_plot):
+    loss_plot.add_steps(steps("student", 1, 90, components=("ce",), value=lambda name, step: 1.0 / step))
+    box = loss_plot._anchor.box
+    assert box == pytest.approx((1, 100, 0.0, 1.0))             # total = ce = 1/step ≤ 1, in steps of 0.2
+    view = loss_plot.plot_item.getViewBox()
+    view.updateAutoRange()                                       # what the next repaint does
+    before = view.viewRange()
+    assert before[0][0] <= 1 and before[0][1] >= 100 and before[1][0] <= 0 and before[1][1] >= 1
+    loss_plot.add_steps(steps("student", 91, 9, components=("ce",), value=lambda name, step: 1.0 / step))
+    assert loss_plot._anchor.box == box                          # still inside: the range stays
+    view.updateAutoRange()
+    assert view.viewRange() == before
+    loss_plot.add_steps(steps("student", 100, 2, components=("ce",), value=lambda name, step: 1.0 / step))
+    assert loss_plot._anchor.box[1] == 200                      # step 101 > 100: the next round end
+    loss_plot.set_log_y(True)
+    assert loss_plot._anchor.box == pytest.approx((1, 200, -2.25, 0.0))    # log10 1/101 ≈ −2.004
+    loss_plot.add_steps(steps("student", 102, 1, components=("ce",), total_steps=150))
+    assert loss_plot._anchor.box[1] == 150                      # not beyond the stage's planned steps
+
+
+def test_round_numbers_for_the_box():
+    assert [round_above(v) for v in (1, 7, 101, 0.013, 950, 2.5)] == [1, 10, 200, 0.02, 1000, 5]
+    assert round_box(1, 90, 0.01, 1.0, False) == pytest.approx((1, 100, 0.0, 1.0))
+    assert round_box(1, 90, 0.33, 0.71, False) == pytest.approx((1, 100, 0.3, 0.75))
+    assert round_box(5, 5, 2.0, 2.0, False) == pytest.approx((5, 6, 2.0, 2.25))     # one point
+    assert round_box(1, 10, 0.5, 2.0, True) == pytest.approx((1, 10, -0.5, 0.5))
+    assert round_box(1, 21, 0.5, 2.0, False, x_limit=31)[1] == 31            # the stage ends at 31
+    assert round_box(1, 21, 0.5, 2.0, False, x_limit=500)[1] == 50
+    assert round_box(1, 40, 0.5, 2.0, False, x_limit=31)[1] == 50            # a wrong plan is ignored
+
+
+def test_legend_sits_right_of_the_plot_and_hides_while_empty(loss_plot, qtbot):
+    assert not loss_plot.legend.isVisible()                      # no curve yet: no empty box
     loss_plot.add_steps(steps("student", 1, 10))
+    qtbot.waitUntil(loss_plot.legend.isVisible, timeout=1000)
+    view = loss_plot.plot_item.getViewBox()
+    qtbot.waitUntil(lambda: loss_plot.legend.sceneBoundingRect().left() >= view.sceneBoundingRect().right() - 1,
+                    timeout=1000)                                # outside the curves' area
+    loss_plot.clear()
+    assert not loss_plot.legend.isVisible()
+
+
+def test_accuracy_legend_shows_right_of_the_plot_once_there_is_data(accuracy_plot, qtbot):
+    accuracy_plot.show()
+    qtbot.waitExposed(accuracy_plot)
+    assert not accuracy_plot.legend.isVisible()                  # no epoch yet
+    accuracy_plot.add_epochs(epochs("student", 2, teacher=50.0))
+    qtbot.waitUntil(accuracy_plot.legend.isVisible, timeout=1000)   # drawn on the next event-loop turn
+    assert [label.text for _, label in accuracy_plot.legend.items] == ["train", "test", "teacher"]
+    view = accuracy_plot.plot_item.getViewBox()
+    qtbot.waitUntil(lambda: accuracy_plot.legend.sceneBoundingRect().left() >= view.sceneBoundingRect().right() - 1,
+                    timeout=1000)
+    accuracy_plot.clear()
+    assert not accuracy_plot.legend.isVisible()
+
+
+def test_a_stage_is_listed_as_soon_as_it_starts(loss_plot, accuracy_plot):
+    for plot in (loss_plot, accuracy_plot):
+        plot.note_stage("teacher")
+        assert plot.stage() == "teacher"
+    loss_plot.add_steps(steps("teacher", 1, 30, components=("ce",), value=lambda name, step: 5.0))
+    accuracy_plot.note_stage("student")
+    loss_plot.note_stage("student")
+    assert loss_plot.stage() == "student" and accuracy_plot.stage() == "student"
+    assert loss_plot._anchor.box == (0.0, 1.0, 0.0, 1.0)         # an empty stage: not the teacher's range
+
+
+def test_clicking_a_legend_entry_toggles_its_curve(loss_plot, qtbot):
+    loss_plot.add_steps(steps("student", 1, 10))
+    qtbot.waitUntil(lambda: len(loss_plot.legend.items) == 3, timeout=1000)   # one entry per event-loop turn
     samples = {label.text: sample for sample, label in loss_plot.legend.items}
     assert set(samples) == {"total", "ce", "kd"}
     samples["kd"].mouseClickEvent(_LeftClick())
@@ -304,9 +397,11 @@ def test_render_plots_for_a_look(loss_plot, accuracy_plot, qtbot):
     loss_plot.add_steps(steps("student", 1, 2000, components=("ce", "kd", "at:layer2"),
                               value=lambda name, step: (1 + 0.2 * rng.random()) * np.exp(-step / 600)))
     accuracy_plot.add_epochs(epochs("student", 6, planned=10, teacher=72.0))
+    qtbot.waitUntil(lambda: len(loss_plot.legend.items) == 4, timeout=1000)   # placed one per turn
     for widget, name in ((loss_plot, "loss_plot.png"), (accuracy_plot, "accuracy_plot.png")):
         widget.show()
         qtbot.waitExposed(widget)
+        qtbot.wait(20)                                  # the legend's relayout
         path = SHOTS / name
         assert widget.grab().save(str(path))
         assert path.stat().st_size > 5_000
