@@ -264,10 +264,6 @@ class MosaicGrid:
 _CACHED = QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache
 
 
-def _label(text: str, *, size: str = "9pt", bold: bool = False, justify: str = "center") -> pg.LabelItem:
-    return pg.LabelItem(text, color=colormaps.FOREGROUND, size=size, bold=bold, justify=justify)
-
-
 class _TextLine(pg.GraphicsWidget):
     """One line of rich text of fixed height: changing it repaints the line, never the layout."""
 

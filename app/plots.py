@@ -151,9 +151,10 @@ def round_box(x_lo: float, x_hi: float, y_lo: float, y_hi: float, log_y: bool,
     x runs from the first step to :func:`round_above` the last, but not beyond ``x_limit`` (the
     stage's planned steps) when that is at least the last step: early in a long stage the curves
     fill 40 % or more of the width and the end moves about 3 times per tenfold growth; the finished
-    stage fills all of it. y from ``⌊y_lo / s⌋·s`` to ``⌈y_hi / s⌉·s`` with ``s = round_step(y_hi − y_lo)``, or on a log
-    axis (``y`` > 0, view coordinates ``log10 y``) to the enclosing quarter decades. The box changes
-    only when the data crosses one of its edges (or the y span crosses a step size).
+    stage fills all of it. y runs from ``⌊y_lo / s⌋·s`` to ``⌈y_hi / s⌉·s`` with
+    ``s = round_step(y_hi − y_lo)``, or on a log axis (``y`` > 0, view coordinates ``log10 y``) to
+    the enclosing quarter decades. The box changes only when the data crosses one of its edges (or
+    the y span crosses a step size).
     """
     x_end = round_above(x_hi) if x_hi > x_lo else x_lo + 1.0
     if x_limit is not None and x_hi <= x_limit < x_end and x_limit > x_lo:
@@ -354,7 +355,9 @@ class LossPlot(QtWidgets.QWidget):
     curve over costs O(n) (bounds, down-sampling), so a curve longer than THROTTLE_FROM points is
     redrawn only once its new points fill at least one pixel column of the plot, or REDRAW_LAG_S
     after its last redraw. Below that, and whenever the user has zoomed in, every due batch is drawn.
-    A timer catches up with whatever is left when the data stops.
+    A timer catches up with whatever is left when the data stops. A stage's curves go on the plot
+    (and in the legend, right of the plot) one per event-loop turn; :meth:`plot_items` puts them all
+    on at once. The auto-range fits a :class:`RangeAnchor` box, not the curves themselves.
     """
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):

@@ -243,8 +243,8 @@ def main() -> int:
         results.append((np.median(gaps), np.percentile(gaps, 99), gaps.max()))
     if args.repeats > 1:
         medians, p99s, maxima = zip(*results)
-        print(f"\nover {args.repeats} runs: median {np.median(medians):.1f} ms; p99 {min(p99s):.1f}–{max(p99s):.1f} ms; "
-              f"max {min(maxima):.1f}–{max(maxima):.1f} ms")
+        print(f"\nover {args.repeats} runs: median {np.median(medians):.1f} ms; "
+              f"p99 {min(p99s):.1f}–{max(p99s):.1f} ms; max {min(maxima):.1f}–{max(maxima):.1f} ms")
     return 0
 
 

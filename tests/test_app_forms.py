@@ -113,15 +113,15 @@ def test_layer_trees_show_module_paths_with_output_shapes(form):
     assert tree.objectName() == "teacherLayerTree"
     assert form.layers.student_picker.tree.objectName() == "studentLayerTree"
     shapes = teacher.shapes()
-    # demo_teacher: 32-channel stem at 32×32, then three stages halving the size, doubling the width
-    assert shapes["layer1"] == (32, 32, 32)
-    assert shapes["layer2"] == (64, 16, 16)
-    assert shapes["layer3"] == (128, 8, 8)
+    # demo_teacher: 16-channel stem at 32×32, then three stages halving the size, doubling the width
+    assert shapes["layer1"] == (16, 32, 32)
+    assert shapes["layer2"] == (32, 16, 16)
+    assert shapes["layer3"] == (64, 8, 8)
     assert shapes["fc"] == (10,)
     top = [tree.topLevelItem(i).text(0) for i in range(tree.topLevelItemCount())]
     assert top[:3] == ["conv1", "bn1", "layer1"]
     layer2 = tree.topLevelItem(top.index("layer2"))
-    assert layer2.text(2) == "64×16×16"
+    assert layer2.text(2) == "32×16×16"
 
 
 def test_filter_box_keeps_matches_and_their_parents(form):
@@ -166,8 +166,8 @@ def test_add_pair_from_selected_layers(form):
     added = table.pairs()[-1]
     assert (added.method, added.teacher, added.student, added.weight) == ("hint", ["layer2"], ["layer2"], 100.0)
     state, text = table.row_state(before)
-    # teacher layer2 is 64 channels, student layer2 16: a regressor is needed and named
-    assert state == "adapter" and "16→64" in text
+    # teacher layer2 is 32 channels, student layer2 16: a regressor is needed and named
+    assert state == "adapter" and "16→32" in text
     assert form.config().pairs[-1] == added
 
 
