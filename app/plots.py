@@ -796,13 +796,20 @@ class AccuracyPlot(QtWidgets.QWidget):
         shown = (curve_name(stage, "train") in self._values or curve_name(stage, "test") in self._values
                  or self._teacher_acc is not None)
         self.legend.set_wanted(shown)                 # no legend over an empty plot
-        self._train_item.setData(*self._series_or_empty(curve_name(stage, "train")))
-        self._test_item.setData(*self._series_or_empty(curve_name(stage, "test")))
+        train = self._series_or_empty(curve_name(stage, "train"))
+        test = self._series_or_empty(curve_name(stage, "test"))
+        self._train_item.setData(*train)
+        self._test_item.setData(*test)
         x, y = self._teacher_line()
         self._teacher_item.setData(x, y)
         if self._teacher_acc is None:
             self._teacher_label.setVisible(False)
         else:
+            # under the line's end, or above it when the line is in the lower half of the points
+            # (under it, the label would leave the plot)
+            values = np.concatenate([train[1], test[1], [self._teacher_acc]])
+            low_line = self._teacher_acc < (values.min() + values.max()) / 2
+            self._teacher_label.setAnchor((1.0, 1.0) if low_line else (1.0, 0.0))
             self._teacher_label.setText(f"teacher {self._teacher_acc:.1f} %")
             self._teacher_label.setPos(float(x[-1]), self._teacher_acc)
             self._teacher_label.setVisible(True)

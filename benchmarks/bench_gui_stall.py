@@ -49,7 +49,11 @@ class CallClock:
         self.cpu: dict[str, list[float]] = defaultdict(list)
 
     def wrap(self, cls, method: str, name=None) -> None:
-        original = getattr(cls, method)
+        """Time every call of ``cls.method`` as ``name`` (a string, or a function of the instance);
+        a method the class does not have (an older version of a widget) is left out."""
+        original = getattr(cls, method, None)
+        if original is None:
+            return
         spans, cpu = self.spans, self.cpu
 
         @functools.wraps(original)
@@ -131,7 +135,8 @@ def _view_name(view) -> str:
 
 
 def instrument() -> CallClock:
-    """Wrap the flush handlers and the plot views' paintEvent (before the window is built)."""
+    """Wrap the flush handlers, the widgets' deferred drawing (private methods, named after what they
+    do) and the plot views' paintEvent; before the window is built."""
     import pyqtgraph as pg
 
     from app.attention_view import AttentionView
@@ -144,6 +149,7 @@ def instrument() -> CallClock:
     clock.wrap(LossPlot, "add_steps", "LossPlot.add_steps")
     clock.wrap(LossPlot, "redraw", "LossPlot.redraw")
     clock.wrap(AccuracyPlot, "add_epochs", "AccuracyPlot.add_epochs")
+    clock.wrap(AccuracyPlot, "_redraw", "AccuracyPlot: draw epochs")                # a turn after add_epochs
     clock.wrap(AttentionView, "add_snapshots", "AttentionView.add_snapshots")
     clock.wrap(AttentionView, "_render_pending", "AttentionView: draw snapshot")     # a turn after add_snapshots
     clock.wrap(AttentionView, "_build_next", "AttentionView: build a pair")          # one pair per turn

@@ -17,7 +17,7 @@ from featdistill_core.config import (
     DataConfig, KDConfig, checked, MonitorConfig, OptimConfig, PairConfig, RunConfig, StudentConfig, TeacherConfig,
 )
 
-DEMO_EPOCHS = 3
+DEMO_EPOCHS = 4
 DEMO_TEACHER_EPOCHS = 8
 
 

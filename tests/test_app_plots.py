@@ -365,6 +365,15 @@ def test_accuracy_series_and_teacher_reference_line(accuracy_plot):
     assert items["train"].opts["symbol"] is not None
 
 
+def test_teacher_label_stays_inside_the_plot(accuracy_plot):
+    accuracy_plot.add_epochs(epochs("student", 3, teacher=90.0))      # line above the points: label under it
+    accuracy_plot.plot_items()
+    assert tuple(accuracy_plot._teacher_label.anchor) == (1.0, 0.0)
+    accuracy_plot.add_epochs([EpochEvent("student", 3, 10, 30.0, 27.0, teacher_acc=5.0)])   # below them
+    accuracy_plot.plot_items()
+    assert tuple(accuracy_plot._teacher_label.anchor) == (1.0, 1.0)
+
+
 def test_an_epoch_reported_again_keeps_its_latest_value(accuracy_plot):
     accuracy_plot.add_epochs(epochs("student", 2))
     accuracy_plot.add_epochs([EpochEvent("student", 2, 10, train_acc=99.0, test_acc=98.0)])
