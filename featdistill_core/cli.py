@@ -12,6 +12,7 @@ Bad input of any kind prints one line (``featdistill: error: ...``) and exits wi
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 
@@ -73,6 +74,12 @@ def _parser() -> argparse.ArgumentParser:
 def _cmd_demo(args) -> int:
     from featdistill_core.demo import demo_config, run_demo
 
+    if not os.environ.get("OMP_NUM_THREADS"):
+        # The demo's networks are too small to gain from intra-op threads, and on a small machine
+        # spin-waiting threads slow it down badly (2 cores: ~115 s with 1 thread, ~325 s with 2).
+        import torch
+
+        torch.set_num_threads(1)
     config = demo_config(args.seed, args.output_dir)
     if args.epochs is not None:
         if args.epochs < 1:
