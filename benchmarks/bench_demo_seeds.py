@@ -10,9 +10,10 @@ baseline student's test accuracy, the gain and the wall time of the whole demo, 
 
 The demo's target: a mean gain of at least 2 points over seeds 0, 1, 2 and one demo run (teacher +
 distilled + baseline) in well under 3 minutes on a 2-core CPU. Wall times depend on what else the
-machine is running, so the load average is printed before and after each seed. On a busy machine,
-PyTorch's default of one intra-op thread per core can slow down badly when other processes compete
-for the cores; ``--threads 1`` shows the single-thread time.
+machine is running, so the load average is printed before and after each seed. Like
+``featdistill demo``, it runs PyTorch with one intra-op thread unless ``OMP_NUM_THREADS`` is set
+(on a 2-core machine shared with other work, two spin-waiting threads can be several times slower);
+``--threads N`` overrides it.
 """
 
 from __future__ import annotations
@@ -41,6 +42,11 @@ def load_average() -> str:
         return "n/a"
 
 
+def default_threads() -> int:
+    """The thread count ``featdistill demo`` uses: 1, unless ``OMP_NUM_THREADS`` is set."""
+    return torch.get_num_threads() if os.environ.get("OMP_NUM_THREADS") else 1
+
+
 def machine_info(threads: int) -> str:
     return (f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
             f"{platform.system()} {platform.release()}, python {platform.python_version()}, "
@@ -60,8 +66,9 @@ def describe_demo() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0,1,2", help="comma-separated seeds (default 0,1,2)")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
-                        help="PyTorch intra-op threads (default: PyTorch's default, %(default)s here)")
+    parser.add_argument("--threads", type=int, default=default_threads(),
+                        help="PyTorch intra-op threads (default: 1 as in `featdistill demo`, "
+                             "or PyTorch's choice when OMP_NUM_THREADS is set)")
     parser.add_argument("--keep", default="", help="write the run folders here and keep them")
     args = parser.parse_args()
     try:

@@ -85,7 +85,7 @@ class Distiller(nn.Module):
 
     @torch.no_grad()
     def attention_maps(self, probe_images: torch.Tensor) -> tuple[PairMaps, ...]:
-        """Teacher's and student's attention maps on the probe images, one entry per 4-D pair.
+        """Teacher's and student's attention maps on the probe images, one entry per 4-D layer pair.
 
         Each map is |F|² averaged over channels (the attention-transfer map), the larger of the
         two pooled to the smaller, and scaled to mean 1, so both share one colour scale.
@@ -103,9 +103,12 @@ class Distiller(nn.Module):
                 if feat.dim() == 4:
                     self._teacher_probe_maps[i] = attention_map(feat.float())
         maps = []
+        shown = set()
         for i, pair in enumerate(self.pairs):
-            if i not in self._teacher_probe_maps:
-                continue
+            layers = (pair.teacher[0], pair.student[0])
+            if i not in self._teacher_probe_maps or layers in shown:
+                continue            # one row per layer pair, even when two methods share it
+            shown.add(layers)
             feat = self.student_hooks.features[pair.student[0]]
             if feat.dim() != 4:
                 continue

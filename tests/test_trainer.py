@@ -158,3 +158,14 @@ def test_fsp_init_stage_then_student(tmp_path):
     assert set(init_steps[0].losses) == {"fsp:layer1+layer2<-layer1+layer2"}
     student_steps = [e for e in events if isinstance(e, StepEvent) and e.stage == "student"]
     assert set(student_steps[0].losses) == {"ce"}
+
+
+def test_two_methods_on_the_same_layers_give_one_attention_row(tmp_path):
+    config = tiny_config(tmp_path)
+    config.pairs = [PairConfig("at", ["layer2"], ["layer2"], 1000.0, "joint", {"p": 2.0, "normalize": "l2"}),
+                    PairConfig("hint", ["layer2"], ["layer2"], 1.0, "joint", {"regressor": "conv_bn_relu"})]
+    _, _, events = _run(config)
+    snaps = [e for e in events if isinstance(e, AttentionSnapshot)]
+    assert snaps and all([p.name for p in s.pairs] == ["at:layer2<-layer2"] for s in snaps)
+    steps = [e for e in events if isinstance(e, StepEvent) and e.stage == "student"]
+    assert {"at:layer2<-layer2", "hint:layer2<-layer2"} <= set(steps[0].losses)   # both still trained
