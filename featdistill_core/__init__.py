@@ -1,8 +1,65 @@
 """featdistill_core: feature distillation for PyTorch, without Qt.
 
-Start with :class:`featdistill_core.trainer.Trainer` and a run file read by
-:func:`featdistill_core.config.load_config`; the losses live in :mod:`featdistill_core.losses`,
-the model registry in :mod:`featdistill_core.models`.
+The public names are importable from the package itself (``from featdistill_core import Trainer``);
+each is loaded on first use, so ``import featdistill_core`` is instant and torch is imported only
+when something needs it. The desktop window uses these names only (an import-linter contract in
+``pyproject.toml`` holds it to that).
+
+Start with a run file::
+
+    from featdistill_core import Trainer, load_config, validate_run
+    run = validate_run(load_config("run.toml"))   # every problem at once, as a ConfigError
+    Trainer(run).run()
+
+The methods live in :mod:`featdistill_core.losses` (one file each), the model registry in
+:mod:`featdistill_core.models`, the data sets in :mod:`featdistill_core.data`.
 """
 
-__version__ = "0.1.0"
+from __future__ import annotations
+
+import importlib
+
+__version__ = "0.2.0"
+
+_PUBLIC = {
+    "featdistill_core.config": (
+        "DataConfig", "KDConfig", "MonitorConfig", "OPTIMIZERS", "OptimConfig", "PAIR_STAGES", "PairConfig",
+        "RunConfig", "SCHEDULES", "StudentConfig", "TeacherConfig", "check_values", "checked", "config_from_dict",
+        "config_from_toml", "config_to_toml", "load_config", "save_config", "term_names",
+    ),
+    "featdistill_core.errors": ("ConfigError", "Problem", "Problems"),
+    "featdistill_core.stages": ("PlannedStage", "Stage", "plan_stages"),
+    "featdistill_core.events": (
+        "AttentionSnapshot", "EpochEvent", "Failed", "Finished", "PairMaps", "StageStarted", "StepEvent",
+    ),
+    "featdistill_core.losses": (
+        "METHODS", "Method", "OptionSpec", "PairCheck", "check_pair", "get_method", "register_method",
+        "validate_options",
+    ),
+    "featdistill_core.validate": ("TermPlan", "ValidatedRun", "check_term_layers", "model_layers", "validate_run"),
+    "featdistill_core.data": ("DATASETS", "DATASET_TITLES", "DatasetError", "dataset_classes", "load_dataset"),
+    "featdistill_core.models": ("create_model", "list_models", "load_weights", "register_model", "save_weights"),
+    "featdistill_core.layers": ("LayerInfo", "list_layers", "stage_outputs", "suggest_pairs"),
+    "featdistill_core.device": ("DeviceOption", "available_devices", "resolve_device"),
+    "featdistill_core.runfolder": ("RunFolderError", "RunRecord", "load_run"),
+    "featdistill_core.trainer": ("Trainer",),
+    "featdistill_core.demo": ("baseline_config", "demo_config", "run_demo"),
+    "featdistill_core.progress": ("Progress", "ProgressEstimator", "format_duration"),
+    "featdistill_core.runstate": ("RunState",),
+}
+_WHERE = {name: module for module, names in _PUBLIC.items() for name in names}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'featdistill_core' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

@@ -3,43 +3,51 @@
 Two levels of checking, both before any training starts:
 
 * :func:`config_from_dict` / :func:`load_config` check the *form*: every key known, every value of the
-  right type and among the allowed values. No model is built.
+  right type, within its bounds and among the allowed values. No model is built.
 * :func:`featdistill_core.validate.validate_run` checks the *meaning*: the models exist, the weights
   files load, every layer path exists and every pair's shapes can be matched.
 
-Every problem is a :class:`ConfigError` whose message starts with the field's dotted name, e.g.
-``optim.schedule: must be one of 'constant', 'step', 'cosine'; got 'linear'``.
+Both collect *every* problem before raising one :class:`ConfigError` (see :mod:`featdistill_core.errors`),
+each problem naming its field, e.g. ``optim.schedule: must be one of 'constant', 'step', 'cosine'; got 'linear'``.
 
 The window saves exactly what the CLI runs: :func:`save_config` writes every field (defaults
-included), so ``load_config(save_config(c)) == c``.
+included), so ``load_config(save_config(c)) == c`` for a config whose paths are absolute. Relative
+paths in a run file (weights, data folder, output folder) are relative to the run file's folder.
+
+For a config built in code, :func:`checked` reads it back as a file would be read (defaults filled,
+numbers normalised, every value checked); a :class:`~featdistill_core.trainer.Trainer` does the full
+validation itself, so the Python API refuses exactly what ``featdistill check`` refuses.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
-from featdistill_core.losses.methods import METHODS, validate_options
+from featdistill_core.data import DATASETS, FIXED_IMAGE_SIZES, NEEDS_PATH
+from featdistill_core.errors import ConfigError, Problem, Problems
+from featdistill_core.losses import METHODS, get_method, validate_options
+from featdistill_core.stages import LEGACY_TERM_STAGES, TERM_STAGES, Stage, plan_stages
 
-DATASETS = ("demo", "cifar10", "cifar100", "imagefolder")
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("constant", "step", "cosine")
-PAIR_STAGES = ("joint", "init")
-_DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
+PAIR_STAGES = TERM_STAGES
+_DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d{1,3})?)$")
+MAX_PATH_LENGTH = 4096
+MAX_NAME_LENGTH = 120
 
-
-class ConfigError(ValueError):
-    """A run file problem. ``field`` is the dotted name of the offending field ("" for the file)."""
-
-    def __init__(self, field_name: str, message: str):
-        self.field = field_name
-        self.reason = message
-        super().__init__(f"{field_name}: {message}" if field_name else message)
+__all__ = [
+    "ConfigError", "DataConfig", "KDConfig", "MonitorConfig", "OptimConfig", "PairConfig", "Problem",
+    "RunConfig", "StudentConfig", "TeacherConfig", "check_values", "checked", "config_from_dict",
+    "config_from_toml", "config_to_dict", "config_to_toml", "load_config", "read_config", "read_run_file",
+    "save_config", "term_names", "with_absolute_paths",
+]
 
 
 @dataclass
@@ -57,7 +65,7 @@ class StudentConfig:
 
 @dataclass
 class DataConfig:
-    name: str = "demo"       # one of DATASETS
+    name: str = "demo"       # one of featdistill_core.data.DATASETS
     path: str = ""           # folder for cifar10 / cifar100 / imagefolder
     image_size: int = 32     # image folder images are resized to this square size
     augment: bool = True     # random crop (padding 4) and horizontal flip on the training split
@@ -78,22 +86,38 @@ class OptimConfig:
 
 @dataclass
 class KDConfig:
-    weight: float = 0.0      # 0 turns logit distillation off
+    """Shorthand for one logit-KD term (method ``"kd"``): ``weight`` 0 means none."""
+
+    weight: float = 0.0
     temperature: float = 4.0
 
 
 @dataclass
 class PairConfig:
-    method: str              # a key of featdistill_core.losses.METHODS: "hint", "at", "fsp"
-    teacher: list[str]       # module paths in the teacher (two for FSP)
-    student: list[str]       # module paths in the student (two for FSP)
-    weight: float = 1.0
-    stage: str = "joint"     # "joint": with the task loss; "init": only in the initialisation stage
+    """One distillation term: a method, the layers it pairs (none for a method on logits), its weight.
+
+    ``weight`` None means the method's reference weight (``METHODS[method].default_weight``), filled
+    in when the pair is made, whether in code or from a file.
+    """
+
+    method: str              # a key of featdistill_core.losses.METHODS
+    teacher: list[str] = field(default_factory=list)   # module paths in the teacher (two for FSP)
+    student: list[str] = field(default_factory=list)   # module paths in the student
+    weight: Optional[float] = None
+    stage: str = Stage.STUDENT.value   # "student": with the task loss; "init": only in the initialisation stage
     options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.weight is None and isinstance(self.method, str) and self.method in METHODS:
+            self.weight = METHODS[self.method].default_weight
+        if self.stage in LEGACY_TERM_STAGES:
+            self.stage = LEGACY_TERM_STAGES[self.stage]
 
     @property
     def name(self) -> str:
-        """Readable loss-component name, e.g. ``at:layer2<-layer2``."""
+        """Readable loss-component name, e.g. ``at:layer2<-layer2``; the method alone on logits."""
+        if not self.teacher and not self.student:
+            return str(self.method)
         return f"{self.method}:{'+'.join(self.teacher)}<-{'+'.join(self.student)}"
 
 
@@ -124,13 +148,66 @@ class RunConfig:
     pairs: list[PairConfig] = field(default_factory=list)
 
     @property
+    def terms(self) -> list[PairConfig]:
+        """Every distillation term: the ``[kd]`` shorthand (as a ``"kd"`` term, first) and the pairs."""
+        terms = []
+        if self.kd.weight > 0:
+            terms.append(PairConfig("kd", [], [], self.kd.weight, Stage.STUDENT.value,
+                                    {"temperature": self.kd.temperature}))
+        return terms + list(self.pairs)
+
+    @property
     def trains_teacher(self) -> bool:
         return not self.teacher.weights and self.teacher.train_epochs > 0
 
     @property
     def uses_teacher(self) -> bool:
-        """Whether the student stage needs the teacher's forward pass."""
-        return bool(self.pairs) or self.kd.weight > 0
+        """Whether the student needs the teacher's forward pass (any distillation term)."""
+        return bool(self.terms)
+
+    @property
+    def stages(self):
+        """The stages this run goes through (:func:`featdistill_core.stages.plan_stages`)."""
+        return plan_stages(self)
+
+
+def term_names(terms: list[PairConfig]) -> list[str]:
+    """Each term's loss-component name, made unique with ``#2``, ``#3`` … where two terms coincide."""
+    names, seen = [], {}
+    for term in terms:
+        base = term.name
+        seen[base] = seen.get(base, 0) + 1
+        names.append(base if seen[base] == 1 else f"{base}#{seen[base]}")
+    return names
+
+
+# --------------------------------------------------------------------------------------------
+# Bounds: every number is checked against these before it is used.
+
+_INT_BOUNDS = {
+    "seed": (0, 2**32 - 1),
+    "epochs": (0, 100_000),
+    "batch_size": (1, 65_536),
+    "init_epochs": (0, 100_000),
+    "teacher.train_epochs": (0, 100_000),
+    "data.image_size": (8, 2048),
+    "data.demo_train": (10, 1_000_000),
+    "data.demo_test": (10, 1_000_000),
+    "monitor.log_every": (1, 1_000_000),
+    "monitor.snapshot_every": (0, 1_000_000),
+    "monitor.probe_images": (1, 256),
+}
+_FLOAT_BOUNDS = {   # (minimum, maximum, minimum excluded)
+    "ce_weight": (0.0, 1e6, False),
+    "optim.lr": (0.0, 1e6, True),
+    "optim.momentum": (0.0, 1.0, False),
+    "optim.weight_decay": (0.0, 1e3, False),
+    "optim.gamma": (0.0, 1e3, False),
+    "kd.weight": (0.0, 1e6, False),
+    "kd.temperature": (0.0, 1e3, True),
+}
+MAX_TERM_WEIGHT = 1e6
+MAX_EPOCH = 100_000
 
 
 # --------------------------------------------------------------------------------------------
@@ -145,99 +222,193 @@ _SECTIONS = {
     "kd": KDConfig,
     "monitor": MonitorConfig,
 }
+_PATH_FIELDS = (("teacher", "weights"), ("student", "weights"), ("data", "path"), (None, "output_dir"))
 
 
 def load_config(path: str | Path) -> RunConfig:
-    """Read and check a run file. Raises :class:`ConfigError` naming the file or the field."""
+    """Read and check a run file. Raises :class:`ConfigError` naming the file or every bad field.
+
+    Relative paths in the file are resolved against the file's folder.
+    """
+    config, problems = read_run_file(path)
+    problems.raise_if_any()
+    return config
+
+
+def read_run_file(path: str | Path) -> tuple[RunConfig | None, Problems]:
+    """Read a run file without raising: the config as far as it could be read, and every problem.
+
+    The config is None when the file itself cannot be read as TOML; otherwise bad fields hold their
+    defaults. :func:`featdistill_core.validate.validate_run_file` goes on to check the meaning of
+    what is sound, so ``featdistill check`` reports everything at once.
+    """
+    problems = Problems()
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError("", f"run file {path} does not exist")
+    try:
+        exists = path.is_file()
+    except (OSError, ValueError) as exc:    # a name too long, a NUL byte …
+        problems.add("", f"run file {str(path)[:200]!r} cannot be opened: {exc}")
+        return None, problems
+    if not exists:
+        problems.add("", f"run file {path} does not exist")
+        return None, problems
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError("", f"run file {path} cannot be read: {exc}") from None
-    return config_from_toml(text, source=str(path))
+        problems.add("", f"run file {path} cannot be read: {exc}")
+        return None, problems
+    return _read_toml(text, str(path), path.absolute().parent, problems), problems
 
 
-def config_from_toml(text: str, source: str = "run file") -> RunConfig:
+def config_from_toml(text: str, source: str = "run file", base_dir: str | Path | None = None) -> RunConfig:
+    """Read a run file's text. With ``base_dir``, relative paths are resolved against it."""
+    problems = Problems()
+    config = _read_toml(text, source, base_dir, problems)
+    problems.raise_if_any()
+    return config
+
+
+def _read_toml(text: str, source: str, base_dir, problems: Problems) -> RunConfig | None:
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise ConfigError("", f"{source} is not valid TOML: {exc}") from None
-    return config_from_dict(raw)
+        problems.add("", f"{source} is not valid TOML: {exc}")
+        return None
+    except RecursionError:
+        problems.add("", f"{source} is nested too deeply to be a run file")
+        return None
+    if not raw:
+        problems.add("", f"{source} is empty: a run file names at least the student ([student] arch = …); "
+                         "`featdistill demo` shows a complete one")
+        return None
+    config = read_config(raw, problems)
+    return with_absolute_paths(config, base_dir) if base_dir is not None else config
+
+
+def with_absolute_paths(config: RunConfig, base_dir: str | Path | None = None) -> RunConfig:
+    """A copy of ``config`` whose relative paths are made absolute against ``base_dir`` (default: the
+    current folder). Empty paths stay empty."""
+    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    result = dataclasses.replace(config)
+    for section, name in _PATH_FIELDS:
+        holder = result if section is None else dataclasses.replace(getattr(result, section))
+        value = getattr(holder, name)
+        if value:
+            expanded = Path(value).expanduser()
+            if not expanded.is_absolute():
+                expanded = base / expanded
+            setattr(holder, name, os.path.normpath(str(expanded)))
+        if section is not None:
+            setattr(result, section, holder)
+    return result
 
 
 def config_from_dict(raw: dict) -> RunConfig:
-    """Build a :class:`RunConfig` from plain data, checking every key, type and value."""
+    """Build a :class:`RunConfig` from plain data, checking every key, type and value.
+
+    Every problem is collected; one :class:`ConfigError` lists them all.
+    """
+    problems = Problems()
+    config = read_config(raw, problems)
+    problems.raise_if_any()
+    return config
+
+
+def read_config(raw: dict, problems: Problems) -> RunConfig:
+    """Like :func:`config_from_dict`, but adds the problems to ``problems`` and returns the config
+    as far as it could be read (bad fields keep their defaults)."""
     if not isinstance(raw, dict):
-        raise ConfigError("", "a run file must be a table of settings")
+        problems.add("", "a run file must be a table of settings")
+        return RunConfig()
     top: dict[str, Any] = {}
     for key, value in raw.items():
         if key in _SECTIONS:
-            top[key] = _read_section(key, _SECTIONS[key], value)
+            top[key] = _read_section(key, _SECTIONS[key], value, problems)
         elif key == "pairs":
-            top[key] = _read_pairs(value)
+            top[key] = _read_pairs(value, problems)
         else:
             top[key] = value
-    config = _read_fields("", RunConfig, top, skip=set(_SECTIONS) | {"pairs"})
+    config = _read_fields("", RunConfig, top, problems, skip=set(_SECTIONS) | {"pairs"})
     for key in _SECTIONS:
         if key in top:
             setattr(config, key, top[key])
     config.pairs = top.get("pairs", [])
-    check_values(config)
+    collect_value_problems(config, problems)
     return config
 
 
-def _read_section(name: str, cls: type, value: Any):
+def _read_section(name: str, cls: type, value: Any, problems: Problems):
     if not isinstance(value, dict):
-        raise ConfigError(name, f"must be a table ([{name}]); got {_type_name(value)}")
-    return _read_fields(name + ".", cls, value)
+        problems.add(name, f"must be a table ([{name}]); got {_type_name(value)}")
+        return cls()
+    return _read_fields(name + ".", cls, value, problems)
 
 
-def _read_pairs(value: Any) -> list[PairConfig]:
+def _read_pairs(value: Any, problems: Problems) -> list[PairConfig]:
     if not isinstance(value, list):
-        raise ConfigError("pairs", "must be an array of tables ([[pairs]])")
+        problems.add("pairs", "must be an array of tables ([[pairs]])")
+        return []
     pairs = []
     for i, item in enumerate(value):
         prefix = f"pairs[{i}]"
         if not isinstance(item, dict):
-            raise ConfigError(prefix, f"must be a table; got {_type_name(item)}")
+            problems.add(prefix, f"must be a table; got {_type_name(item)}")
+            pairs.append(PairConfig(method=""))      # keeps the numbering of the pairs after it
+            continue
         method = item.get("method")
-        if method not in METHODS:
-            raise ConfigError(prefix + ".method", f"must be one of {_choices(METHODS)}; got {method!r}")
+        try:
+            get_method(method)
+        except ValueError:
+            shown = method if isinstance(method, (str, int, float)) else _type_name(method)
+            problems.add(prefix + ".method", f"must be one of {_choices(METHODS)}; got {shown!r}")
+            pairs.append(PairConfig(method=""))
+            continue
         item = dict(item)
-        item.setdefault("weight", METHODS[method].default_weight)
         for side in ("teacher", "student"):
             if isinstance(item.get(side), str):
                 item[side] = [item[side]]
-        pair = _read_fields(prefix + ".", PairConfig, item)
-        try:
-            pair.options = validate_options(method, pair.options)
-        except ValueError as exc:
-            raise ConfigError(prefix + ".options", str(exc)) from None
+        before = len(problems)
+        pair = _read_fields(prefix + ".", PairConfig, item, problems)
+        if len(problems) == before or not problems.has(prefix + ".options"):
+            try:
+                pair.options = validate_options(method, pair.options)
+            except ValueError as exc:
+                problems.add(prefix + ".options", str(exc))
         pairs.append(pair)
     return pairs
 
 
-def _read_fields(prefix: str, cls: type, values: dict, skip: frozenset | set = frozenset()):
+class _Bad(ValueError):
+    pass
+
+
+def _read_fields(prefix: str, cls: type, values: dict, problems: Problems, skip: frozenset | set = frozenset()):
     fields = {f.name: f for f in dataclasses.fields(cls)}
     kwargs = {}
     for key, value in values.items():
         if key in skip:
             continue
+        name = prefix + str(key)
         if key not in fields:
             allowed = ", ".join(sorted(set(fields) | set(skip)))
-            raise ConfigError(prefix + key, f"unknown setting; allowed here: {allowed}")
-        kwargs[key] = _coerce(prefix + key, fields[key].type, value)
-    missing = [
-        name
-        for name, f in fields.items()
-        if name not in kwargs and name not in skip
-        and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
-    ]
-    if missing:
-        raise ConfigError(prefix + missing[0], "is required")
+            problems.add(name, f"unknown setting; allowed here: {allowed}")
+            continue
+        try:
+            kwargs[key] = _coerce(name, fields[key].type, value)
+        except _Bad as bad:
+            problems.add(name, str(bad))
+    for name, f in fields.items():
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if required and name not in kwargs and name not in skip:
+            if not problems.has(prefix + name):
+                problems.add(prefix + name, "is required")
+            kwargs[name] = ""        # a placeholder, so the rest can still be checked
     return cls(**kwargs)
+
+
+def _number_text(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else f"a {len(text)}-digit number"
 
 
 def _coerce(name: str, annotation: str, value: Any) -> Any:
@@ -245,116 +416,208 @@ def _coerce(name: str, annotation: str, value: Any) -> Any:
     if annotation == "bool":
         if isinstance(value, bool):
             return value
-        raise ConfigError(name, f"must be true or false; got {value!r}")
+        raise _Bad(f"must be true or false; got {_short(value)}")
     if annotation == "int":
         if isinstance(value, int) and not isinstance(value, bool):
             return value
-        raise ConfigError(name, f"must be a whole number; got {value!r}")
-    if annotation == "float":
+        raise _Bad(f"must be a whole number; got {_short(value)}")
+    if annotation in ("float", "Optional[float]"):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            if not math.isfinite(value):
-                raise ConfigError(name, f"must be a finite number; got {value!r}")
-            return float(value)
-        raise ConfigError(name, f"must be a number; got {value!r}")
+            try:
+                number = float(value)
+            except OverflowError:
+                raise _Bad(f"must be a number of reasonable size; got {_number_text(value)}") from None
+            if not math.isfinite(number):
+                raise _Bad(f"must be a finite number; got {value!r}")
+            return number
+        raise _Bad(f"must be a number; got {_short(value)}")
     if annotation == "str":
         if isinstance(value, str):
             return value
-        raise ConfigError(name, f"must be a string; got {value!r}")
+        raise _Bad(f"must be a string; got {_short(value)}")
     if annotation == "list[str]":
         if isinstance(value, list) and all(isinstance(v, str) for v in value):
             return list(value)
-        raise ConfigError(name, f"must be a list of strings; got {value!r}")
+        raise _Bad(f"must be a list of strings; got {_short(value)}")
     if annotation == "list[int]":
         if isinstance(value, list) and all(isinstance(v, int) and not isinstance(v, bool) for v in value):
             return list(value)
-        raise ConfigError(name, f"must be a list of whole numbers; got {value!r}")
+        raise _Bad(f"must be a list of whole numbers; got {_short(value)}")
     if annotation == "dict[str, Any]":
         if isinstance(value, dict):
             return dict(value)
-        raise ConfigError(name, f"must be a table; got {value!r}")
+        raise _Bad(f"must be a table; got {_short(value)}")
     raise TypeError(f"unhandled field type {annotation} for {name}")  # a bug in this module
 
 
+def _short(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return _number_text(value)
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "…"
+
+
 def check_values(config: RunConfig) -> None:
-    """Check ranges and choices that need no model or file. Raises :class:`ConfigError`."""
+    """Check ranges and choices that need no model or file. Raises :class:`ConfigError` with every problem."""
+    problems = Problems()
+    collect_value_problems(config, problems)
+    problems.raise_if_any()
+
+
+def collect_value_problems(config: RunConfig, problems: Problems) -> None:
+    """Add every range, choice and consistency problem of ``config`` to ``problems``."""
     c = config
-    _at_least("seed", c.seed, 0)
-    _at_least("epochs", c.epochs, 0)
-    _at_least("batch_size", c.batch_size, 1)
-    _at_least("init_epochs", c.init_epochs, 0)
-    _at_least("ce_weight", c.ce_weight, 0.0)
-    if not _DEVICE_PATTERN.match(c.device):
-        raise ConfigError("device", f"must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got {c.device!r}")
-    if not c.name or "/" in c.name or "\\" in c.name:
-        raise ConfigError("name", f"must be a non-empty name without slashes; got {c.name!r}")
-    if not c.output_dir:
-        raise ConfigError("output_dir", "must name a folder")
-    if not c.teacher.arch:
-        raise ConfigError("teacher.arch", "must name a model (see `featdistill models`)")
-    if not c.student.arch:
-        raise ConfigError("student.arch", "must name a model (see `featdistill models`)")
-    _at_least("teacher.train_epochs", c.teacher.train_epochs, 0)
-    if c.uses_teacher and not c.teacher.weights and c.teacher.train_epochs == 0:
-        raise ConfigError(
+
+    def value_of(path: str):
+        holder = c
+        for part in path.split("."):
+            holder = getattr(holder, part)
+        return holder
+
+    for path, (low, high) in _INT_BOUNDS.items():
+        value = value_of(path)
+        if problems.has(path):
+            continue
+        if not isinstance(value, int) or isinstance(value, bool):
+            problems.add(path, f"must be a whole number; got {_short(value)}")
+        elif value < low:
+            problems.add(path, f"must be at least {low}; got {_short(value)}")
+        elif value > high:
+            problems.add(path, f"must be at most {high:,}; got {_short(value)}".replace(",", " "))
+    for path, (low, high, exclusive) in _FLOAT_BOUNDS.items():
+        value = value_of(path)
+        if problems.has(path):
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            problems.add(path, f"must be a finite number; got {_short(value)}")
+        elif exclusive and value <= low:
+            problems.add(path, f"must be greater than {low:g}; got {value:g}")
+        elif value < low:
+            problems.add(path, f"must be at least {low:g}; got {value:g}")
+        elif value > high or (path == "optim.momentum" and value >= 1):
+            problems.add(path, f"must be below 1; got {value:g}" if path == "optim.momentum"
+                         else f"must be at most {high:g}; got {value:g}")
+
+    if isinstance(c.device, str) and not _DEVICE_PATTERN.match(c.device):
+        problems.add("device", f"must be 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'; got {_short(c.device)}")
+    _check_name(problems, "name", c.name)
+    _check_path(problems, "output_dir", c.output_dir, required="must name a folder")
+    for role in ("teacher", "student"):
+        section = getattr(c, role)
+        if not section.arch or not section.arch.strip():
+            problems.add(f"{role}.arch", "must name a model (see `featdistill models`)")
+        elif len(section.arch) > 500 or not section.arch.isprintable():
+            problems.add(f"{role}.arch", "must be a model name (see `featdistill models`) or package.module:function")
+        _check_path(problems, f"{role}.weights", section.weights)
+    _check_path(problems, "data.path", c.data.path)
+
+    if not problems.has("teacher.train_epochs") and c.uses_teacher and not c.teacher.weights and c.teacher.train_epochs == 0:
+        problems.add(
             "teacher.weights",
-            "a weights file is required, or set teacher.train_epochs > 0 to train the teacher first",
+            "is needed: the run distils from the teacher; give its weights file, or train the teacher "
+            "first (teacher epochs above 0)",
         )
-    if c.epochs == 0 and not c.trains_teacher:
-        raise ConfigError("epochs", "must be at least 1 (0 is only for a run that trains the teacher)")
-    _one_of("data.name", c.data.name, DATASETS)
-    if c.data.name in ("cifar10", "cifar100", "imagefolder") and not c.data.path:
-        raise ConfigError("data.path", f"the {c.data.name} dataset needs the folder it is in")
-    _at_least("data.image_size", c.data.image_size, 8)
-    if c.data.name in ("cifar10", "cifar100") and c.data.image_size != 32:
-        raise ConfigError("data.image_size", f"CIFAR images are 32×32; got {c.data.image_size}")
-    if c.data.name == "demo" and c.data.demo_train < c.batch_size:
-        raise ConfigError("batch_size", f"must not exceed data.demo_train ({c.data.demo_train}); got {c.batch_size}")
-    _at_least("data.demo_train", c.data.demo_train, 10)
-    _at_least("data.demo_test", c.data.demo_test, 10)
-    _one_of("optim.name", c.optim.name, OPTIMIZERS)
-    _one_of("optim.schedule", c.optim.schedule, SCHEDULES)
-    if c.optim.lr <= 0:
-        raise ConfigError("optim.lr", f"must be greater than 0; got {c.optim.lr}")
-    _at_least("optim.momentum", c.optim.momentum, 0.0)
-    if c.optim.momentum >= 1:
-        raise ConfigError("optim.momentum", f"must be below 1; got {c.optim.momentum}")
-    _at_least("optim.weight_decay", c.optim.weight_decay, 0.0)
-    _at_least("optim.gamma", c.optim.gamma, 0.0)
-    if any(m < 1 for m in c.optim.milestones) or c.optim.milestones != sorted(c.optim.milestones):
-        raise ConfigError("optim.milestones", f"must be increasing epochs ≥ 1; got {c.optim.milestones}")
-    _at_least("kd.weight", c.kd.weight, 0.0)
-    if c.kd.temperature <= 0:
-        raise ConfigError("kd.temperature", f"must be greater than 0; got {c.kd.temperature}")
-    _at_least("monitor.log_every", c.monitor.log_every, 1)
-    _at_least("monitor.snapshot_every", c.monitor.snapshot_every, 0)
-    _at_least("monitor.probe_images", c.monitor.probe_images, 1)
+    if not problems.has("epochs") and c.epochs == 0 and not c.trains_teacher:
+        problems.add("epochs", "must be at least 1 (0 is only for a run that trains the teacher and stops)")
+    if c.data.name not in DATASETS:
+        problems.add("data.name", f"must be one of {_choices(DATASETS)}; got {_short(c.data.name)}")
+    else:
+        if c.data.name in NEEDS_PATH and not c.data.path and not problems.has("data.path"):
+            problems.add("data.path", f"the {c.data.name} dataset needs the folder it is in")
+        fixed = FIXED_IMAGE_SIZES.get(c.data.name)
+        if fixed is not None and c.data.image_size != fixed and not problems.has("data.image_size"):
+            problems.add("data.image_size", f"{c.data.name} images are {fixed}×{fixed}; got {_short(c.data.image_size)}")
+        if (c.data.name == "demo" and not problems.has("data.demo_train") and not problems.has("batch_size")
+                and c.data.demo_train < c.batch_size):
+            problems.add("batch_size", f"must not exceed the number of demo training images ({c.data.demo_train}); "
+                                       f"got {c.batch_size}")
+    _one_of(problems, "optim.name", c.optim.name, OPTIMIZERS)
+    _one_of(problems, "optim.schedule", c.optim.schedule, SCHEDULES)
+    milestones = c.optim.milestones
+    if not problems.has("optim.milestones") and (
+            any(not isinstance(m, int) or m < 1 or m > MAX_EPOCH for m in milestones) or milestones != sorted(milestones)):
+        problems.add("optim.milestones", f"must be increasing epochs from 1 to {MAX_EPOCH}; got {_short(milestones)}")
+    if not problems.has("kd") and c.kd.weight > 0:
+        try:
+            validate_options("kd", {"temperature": c.kd.temperature})
+        except ValueError as exc:
+            if not problems.has("kd.temperature"):
+                problems.add("kd.temperature", str(exc).split("; ", 1)[-1] if "; got" in str(exc) else str(exc))
     for i, pair in enumerate(c.pairs):
-        _check_pair_form(f"pairs[{i}]", pair)
-    if any(p.stage == "init" for p in c.pairs) and c.init_epochs == 0:
-        raise ConfigError("init_epochs", "must be at least 1 when a pair has stage = \"init\"")
+        _check_pair_form(problems, f"pairs[{i}]", pair)
+    if not problems.has("init_epochs") and any(t.stage == Stage.INIT.value for t in c.terms) and c.init_epochs == 0:
+        problems.add("init_epochs", "must be at least 1 when a pair's stage is \"init\"")
 
 
-def _check_pair_form(prefix: str, pair: PairConfig) -> None:
-    info = METHODS[pair.method]
+def _check_name(problems: Problems, field_name: str, value: str) -> None:
+    if problems.has(field_name):
+        return
+    if not value or not value.strip():
+        problems.add(field_name, "must be a non-empty name")
+    elif len(value) > MAX_NAME_LENGTH:
+        problems.add(field_name, f"must be at most {MAX_NAME_LENGTH} characters; got {len(value)}")
+    elif any(ch in value for ch in "/\\") or value in (".", ".."):
+        problems.add(field_name, f"must be a name without slashes; got {_short(value)}")
+    elif not value.isprintable() or _has_direction_marks(value):
+        problems.add(field_name, "must be printable text (no control or text-direction characters)")
+
+
+def _check_path(problems: Problems, field_name: str, value: str, required: str = "") -> None:
+    if problems.has(field_name):
+        return
+    if not value:
+        if required:
+            problems.add(field_name, required)
+        return
+    if len(value) > MAX_PATH_LENGTH:
+        problems.add(field_name, f"is too long for a path ({len(value)} characters; at most {MAX_PATH_LENGTH})")
+    elif not value.isprintable() or _has_direction_marks(value):
+        problems.add(field_name, "must be a path of printable characters (no NUL, newline, control or "
+                                 "text-direction characters)")
+    elif any(len(part.encode("utf-8", "replace")) > 255 for part in Path(value).parts):
+        problems.add(field_name, "has a folder or file name longer than 255 bytes, which no file system allows")
+
+
+def _has_direction_marks(text: str) -> bool:
+    return any(0x202A <= ord(ch) <= 0x202E or 0x2066 <= ord(ch) <= 0x2069 or ord(ch) in (0x200E, 0x200F)
+               for ch in text)
+
+
+def _check_pair_form(problems: Problems, prefix: str, pair: PairConfig) -> None:
+    try:
+        info = get_method(pair.method)
+    except ValueError:
+        if not problems.has(prefix + ".method"):
+            problems.add(prefix + ".method", f"must be one of {_choices(METHODS)}; got {_short(pair.method)}")
+        return
     for side in ("teacher", "student"):
         layers = getattr(pair, side)
-        if len(layers) != info.layers_per_side or not all(layers):
-            raise ConfigError(
-                f"{prefix}.{side}",
-                f"method {pair.method!r} takes {info.layers_per_side} layer path(s) on each side; got {layers}",
-            )
-    _at_least(prefix + ".weight", pair.weight, 0.0)
-    _one_of(prefix + ".stage", pair.stage, PAIR_STAGES)
+        if problems.has(f"{prefix}.{side}"):
+            continue
+        if not isinstance(layers, list) or not all(isinstance(p, str) and p for p in layers) \
+                or not info.layers.allows(len(layers)):
+            problems.add(f"{prefix}.{side}", f"{info.short_name} takes {info.layers.describe()}; got {_short(layers)}")
+        elif any(len(p) > 1000 for p in layers):
+            problems.add(f"{prefix}.{side}", "a layer path is too long to be one")
+    if (not problems.has(prefix + ".teacher") and not problems.has(prefix + ".student")
+            and len(pair.teacher) != len(pair.student)):
+        problems.add(prefix + ".student", f"needs as many layers as the teacher side ({len(pair.teacher)}); "
+                                          f"got {len(pair.student)}")
+    weight = pair.weight
+    if not problems.has(prefix + ".weight"):
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
+            problems.add(prefix + ".weight", f"must be a finite number; got {_short(weight)}")
+        elif weight < 0:
+            problems.add(prefix + ".weight", f"must be at least 0; got {weight:g}")
+        elif weight > MAX_TERM_WEIGHT:
+            problems.add(prefix + ".weight", f"must be at most {MAX_TERM_WEIGHT:g}; got {weight:g}")
+    if pair.stage not in PAIR_STAGES and not problems.has(prefix + ".stage"):
+        problems.add(prefix + ".stage", f"must be one of {_choices(PAIR_STAGES)}; got {_short(pair.stage)}")
 
 
-def _at_least(name: str, value, minimum) -> None:
-    if value < minimum:
-        raise ConfigError(name, f"must be at least {minimum}; got {value}")
-
-
-def _one_of(name: str, value, allowed) -> None:
-    if value not in allowed:
-        raise ConfigError(name, f"must be one of {_choices(allowed)}; got {value!r}")
+def _one_of(problems: Problems, name: str, value, allowed) -> None:
+    if not problems.has(name) and value not in allowed:
+        problems.add(name, f"must be one of {_choices(allowed)}; got {_short(value)}")
 
 
 def _choices(allowed) -> str:
@@ -398,7 +661,7 @@ def config_to_toml(config: RunConfig) -> str:
     for pair in data["pairs"]:
         options = pair.pop("options")
         lines += ["", "[[pairs]]"]
-        lines += [f"{k} = {_toml_value(v)}" for k, v in pair.items()]
+        lines += [f"{k} = {_toml_value(v)}" for k, v in pair.items() if v is not None]
         lines += [f"options = {_toml_value(options)}"]
     return "\n".join(lines) + "\n"
 
@@ -411,13 +674,20 @@ def _toml_value(value: Any) -> str:
     if isinstance(value, float):
         return repr(value)
     if isinstance(value, str):
-        escaped = value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n").replace("\t", "\\t")
+        escaped = "".join(_TOML_ESCAPES.get(ch, ch if ch.isprintable() else _unicode_escape(ch)) for ch in value)
         return f'"{escaped}"'
     if isinstance(value, list):
         return "[" + ", ".join(_toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
         return "{" + ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items()) + "}"
     raise TypeError(f"cannot write {value!r} to TOML")
+
+
+def _unicode_escape(ch: str) -> str:
+    return f"\\u{ord(ch):04x}" if ord(ch) <= 0xFFFF else f"\\U{ord(ch):08x}"
+
+
+_TOML_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}
 
 
 def _toml_key(key: str) -> str:

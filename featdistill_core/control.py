@@ -29,10 +29,6 @@ class RunControl:
     def paused(self) -> bool:
         return not self._running.is_set()
 
-    @property
-    def stop_requested(self) -> bool:
-        return self._stop.is_set()
-
     def checkpoint(self) -> None:
         """Block while paused; raise :class:`StopRequested` if a stop was asked for."""
         self._running.wait()

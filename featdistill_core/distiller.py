@@ -1,12 +1,15 @@
 """The student's objective: task loss plus every weighted distillation term of a run.
 
 A :class:`Distiller` holds the frozen teacher, the student, forward hooks on the layers that the
-run's pairs name, and one loss module per pair (with its trainable regressor, if any). Calling it on
-a batch returns the student's logits and a dict of weighted loss components by name::
+run's terms tap, and one :class:`~featdistill_core.losses.TermLoss` per term (with its trainable
+adapter, if any). Calling it on a batch returns the student's logits and a dict of weighted loss
+components by name::
 
     {"ce": 1.0 * CE, "kd": w * KD, "at:layer2<-layer2": w * AT, ...}
 
 The trainer sums the components and back-propagates; the names become the curves in the window.
+After the optimizer step the trainer calls :meth:`Distiller.after_step`, which runs the terms'
+``after_step`` hooks (memory banks) on the step just taken.
 """
 
 from __future__ import annotations
@@ -15,73 +18,90 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from featdistill_core.config import RunConfig
 from featdistill_core.events import PairMaps
-from featdistill_core.layers import FeatureHooks, LayerInfo
-from featdistill_core.losses import KDLoss, attention_map
-from featdistill_core.losses.methods import build_pair_loss
+from featdistill_core.layers import FeatureHooks
+from featdistill_core.losses import BuildContext, StepContext, Taps, TrainingProgress, attention_map, build_term
+from featdistill_core.stages import Stage
 
 
 class Distiller(nn.Module):
-    def __init__(self, config: RunConfig, teacher: nn.Module, student: nn.Module,
-                 teacher_layers: dict[str, LayerInfo], student_layers: dict[str, LayerInfo]):
+    """``terms`` are the :class:`~featdistill_core.validate.TermPlan` s of a validated run."""
+
+    def __init__(self, terms, teacher: nn.Module | None, student: nn.Module, *, ce_weight: float = 1.0,
+                 num_classes: int = 10, dataset_size: int = 0, device: torch.device | None = None,
+                 teacher_name: str = "teacher", student_name: str = "student"):
         super().__init__()
-        self.config = config
         self.student = student
         self._teacher = [teacher]          # a list keeps the frozen teacher out of parameters()/state_dict()
-        self.pairs = config.pairs
-        self.pair_losses = nn.ModuleList(
-            build_pair_loss(
-                pair.method,
-                [student_layers[p].shape for p in pair.student],
-                [teacher_layers[p].shape for p in pair.teacher],
-                pair.options,
-            )
-            for pair in self.pairs
+        self.terms = list(terms)
+        self.ce_weight = ce_weight
+        device = device or torch.device("cpu")
+        self.term_losses = nn.ModuleList(
+            build_term(BuildContext(
+                method=plan.method.key, options=plan.options,
+                student_shapes=plan.student_shapes, teacher_shapes=plan.teacher_shapes,
+                student_paths=plan.student_paths, teacher_paths=plan.teacher_paths,
+                num_classes=num_classes, dataset_size=dataset_size, device=device,
+                teacher=teacher, student=student,
+            ))
+            for plan in self.terms
         )
-        self.kd = KDLoss(config.kd.temperature)
-        self.teacher_hooks = FeatureHooks(teacher, [p for pair in self.pairs for p in pair.teacher], config.teacher.arch)
-        self.student_hooks = FeatureHooks(student, [p for pair in self.pairs for p in pair.student], config.student.arch)
+        self.teacher_hooks = self._hooks(teacher, "teacher_paths", teacher_name) if teacher is not None else None
+        self.student_hooks = self._hooks(student, "student_paths", student_name)
         self._teacher_probe_maps: dict[int, torch.Tensor] = {}
+        self._last_steps: list[tuple[int, StepContext]] = []
+
+    def _hooks(self, model: nn.Module, side: str, name: str) -> FeatureHooks:
+        outputs = [p for plan in self.terms if plan.method.taps == Taps.OUTPUT for p in getattr(plan, side)]
+        inputs = [p for plan in self.terms if plan.method.taps == Taps.INPUT for p in getattr(plan, side)]
+        return FeatureHooks(model, outputs, name, inputs=inputs)
 
     @property
-    def teacher(self) -> nn.Module:
+    def teacher(self) -> nn.Module | None:
         return self._teacher[0]
 
     def trainable_parameters(self) -> list[nn.Parameter]:
-        """The student's parameters and every pair's regressor/adapter."""
-        return list(self.student.parameters()) + list(self.pair_losses.parameters())
+        """The student's parameters and every term's adapter."""
+        return list(self.student.parameters()) + list(self.term_losses.parameters())
 
-    def needs_teacher(self, stage: str) -> bool:
-        if stage == "student" and self.config.kd.weight > 0:
-            return True
-        return any(self._pair_in_stage(pair, stage) for pair in self.pairs)
+    def terms_in(self, stage: str) -> list[int]:
+        """Indices of the terms used in ``stage`` (``"init"`` or ``"student"``)."""
+        return [i for i, plan in enumerate(self.terms) if plan.stage == stage]
 
-    @staticmethod
-    def _pair_in_stage(pair, stage: str) -> bool:
-        return (pair.stage == "init") == (stage == "init")
-
-    def forward(self, images: torch.Tensor, labels: torch.Tensor, stage: str = "student"):
-        """Student logits and the weighted loss components for one batch of ``stage``."""
+    def forward(self, images: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor,
+                progress: TrainingProgress):
+        """Student logits and the weighted loss components for one batch."""
+        stage = progress.stage
+        active = self.terms_in(stage)
         teacher_logits = None
-        if self.needs_teacher(stage):
+        if active:
             with torch.no_grad():
                 teacher_logits = self.teacher(images)
         student_logits = self.student(images)
 
         losses: dict[str, torch.Tensor] = {}
-        if stage == "student":
-            if self.config.ce_weight > 0:
-                losses["ce"] = self.config.ce_weight * F.cross_entropy(student_logits, labels)
-            if self.config.kd.weight > 0:
-                losses["kd"] = self.config.kd.weight * self.kd(student_logits, teacher_logits)
-        student_feats = self.student_hooks.features
-        teacher_feats = self.teacher_hooks.features
-        for pair, loss_fn in zip(self.pairs, self.pair_losses):
-            if self._pair_in_stage(pair, stage):
-                term = loss_fn([student_feats[p] for p in pair.student], [teacher_feats[p] for p in pair.teacher])
-                losses[pair.name] = pair.weight * term
+        if stage == Stage.STUDENT and self.ce_weight > 0:
+            losses["ce"] = self.ce_weight * F.cross_entropy(student_logits, labels)
+        self._last_steps = []
+        for i in active:
+            plan = self.terms[i]
+            taps = plan.method.taps
+            step = StepContext(
+                student=tuple(self.student_hooks.tapped(p, taps) for p in plan.student_paths),
+                teacher=tuple(self.teacher_hooks.tapped(p, taps) for p in plan.teacher_paths),
+                student_logits=student_logits, teacher_logits=teacher_logits,
+                labels=labels, indices=indices, progress=progress,
+            )
+            losses[plan.name] = plan.weight * self.term_losses[i](step)
+            self._last_steps.append((i, step))
         return student_logits, losses
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        """Run each term's hook after the optimizer step (e.g. update a memory bank)."""
+        for i, step in self._last_steps:
+            self.term_losses[i].after_step(step)
+        self._last_steps = []
 
     @torch.no_grad()
     def attention_maps(self, probe_images: torch.Tensor) -> tuple[PairMaps, ...]:
@@ -90,7 +110,9 @@ class Distiller(nn.Module):
         Each map is |F|² averaged over channels (the attention-transfer map), the larger of the
         two pooled to the smaller, and scaled to mean 1, so both share one colour scale.
         """
-        if not self.pairs:
+        shown_terms = [i for i, plan in enumerate(self.terms)
+                       if plan.method.taps == Taps.OUTPUT and plan.teacher_paths]
+        if not shown_terms or self.teacher is None:
             return ()
         was_training = self.student.training
         self.student.eval()
@@ -98,32 +120,34 @@ class Distiller(nn.Module):
         self.student.train(was_training)
         if not self._teacher_probe_maps:   # the teacher is frozen: its maps never change
             self.teacher(probe_images)
-            for i, pair in enumerate(self.pairs):
-                feat = self.teacher_hooks.features[pair.teacher[0]]
+            for i in shown_terms:
+                feat = self.teacher_hooks.features[self.terms[i].teacher_paths[0]]
                 if feat.dim() == 4:
                     self._teacher_probe_maps[i] = attention_map(feat.float())
         maps = []
         shown = set()
-        for i, pair in enumerate(self.pairs):
-            layers = (pair.teacher[0], pair.student[0])
+        for i in shown_terms:
+            plan = self.terms[i]
+            layers = (plan.teacher_paths[0], plan.student_paths[0])
             if i not in self._teacher_probe_maps or layers in shown:
                 continue            # one row per layer pair, even when two methods share it
             shown.add(layers)
-            feat = self.student_hooks.features[pair.student[0]]
+            feat = self.student_hooks.features[plan.student_paths[0]]
             if feat.dim() != 4:
                 continue
             teacher_map, student_map = _same_size(self._teacher_probe_maps[i], attention_map(feat.float()))
             maps.append(PairMaps(
-                name=pair.name,
-                teacher_layer=pair.teacher[0],
-                student_layer=pair.student[0],
+                name=plan.name,
+                teacher_layer=plan.teacher_paths[0],
+                student_layer=plan.student_paths[0],
                 teacher=_mean_one(teacher_map),
                 student=_mean_one(student_map),
             ))
         return tuple(maps)
 
     def close(self) -> None:
-        self.teacher_hooks.remove()
+        if self.teacher_hooks is not None:
+            self.teacher_hooks.remove()
         self.student_hooks.remove()
 
 

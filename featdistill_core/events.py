@@ -5,22 +5,26 @@ subscriber (the CLI's progress bar, the run folder writer, the window) never tou
 never needs torch to read one. Subscribers are called on the training thread: they must be quick and
 must not block (the window re-emits them as Qt signals and redraws on a timer).
 
-``stage`` names the phase of a run: ``"teacher"`` (training the teacher first), ``"init"`` (a
-distillation-only initialisation stage, as FSP's original recipe uses) or ``"student"`` (the main
-stage: the student trained with its task loss and every distillation term).
+``stage`` names the phase of a run, a :class:`~featdistill_core.stages.Stage`: ``"teacher"``
+(training the teacher first), ``"init"`` (a distillation-only initialisation stage, as FSP's original
+recipe uses) or ``"student"`` (the main stage: the student trained with its task loss and every
+distillation term). A ``Stage`` is a ``str``: it compares equal to those words.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import dataclasses
+from dataclasses import dataclass
 from typing import Optional
 
 import numpy as np
 
+from featdistill_core.stages import Stage
+
 
 @dataclass(frozen=True)
 class StageStarted:
-    stage: str
+    stage: Stage
     epochs: int
     steps_per_epoch: int
     total_steps: int          # steps in this stage
@@ -29,7 +33,7 @@ class StageStarted:
 
 @dataclass(frozen=True)
 class StepEvent:
-    stage: str
+    stage: Stage
     step: int                 # global step within the stage, starting at 1
     epoch: int                # 1-based epoch
     total_steps: int          # steps in this stage
@@ -41,7 +45,7 @@ class StepEvent:
 
 @dataclass(frozen=True)
 class EpochEvent:
-    stage: str
+    stage: Stage
     epoch: int
     epochs: int
     train_acc: float          # top-1 in percent, over the epoch's training batches
@@ -67,7 +71,7 @@ class PairMaps:
 
 @dataclass(frozen=True)
 class AttentionSnapshot:
-    stage: str
+    stage: Stage
     step: int
     epoch: int
     images: np.ndarray        # probe images, float32 (N, H, W, 3) in [0, 1], de-normalised
@@ -77,7 +81,7 @@ class AttentionSnapshot:
 
 @dataclass(frozen=True)
 class Finished:
-    metrics: dict             # e.g. {"student_test_acc": .., "teacher_test_acc": .., "stopped": False}
+    metrics: dict             # e.g. {"student_test_acc": 81.2, "teacher_test_acc": 94.0}
     run_dir: str
     stopped: bool = False     # True when a stop request ended the run early
 
@@ -87,7 +91,9 @@ class Failed:
     error: str                # one readable line
     kind: str = ""            # the exception's class name
     run_dir: str = ""
-    details: str = field(default="", repr=False)   # the traceback, for a "details" box
+    details: str = dataclasses.field(default="", repr=False)   # the traceback, for a "details" box
+    field: str = ""           # the run-file field at fault ("optim.lr", "pairs[2].student"), "" if none
+    problems: tuple = ()      # every (field, message) when the run was refused by validation
 
 
 Event = StageStarted | StepEvent | EpochEvent | AttentionSnapshot | Finished | Failed

@@ -3,8 +3,8 @@
 * :func:`list_layers` runs one forward pass at batch 1 without gradients and records every named
   module's output shape: the data behind ``featdistill layers`` and the window's layer pickers.
 * :func:`get_module` resolves a path; a wrong path suggests the closest existing ones.
-* :class:`FeatureHooks` captures the outputs of chosen modules with forward hooks (the approach of
-  torchdistill) and removes the hooks when closed.
+* :class:`FeatureHooks` captures the outputs (or the inputs) of chosen modules with forward hooks
+  (the approach of torchdistill) and removes the hooks when closed.
 """
 
 from __future__ import annotations
@@ -27,6 +27,11 @@ class LayerInfo:
     shape: tuple[int, ...] | None    # output shape per sample (no batch); None if not a tensor
     depth: int                       # number of dots + 1 ("" has depth 0)
     num_params: int                  # parameters owned directly or below
+    input_shape: tuple[int, ...] | None = None   # shape per sample of the first input; None if not a tensor
+
+    def tapped_shape(self, taps: str) -> tuple[int, ...] | None:
+        """The per-sample shape a method tapping ``"output"`` or ``"input"`` of this layer sees."""
+        return self.input_shape if taps == "input" else self.shape
 
 
 def get_module(model: nn.Module, path: str, model_name: str = "model") -> nn.Module:
@@ -47,11 +52,14 @@ def unknown_path_message(path: str, model_name: str, paths: list[str]) -> str:
 def list_layers(model: nn.Module, input_shape: tuple[int, ...] = (3, 32, 32)) -> list[LayerInfo]:
     """Every named module with its per-sample output shape, in the order modules are registered."""
     shapes: dict[str, tuple[int, ...] | None] = {}
+    input_shapes: dict[str, tuple[int, ...] | None] = {}
 
     def recorder(path: str):
-        def hook(_module, _inputs, output):
+        def hook(_module, inputs, output):
             if path not in shapes:  # a module called twice keeps its first output
                 shapes[path] = tuple(output.shape[1:]) if isinstance(output, torch.Tensor) else None
+                first = inputs[0] if inputs else None
+                input_shapes[path] = tuple(first.shape[1:]) if isinstance(first, torch.Tensor) else None
         return hook
 
     named = list(model.named_modules())
@@ -74,36 +82,51 @@ def list_layers(model: nn.Module, input_shape: tuple[int, ...] = (3, 32, 32)) ->
             shape=shapes.get(path),
             depth=0 if path == "" else path.count(".") + 1,
             num_params=sum(p.numel() for p in module.parameters()),
+            input_shape=input_shapes.get(path),
         )
         for path, module in named
     ]
 
 
 class FeatureHooks:
-    """Capture the outputs of modules by path.
+    """Capture the outputs (and, where asked, the inputs) of modules by path.
 
-    >>> with FeatureHooks(model, ["layer1", "layer2"]) as hooks:
+    >>> with FeatureHooks(model, ["layer1", "layer2"], inputs=["fc"]) as hooks:
     ...     model(x)
     ...     hooks.features["layer2"]   # the tensor layer2 returned, still in the autograd graph
+    ...     hooks.inputs["fc"]         # the tensor fc received
     """
 
-    def __init__(self, model: nn.Module, paths: list[str], model_name: str = "model"):
+    def __init__(self, model: nn.Module, paths: list[str], model_name: str = "model", *,
+                 inputs: list[str] = ()):
         self.features: dict[str, torch.Tensor] = {}
+        self.inputs: dict[str, torch.Tensor] = {}
         self._handles = []
-        for path in dict.fromkeys(paths):  # unique, order kept
+        wanted_outputs = set(paths)
+        wanted_inputs = set(inputs)
+        for path in dict.fromkeys([*paths, *inputs]):  # unique, order kept
             module = get_module(model, path, model_name)
-            self._handles.append(module.register_forward_hook(self._store(path)))
+            self._handles.append(module.register_forward_hook(
+                self._store(path, path in wanted_outputs, path in wanted_inputs)))
 
-    def _store(self, path: str):
-        def hook(_module, _inputs, output):
-            self.features[path] = output
+    def _store(self, path: str, output: bool, inputs: bool):
+        def hook(_module, args, result):
+            if output:
+                self.features[path] = result
+            if inputs and args:
+                self.inputs[path] = args[0]
         return hook
+
+    def tapped(self, path: str, taps: str) -> torch.Tensor:
+        """The captured tensor of ``path``: its input for ``taps == "input"``, else its output."""
+        return self.inputs[path] if taps == "input" else self.features[path]
 
     def remove(self) -> None:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
         self.features.clear()
+        self.inputs.clear()
 
     def __enter__(self) -> "FeatureHooks":
         return self

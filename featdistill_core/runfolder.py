@@ -27,6 +27,7 @@ from featdistill_core.config import ConfigError, RunConfig, load_config, save_co
 from featdistill_core.events import (
     AttentionSnapshot, EpochEvent, Failed, Finished, PairMaps, StageStarted, StepEvent,
 )
+from featdistill_core.stages import Stage
 
 
 class RunFolderError(ValueError):
@@ -107,6 +108,8 @@ def load_run(path: str | Path) -> RunRecord:
         try:
             data = json.loads(line)
             kind = data.pop("type")
+            if "stage" in data:
+                data["stage"] = Stage(data["stage"])
             if kind == "snapshot":
                 record.snapshots.append(_read_snapshot(path, data))
             elif kind in lists:
@@ -114,6 +117,7 @@ def load_run(path: str | Path) -> RunRecord:
             elif kind == "finished":
                 record.finished = Finished(**data)
             elif kind == "failed":
+                data["problems"] = tuple(tuple(p) for p in data.get("problems", ()))
                 record.failed = Failed(**data)
         except (ValueError, KeyError, TypeError, OSError) as exc:
             if number == _count_lines(path / "metrics.jsonl"):

@@ -1,130 +1,275 @@
-"""Check a run's meaning before any training: models, weights, layers, pairs, device, data.
+"""Check a run's meaning before any training, once, and keep what was learnt for the trainer.
 
-:func:`validate_run` builds the two models once (on the CPU, no training), loads their weights,
-lists their layers at the data's input size and checks every pair with the method catalogue. The
-first problem raises a :class:`~featdistill_core.config.ConfigError` naming the field; a layer
-problem names both layers and their shapes.
+:func:`validate_run` checks the form of the run (:mod:`featdistill_core.config`), then builds the two
+models (on the CPU, no training), loads their weights, counts the data set's classes with the code
+that loads it, lists the models' layers at the data's input size and checks every distillation term
+with its method. It collects *every* problem and raises them together as one
+:class:`~featdistill_core.errors.ConfigError`; each names its field (``teacher.weights``,
+``pairs[2].student``, ``data.path`` …).
+
+What it returns, a :class:`ValidatedRun`, is what the :class:`~featdistill_core.trainer.Trainer` runs:
+the checked config (paths made absolute), the built models with their weights, the layer plan of each
+term and the stage plan. Nothing is built or loaded twice.
+
+The window uses the same pieces one at a time while the user edits: :func:`model_layers` lists a
+model's layers, :func:`check_term_layers` checks one pair of layer paths, and
+:func:`featdistill_core.data.dataset_classes` counts classes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
+from dataclasses import dataclass, field
+from typing import Optional
 
+import torch
 from torch import nn
 
-from featdistill_core.config import ConfigError, RunConfig
-from featdistill_core.data.cifar import check_cifar_folder
-from featdistill_core.data.splits import DatasetError
+from featdistill_core.config import RunConfig, checked, read_run_file, term_names, with_absolute_paths
+from featdistill_core.data import DatasetError, dataset_classes
 from featdistill_core.device import DeviceError, resolve_device
+from featdistill_core.errors import ConfigError, Problems
 from featdistill_core.layers import LayerInfo, list_layers, unknown_path_message
-from featdistill_core.losses.methods import PairCheck, check_pair
+from featdistill_core.losses import Method, PairCheck, check_pair, get_method
 from featdistill_core.models import UnknownModelError, WeightsError, create_model, load_weights
+from featdistill_core.runstate import capture_rng, seed_everything
+from featdistill_core.stages import PlannedStage, plan_stages
 
-_KNOWN_CLASSES = {"demo": 10, "cifar10": 10, "cifar100": 100}
-_IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp"}
+
+@dataclass(frozen=True)
+class TermPlan:
+    """One distillation term of a validated run: what it pairs and how it was checked."""
+
+    field: str                  # where it comes from in the run file: "pairs[2]", or "kd" for the shorthand
+    name: str                   # its loss-component name (unique within the run)
+    method: Method
+    teacher_paths: tuple[str, ...]
+    student_paths: tuple[str, ...]
+    teacher_shapes: tuple[tuple[int, ...], ...]
+    student_shapes: tuple[tuple[int, ...], ...]
+    weight: float
+    stage: str
+    options: dict
+    check: PairCheck
 
 
 @dataclass
 class ValidatedRun:
-    """What validation learnt, for the trainer's and the window's reuse."""
+    """A run that passed every check, with everything built for training it."""
 
+    config: RunConfig
     num_classes: int
     input_shape: tuple[int, int, int]
-    teacher_layers: dict[str, LayerInfo]
+    device: torch.device
+    student: nn.Module
+    teacher: Optional[nn.Module]
     student_layers: dict[str, LayerInfo]
-    pair_checks: list[PairCheck]
+    teacher_layers: dict[str, LayerInfo]
+    terms: list[TermPlan]
+    stages: tuple[PlannedStage, ...]
+    rng_state: dict = field(default_factory=dict, repr=False)   # the generators just after the models were built
+
+    @property
+    def pair_checks(self) -> list[PairCheck]:
+        """The checks of the run file's ``[[pairs]]``, in order (the ``[kd]`` shorthand left out)."""
+        return [term.check for term in self.terms if term.field.startswith("pairs[")]
 
 
-def count_classes(config: RunConfig) -> int:
-    """Number of classes of the configured dataset, without loading it."""
-    data = config.data
-    if data.name in _KNOWN_CLASSES:
-        if data.name != "demo":
-            try:
-                check_cifar_folder(data.name, data.path)
-            except DatasetError as exc:
-                raise ConfigError("data.path", str(exc)) from None
-        return _KNOWN_CLASSES[data.name]
-    root = Path(data.path)
-    if not root.is_dir():
-        raise ConfigError("data.path", f"{data.path} is not a folder (expected one sub-folder per class)")
-    if (root / "train").is_dir() and (root / "test").is_dir():
-        root = root / "train"
-    classes = [d for d in root.iterdir() if d.is_dir() and any(f.suffix.lower() in _IMAGE_SUFFIXES for f in d.iterdir())]
-    if len(classes) < 2:
-        raise ConfigError("data.path", f"{root} needs at least 2 class sub-folders holding images; found {len(classes)}")
-    return len(classes)
-
-
-def build_model(config: RunConfig, role: str, num_classes: int) -> nn.Module:
-    """Create the teacher or the student and load its weights file if it has one."""
+def build_model(config: RunConfig, role: str, num_classes: int, *, load: bool = True) -> nn.Module:
+    """Create the teacher or the student and load its weights file if it has one (ConfigError otherwise)."""
     section = getattr(config, role)
     try:
         model = create_model(section.arch, num_classes)
     except (UnknownModelError, ValueError, ImportError) as exc:
-        raise ConfigError(f"{role}.arch", str(exc)) from None
-    if section.weights:
+        raise ConfigError(f"{role}.arch", _one_line(exc)) from None
+    if load and section.weights:
         try:
             load_weights(model, section.weights)
-        except (WeightsError, ValueError) as exc:
-            raise ConfigError(f"{role}.weights", str(exc)) from None
+        except (WeightsError, ValueError, OSError) as exc:
+            raise ConfigError(f"{role}.weights", _one_line(exc)) from None
     return model
 
 
-def validate_run(config: RunConfig, *, teacher: nn.Module | None = None,
-                 student: nn.Module | None = None) -> ValidatedRun:
-    """Raise :class:`ConfigError` for the first problem, else return what was learnt.
+def model_layers(arch: str, num_classes: int, input_shape: tuple[int, int, int] = (3, 32, 32)) -> list[LayerInfo]:
+    """Every named module of a freshly built ``arch`` with its input and output shapes.
 
-    ``teacher``/``student`` may be passed in when the caller has already built them.
+    Raises ValueError with one line when the model cannot be built or cannot run on that input.
     """
     try:
-        resolve_device(config.device)
-    except DeviceError as exc:
-        raise ConfigError("device", str(exc).split(": ", 1)[1]) from None
-    num_classes = count_classes(config)
-    input_shape = (3, config.data.image_size, config.data.image_size)
-    student = student if student is not None else build_model(config, "student", num_classes)
-    student_layers = _layers_by_path(student, input_shape, "student")
-    teacher_layers: dict[str, LayerInfo] = {}
-    if config.uses_teacher or config.trains_teacher:
-        teacher = teacher if teacher is not None else build_model(config, "teacher", num_classes)
-        teacher_layers = _layers_by_path(teacher, input_shape, "teacher")
-    checks = []
-    for i, pair in enumerate(config.pairs):
-        checks.append(_check_one_pair(config, i, teacher_layers, student_layers))
-    return ValidatedRun(num_classes, input_shape, teacher_layers, student_layers, checks)
+        model = create_model(arch, num_classes)
+    except Exception as exc:  # noqa: BLE001 - a user's factory may raise anything
+        raise ValueError(_one_line(exc)) from None
+    return _list_layers(model, input_shape, arch)
 
 
-def _layers_by_path(model: nn.Module, input_shape, role: str) -> dict[str, LayerInfo]:
+def _list_layers(model: nn.Module, input_shape, arch: str) -> list[LayerInfo]:
     try:
-        layers = list_layers(model, input_shape)
-    except Exception as exc:  # a user's model that cannot run on this input
-        raise ConfigError(f"{role}.arch", f"a forward pass on a 1×{'×'.join(map(str, input_shape))} input failed: {exc}") from None
-    return {info.path: info for info in layers if info.path}
+        return list_layers(model, input_shape)
+    except Exception as exc:  # noqa: BLE001 - a user's model that cannot run on this input
+        size = "×".join(map(str, input_shape))
+        raise ValueError(f"{arch}: a forward pass on a 1×{size} input failed: {_one_line(exc)}") from None
 
 
-def _check_one_pair(config: RunConfig, index: int, teacher_layers, student_layers) -> PairCheck:
-    pair = config.pairs[index]
-    prefix = f"pairs[{index}]"
-    for side, layers, arch in (("teacher", teacher_layers, config.teacher.arch),
-                               ("student", student_layers, config.student.arch)):
-        for path in getattr(pair, side):
+def check_term_layers(method: str, teacher_paths, student_paths, options: dict | None,
+                      teacher_layers: dict[str, LayerInfo], student_layers: dict[str, LayerInfo],
+                      teacher_name: str = "the teacher", student_name: str = "the student") -> tuple[PairCheck, str]:
+    """Check one term on layer paths: (the check, and ``"teacher"``/``"student"``/``""`` for the side at fault).
+
+    A path that does not exist or gives no tensor is refused with the closest existing paths; then
+    the method's shape check runs on the tensors it taps. Never raises.
+    """
+    try:
+        info = get_method(method)
+    except ValueError as exc:
+        return PairCheck(False, "", str(exc)), ""
+    shapes = {}
+    for side, paths, layers, name in (("teacher", teacher_paths, teacher_layers, teacher_name),
+                                      ("student", student_paths, student_layers, student_name)):
+        found = []
+        for path in paths:
             if path not in layers:
-                raise ConfigError(f"{prefix}.{side}", unknown_path_message(path, arch, list(layers)))
-            if layers[path].shape is None:
-                raise ConfigError(f"{prefix}.{side}", f"layer {path!r} of {arch} does not output a tensor")
-    student_shapes = [student_layers[p].shape for p in pair.student]
-    teacher_shapes = [teacher_layers[p].shape for p in pair.teacher]
-    check = check_pair(pair.method, student_shapes, teacher_shapes, pair.options)
+                return PairCheck(False, "", unknown_path_message(path, name, [p for p in layers if p])), side
+            shape = layers[path].tapped_shape(info.taps)
+            if shape is None:
+                what = "receive" if info.taps == "input" else "output"
+                return PairCheck(False, "", f"layer {path!r} of {name} does not {what} a tensor"), side
+            found.append(shape)
+        shapes[side] = found
+    check = check_pair(method, shapes["student"], shapes["teacher"], options)
     if not check.ok:
+        tap = " input" if info.taps == "input" else ""
         described = "; ".join(
-            [f"teacher {p} {_fmt(s)}" for p, s in zip(pair.teacher, teacher_shapes)]
-            + [f"student {p} {_fmt(s)}" for p, s in zip(pair.student, student_shapes)]
+            [f"teacher {p}{tap} {_fmt(s)}" for p, s in zip(teacher_paths, shapes["teacher"])]
+            + [f"student {p}{tap} {_fmt(s)}" for p, s in zip(student_paths, shapes["student"])]
         )
-        raise ConfigError(prefix, f"{pair.method} cannot match {described}: {check.reason}")
-    return check
+        reason = f"{info.short_name} cannot match {described}: {check.reason}" if described else check.reason
+        return PairCheck(False, "", reason), ""
+    return check, ""
+
+
+def validate_run_file(path) -> ValidatedRun:
+    """Read a run file and validate it: every problem of the file and of the run, together."""
+    config, problems = read_run_file(path)
+    if config is None:
+        problems.raise_if_any()
+    return validate_run(config, known=problems)
+
+
+def validate_run(config: RunConfig, *, known: Problems | None = None) -> ValidatedRun:
+    """Every check of a run, all problems reported together; returns the run ready to train.
+
+    When the form of the run is broken (a bad number, an unknown key), the meaning is still checked
+    where the fields it needs are sound (a missing data folder, an unknown model, a wrong layer path),
+    so that one pass shows the user everything that needs fixing.
+    """
+    problems = Problems()
+    for problem in known or ():
+        problems.add(problem.field, problem.message)
+    form_ok = not problems
+    try:
+        config = checked(config)
+    except ConfigError as error:
+        problems.extend(error)
+        form_ok = False
+    try:
+        run = _check_meaning(config, problems)
+    except Exception:  # noqa: BLE001 - with a broken form, the rest is checked on a best-effort basis
+        if form_ok:
+            raise
+        run = None
+    problems.raise_if_any()
+    return run
+
+
+def _check_meaning(config: RunConfig, problems: Problems) -> ValidatedRun:
+    config = with_absolute_paths(config)
+    device = None
+    if not problems.has("device"):
+        try:
+            device = resolve_device(config.device)
+        except DeviceError as exc:
+            problems.add("device", str(exc).split(": ", 1)[-1])
+
+    num_classes = None
+    if not problems.has("data"):
+        try:
+            num_classes = dataset_classes(config.data.name, config.data.path or None)
+        except DatasetError as exc:
+            problems.add("data.path", str(exc))
+    size = config.data.image_size if not problems.has("data.image_size") else 32
+    input_shape = (3, size, size)
+    classes_for_models = num_classes or 10    # layers can be listed even when the data is missing
+
+    models: dict[str, Optional[nn.Module]] = {"student": None, "teacher": None}
+    layers: dict[str, dict[str, LayerInfo]] = {"student": {}, "teacher": {}}
+    uses_teacher = not problems.has("kd") and (config.uses_teacher or config.trains_teacher)
+    roles = ["student"] + (["teacher"] if uses_teacher else [])
+    seed_everything(config.seed if not problems.has("seed") else 0)   # initial weights depend on the seed alone
+    for role in roles:
+        if problems.has(f"{role}.arch"):
+            continue
+        try:
+            load = num_classes is not None and not problems.has(f"{role}.weights")
+            model = build_model(config, role, classes_for_models, load=load)
+        except ConfigError as error:
+            problems.extend(error)
+            continue
+        models[role] = model
+        try:
+            layers[role] = {info.path: info for info in _list_layers(model, input_shape, getattr(config, role).arch)
+                            if info.path}
+        except ValueError as exc:
+            problems.add(f"{role}.arch", str(exc))
+
+    rng_state = capture_rng()
+    terms = _plan_terms(config, layers, problems, models)
+    return ValidatedRun(
+        config=config, num_classes=num_classes, input_shape=input_shape, device=device,
+        student=models["student"], teacher=models["teacher"],
+        student_layers=layers["student"], teacher_layers=layers["teacher"],
+        terms=terms, stages=plan_stages(config), rng_state=rng_state,
+    )
+
+
+def _plan_terms(config: RunConfig, layers, problems: Problems, models) -> list[TermPlan]:
+    terms = config.terms
+    names = term_names(terms)
+    fields = (["kd"] if config.kd.weight > 0 else []) + [f"pairs[{i}]" for i in range(len(config.pairs))]
+    plans = []
+    for term, name, where in zip(terms, names, fields):
+        if problems.has(where):
+            continue               # its form is broken; that problem is reported already
+        info = get_method(term.method)
+        if info.on_logits:
+            check = check_pair(term.method, [], [], term.options)
+            side = ""
+        else:
+            if models["teacher"] is None or models["student"] is None or not layers["teacher"] or not layers["student"]:
+                continue        # the model's own problem is reported already
+            check, side = check_term_layers(term.method, term.teacher, term.student, term.options,
+                                            layers["teacher"], layers["student"],
+                                            config.teacher.arch, config.student.arch)
+        if not check.ok:
+            problems.add(f"{where}.{side}" if side and where != "kd" else where, check.reason)
+            continue
+        plans.append(TermPlan(
+            field=where, name=name, method=info,
+            teacher_paths=tuple(term.teacher), student_paths=tuple(term.student),
+            teacher_shapes=tuple(layers["teacher"][p].tapped_shape(info.taps) for p in term.teacher),
+            student_shapes=tuple(layers["student"][p].tapped_shape(info.taps) for p in term.student),
+            weight=float(term.weight), stage=term.stage, options=dict(term.options), check=check,
+        ))
+    return plans
 
 
 def _fmt(shape) -> str:
     return "(" + "×".join(str(s) for s in shape) + ")"
+
+
+def _one_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+__all__ = [
+    "TermPlan", "ValidatedRun", "build_model", "check_term_layers", "model_layers", "validate_run", "validate_run_file",
+]

@@ -90,7 +90,9 @@ def test_progress_bar_draws_eta():
             return True
 
     stream = Tty()
-    bar = cli.ProgressBar(stream, min_interval=0)
+    from featdistill_core.stages import PlannedStage, Stage
+
+    bar = cli.ProgressBar([PlannedStage(Stage.STUDENT, 2)], 32, stream, min_interval=0)
     bar(StageStarted("student", 2, 5, 10, "x"))
     bar(StepEvent("student", 5, 1, 10, {"ce": 1.0}, 1.0, 0.1, 100.0))
     assert "50%" in stream.getvalue() and "ETA" in stream.getvalue() and "step 5/10" in stream.getvalue()

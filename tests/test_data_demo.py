@@ -114,11 +114,11 @@ def test_load_dataset_demo_builds_a_bundle(bundle):
 def test_bundle_loaders(bundle):
     train = bundle.train_loader(64, seed=1)
     assert len(train) == 300 // 64 and train.shuffle and train.augment and train.drop_last
-    x, y = next(iter(train))
+    x, y, _ = next(iter(train))
     assert x.shape == (64, 3, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.int64
     test = bundle.test_loader(50)
     assert len(test) == 3 and not test.shuffle and not test.augment
-    labels = torch.cat([y for _, y in test])
+    labels = torch.cat([y for _, y, _ in test])
     assert torch.equal(labels, bundle.test_labels)
 
 

@@ -96,7 +96,7 @@ def test_load_dataset_gives_cifar_bundles_with_the_literature_statistics(tmp_pat
     assert c10.train_images.dtype == torch.uint8 and c10.train_labels.dtype == torch.int64
     c100 = load_dataset("cifar100", str(tmp_path / "b"))
     assert (c100.num_classes, c100.mean, c100.std) == (100, CIFAR100_MEAN, CIFAR100_STD)
-    x, _ = next(iter(c10.test_loader(3)))
+    x, _, _ = next(iter(c10.test_loader(3)))
     expected = (c10.test_images.float() / 255 - torch.tensor(CIFAR10_MEAN).view(1, 3, 1, 1)) / torch.tensor(CIFAR10_STD).view(1, 3, 1, 1)
     torch.testing.assert_close(x, expected, atol=1e-5, rtol=0)
 

@@ -27,7 +27,7 @@ def _data(n=50, size=8, seed=0):
 
 
 def _batches(loader):
-    return [(x.clone(), y.clone()) for x, y in loader]
+    return [(x.clone(), y.clone()) for x, y, _ in loader]
 
 
 def test_len_counts_batches_with_and_without_drop_last():
@@ -35,16 +35,16 @@ def test_len_counts_batches_with_and_without_drop_last():
     assert len(BatchLoader(images, labels, 16, mean=MEAN, std=STD)) == 4
     assert len(BatchLoader(images, labels, 16, mean=MEAN, std=STD, drop_last=True)) == 3
     assert len(BatchLoader(images, labels, 10, mean=MEAN, std=STD, drop_last=True)) == 5
-    sizes = [len(y) for _, y in BatchLoader(images, labels, 16, mean=MEAN, std=STD)]
+    sizes = [len(y) for _, y, _ in BatchLoader(images, labels, 16, mean=MEAN, std=STD)]
     assert sizes == [16, 16, 16, 2]
-    sizes = [len(y) for _, y in BatchLoader(images, labels, 16, mean=MEAN, std=STD, drop_last=True, shuffle=True)]
+    sizes = [len(y) for _, y, _ in BatchLoader(images, labels, 16, mean=MEAN, std=STD, drop_last=True, shuffle=True)]
     assert sizes == [16, 16, 16]
 
 
 def test_unshuffled_batches_are_the_images_in_order_normalised_with_the_given_mean_and_std():
     images, labels = _data(20)
     loader = BatchLoader(images, labels, 8, mean=MEAN, std=STD)
-    x, y = next(iter(loader))
+    x, y, _ = next(iter(loader))
     assert x.dtype == torch.float32 and y.dtype == torch.int64
     expected = (images[:8].double() / 255.0 - torch.tensor(MEAN).double().view(1, 3, 1, 1)) / torch.tensor(STD).double().view(1, 3, 1, 1)
     torch.testing.assert_close(x.double(), expected, atol=1e-5, rtol=0)
@@ -54,7 +54,7 @@ def test_unshuffled_batches_are_the_images_in_order_normalised_with_the_given_me
 def test_shuffled_epoch_visits_every_image_once():
     images, labels = _data(48)
     loader = BatchLoader(images, torch.arange(48), 16, shuffle=True, mean=MEAN, std=STD, seed=3)
-    seen = torch.cat([y for _, y in loader])
+    seen = torch.cat([y for _, y, _ in loader])
     assert sorted(seen.tolist()) == list(range(48))
     assert seen.tolist() != list(range(48))          # actually shuffled
 
@@ -148,7 +148,7 @@ def test_random_crop_flip_is_reproducible_with_a_seeded_generator():
 def test_augmented_loader_batches_are_crops_of_the_loaded_images():
     images, labels = _data(8, size=8)
     loader = BatchLoader(images, torch.arange(8), 8, shuffle=True, augment=True, mean=MEAN, std=STD, seed=2)
-    x, y = next(iter(loader))
+    x, y, _ = next(iter(loader))
     back = torch.round(denormalize(x, MEAN, STD) * 255).to(torch.uint8)
     zero = torch.round(denormalize(normalize(torch.zeros(1, 3, 1, 1, dtype=torch.uint8),
                                              torch.tensor(MEAN), torch.tensor(STD)), MEAN, STD) * 255)

@@ -1,4 +1,6 @@
-"""The method catalogue: METHODS, validate_options, check_pair and build_pair_loss."""
+"""The method catalogue of the first four methods: METHODS, validate_options, check_pair and build_term.
+
+The contract every registered method must keep is tested in test_every_method.py."""
 
 import pytest
 import torch
@@ -9,30 +11,45 @@ from featdistill_core.losses import (
     AttentionTransferLoss,
     FeatureDistillationLoss,
     FSPLoss,
-    MethodInfo,
+    BuildContext,
+    Method,
     OptionSpec,
     PairCheck,
-    build_pair_loss,
+    StepContext,
+    TrainingProgress,
+    build_term,
     check_pair,
     validate_options,
 )
+
+
+def build_pair_loss(method, student_shapes, teacher_shapes, options):
+    return build_term(BuildContext(method=method, options=options, student_shapes=student_shapes,
+                                   teacher_shapes=teacher_shapes))
+
+
+def _step(students, teachers):
+    progress = TrainingProgress("student", 1, 1, 1, 1, 1)
+    return StepContext(tuple(students), tuple(teachers), torch.zeros(1), None, torch.zeros(1), torch.zeros(1), progress)
 
 # --- catalogue ---------------------------------------------------------------------------------
 
 
 def test_catalogue_keys_layers_and_reference_weights():
-    assert list(METHODS) == ["hint", "at", "fsp"]
-    assert {k: (m.layers_per_side, m.default_weight) for k, m in METHODS.items()} == {
-        "hint": (1, 100.0),
-        "at": (1, 1000.0),
-        "fsp": (2, 1.0),
+    assert {"kd", "hint", "at", "fsp"} <= set(METHODS)
+    assert {k: (METHODS[k].layers.minimum, METHODS[k].layers.maximum, METHODS[k].default_weight)
+            for k in ("kd", "hint", "at", "fsp")} == {
+        "kd": (0, 0, 0.9),
+        "hint": (1, 1, 100.0),
+        "at": (1, 1, 1000.0),
+        "fsp": (2, 2, 1.0),
     }
 
 
 @pytest.mark.parametrize("key", ["hint", "at", "fsp"])
 def test_every_method_is_described_for_a_newcomer(key):
     info = METHODS[key]
-    assert isinstance(info, MethodInfo) and info.key == key
+    assert isinstance(info, Method) and info.key == key
     assert info.title and info.formula and info.paper
     assert any(year in info.paper for year in ("2015", "2017"))
     sentences = [s for s in info.summary.split(". ") if s.strip()]
@@ -70,8 +87,8 @@ def test_validate_accepts_an_integer_for_a_float_option():
 
 def test_unknown_method_names_the_allowed_methods():
     with pytest.raises(ValueError) as error:
-        validate_options("crd", {})
-    assert str(error.value) == "unknown distillation method 'crd'; allowed methods: 'hint', 'at', 'fsp'"
+        validate_options("nosuch", {})
+    assert str(error.value).startswith("unknown distillation method 'nosuch'; allowed methods: 'kd', 'hint', 'at', 'fsp'")
 
 
 def test_value_not_in_choices_names_option_and_allowed_values():
@@ -130,7 +147,7 @@ def test_hint_adapter_texts():
         ([(197, 768)], [(64, 8, 8)],
          "the hint loss needs feature maps (C,H,W) or flat features (D,); student layer gives (197, 768)"),
         ([(64, 8, 8), (64, 8, 8)], [(64, 8, 8)],
-         "the hint loss takes 1 student layer and 1 teacher layer; got 2 student and 1 teacher"),
+         "the hint loss takes 1 layer on each side; got 2 student and 1 teacher"),
     ],
 )
 def test_hint_refusals(student, teacher, reason):
@@ -163,7 +180,7 @@ def test_fsp_pairs():
     "student, teacher, reason",
     [
         ([(16, 8, 8)], [(16, 8, 8), (16, 8, 8)],
-         "FSP takes 2 student layers and 2 teacher layers; got 1 student and 2 teacher"),
+         "FSP takes 2 layers on each side; got 1 student and 2 teacher"),
         ([(16, 8, 8), (10,)], [(16, 8, 8), (16, 8, 8)],
          "FSP needs 4-D feature maps (N,C,H,W); student layer 2 gives (10,)"),
     ],
@@ -175,7 +192,7 @@ def test_fsp_refusals(student, teacher, reason):
 @pytest.mark.parametrize(
     "method, student, teacher, options, reason_part",
     [
-        ("crd", [(8, 4, 4)], [(8, 4, 4)], {}, "unknown distillation method 'crd'"),
+        ("nosuch", [(8, 4, 4)], [(8, 4, 4)], {}, "unknown distillation method 'nosuch'"),
         ("at", [(8, 4, 4)], [(8, 4, 4)], {"normalize": "l3"}, "must be one of 'l1', 'l2'; got 'l3'"),
         ("at", None, [(8, 4, 4)], {}, "student shapes must be a list"),
         ("at", "abc", [(8, 4, 4)], {}, "student shapes must be a list"),
@@ -185,7 +202,7 @@ def test_fsp_refusals(student, teacher, reason):
         ("hint", [(8, 4, 4)], [None], {}, "teacher layer gives no usable shape"),
         ("hint", [(8, True, 4)], [(8, 4, 4)], {}, "non-integer sizes"),
         ("fsp", [], [], {}, "got 0 student and 0 teacher"),
-        ("hint", [(8, 4, 4)], [(8, 4, 4)], "regressor=conv", "must be a mapping"),
+        ("hint", [(8, 4, 4)], [(8, 4, 4)], "regressor=conv", "must be a table"),
     ],
 )
 def test_check_pair_never_raises(method, student, teacher, options, reason_part):
@@ -197,7 +214,7 @@ def test_check_pair_accepts_torch_sizes():
     assert check_pair("at", [torch.Size([8, 4, 4])], [torch.Size([16, 4, 4])], {}).ok
 
 
-# --- build_pair_loss ---------------------------------------------------------------------------
+# --- build_term ---------------------------------------------------------------------------
 
 
 def test_build_hint_has_a_trainable_regressor_with_gradients():
@@ -206,7 +223,7 @@ def test_build_hint_has_a_trainable_regressor_with_gradients():
     assert loss_fn.adapter == "student map pooled 8×8→4×4; 1×1 conv + BatchNorm + ReLU regressor 4→6 channels"
     student = torch.randn(2, 4, 8, 8, requires_grad=True)
     teacher = torch.randn(2, 6, 4, 4, requires_grad=True)
-    loss = loss_fn([student], [teacher])
+    loss = loss_fn(_step([student], [teacher]))
     loss.backward()
     assert loss.dim() == 0 and loss.dtype == torch.float32
     assert student.grad is not None and teacher.grad is None
@@ -217,7 +234,7 @@ def test_build_hint_has_a_trainable_regressor_with_gradients():
 def test_build_flat_hint():
     loss_fn = build_pair_loss("hint", [(5,)], [(7,)], {"regressor": "auto"})
     assert isinstance(loss_fn.loss.regressor[0], nn.Linear)
-    assert loss_fn([torch.randn(3, 5)], [torch.randn(3, 7)]).dim() == 0
+    assert loss_fn(_step([torch.randn(3, 5)], [torch.randn(3, 7)])).dim() == 0
 
 
 def test_build_at_equals_the_loss_class_and_has_no_parameters():
@@ -226,7 +243,7 @@ def test_build_at_equals_the_loss_class_and_has_no_parameters():
     assert list(loss_fn.parameters()) == []
     student = torch.randn(2, 4, 8, 8, requires_grad=True)
     teacher = torch.randn(2, 6, 4, 4)
-    loss = loss_fn([student], [teacher])
+    loss = loss_fn(_step([student], [teacher]))
     direct = AttentionTransferLoss(p=1, normalize="l1")(student, teacher)
     assert loss.item() == pytest.approx(direct.item(), rel=1e-6)
     loss.backward()
@@ -239,7 +256,7 @@ def test_build_fsp_owns_one_regressor_per_mismatched_map():
     assert isinstance(loss_fn.loss.regressors[0], nn.Conv2d) and isinstance(loss_fn.loss.regressors[1], nn.Identity)
     students = [torch.randn(2, 4, 8, 8, requires_grad=True), torch.randn(2, 8, 4, 4, requires_grad=True)]
     teachers = [torch.randn(2, 6, 8, 8, requires_grad=True), torch.randn(2, 8, 4, 4, requires_grad=True)]
-    loss = loss_fn(students, teachers)
+    loss = loss_fn(_step(students, teachers))
     loss.backward()
     assert loss.dim() == 0
     assert all(s.grad is not None for s in students) and all(t.grad is None for t in teachers)
@@ -254,7 +271,10 @@ def test_build_refuses_with_the_check_pair_reason():
         build_pair_loss("at", [(8, 4, 4)], [(8, 4, 4)], {"normalize": "l3"})
 
 
-def test_pair_loss_rejects_the_wrong_number_of_tensors():
-    loss_fn = build_pair_loss("fsp", [(4, 4, 4), (4, 4, 4)], [(4, 4, 4), (4, 4, 4)], {})
-    with pytest.raises(ValueError, match="FSP takes 2 student and 2 teacher feature tensors; got 1 and 2"):
-        loss_fn([torch.randn(2, 4, 4, 4)], [torch.randn(2, 4, 4, 4)] * 2)
+def test_kd_term_reads_the_logits():
+    term = build_pair_loss("kd", [], [], {"temperature": 2.0})
+    student, teacher = torch.randn(4, 10, requires_grad=True), torch.randn(4, 10)
+    progress = TrainingProgress("student", 1, 1, 1, 1, 1)
+    step = StepContext((), (), student, teacher, torch.zeros(4, dtype=torch.long), torch.arange(4), progress)
+    from featdistill_core.losses import KDLoss
+    assert term(step).item() == pytest.approx(KDLoss(2.0)(student, teacher).item(), rel=1e-6)

@@ -127,7 +127,8 @@ def test_failure_emits_failed_and_keeps_files(tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("loss exploded")
 
-    monkeypatch.setattr(trainer, "_student_losses", broken)
+    monkeypatch.setattr(trainer, "_losses", lambda planned, *args: broken() if planned.stage == "student" else
+                        Trainer._losses(trainer, planned, *args))
     with pytest.raises(RuntimeError):
         trainer.run()
     assert isinstance(events[-1], Failed) and events[-1].error == "loss exploded"
@@ -139,13 +140,28 @@ def test_failure_emits_failed_and_keeps_files(tmp_path, monkeypatch):
 def test_bad_layer_refused_before_training(tmp_path):
     config = tiny_config(tmp_path)
     config.pairs[0] = PairConfig("at", ["layer9"], ["layer2"], 1000.0, "joint", {"p": 2, "normalize": "l2"})
-    trainer = Trainer(config)
-    events = []
-    trainer.subscribe(events.append)
     with pytest.raises(ConfigError) as info:
-        trainer.run()
+        Trainer(config)                             # the Python API validates as `featdistill check` does
     assert info.value.field == "pairs[0].teacher" and "layer2" in str(info.value)
-    assert not any(isinstance(e, StepEvent) for e in events)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_the_api_refuses_what_check_refuses(tmp_path):
+    config = tiny_config(tmp_path)
+    config.teacher.train_epochs = 0                 # AT pairs, no teacher weights: a random teacher
+    config.epochs = -1
+    with pytest.raises(ConfigError) as info:
+        Trainer(config)
+    assert {"teacher.weights", "epochs"} <= {p.field for p in info.value.problems}
+
+
+def test_default_weight_is_the_reference_weight_in_code_and_in_files(tmp_path):
+    from featdistill_core.config import config_from_dict
+    assert PairConfig("at", ["layer2"], ["layer2"]).weight == 1000.0
+    assert PairConfig("nst", ["layer2"], ["layer2"]).weight == 50.0
+    loaded = config_from_dict({"teacher": {"weights": "t.pt"},
+                               "pairs": [{"method": "at", "teacher": "layer2", "student": "layer2"}]})
+    assert loaded.pairs[0].weight == 1000.0
 
 
 def test_fsp_init_stage_then_student(tmp_path):

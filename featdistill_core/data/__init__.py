@@ -20,16 +20,45 @@ from typing import Optional
 import numpy as np
 import torch
 
-from .cifar import load_cifar10, load_cifar100
-from .demo import load_demo
-from .imagefolder import load_image_folder
+from .cifar import check_cifar_folder, load_cifar10, load_cifar100
+from .demo import CLASS_NAMES as DEMO_CLASSES, load_demo
+from .imagefolder import image_folder_classes, load_image_folder
 from .loader import BatchLoader
 from .splits import DatasetError, ImageSplits
 from .transforms import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, channel_mean_std, normalize
 
-__all__ = ["DATASETS", "DataBundle", "DatasetError", "BatchLoader", "load_dataset"]
+__all__ = [
+    "DATASETS", "DATASET_TITLES", "FIXED_IMAGE_SIZES", "NEEDS_PATH", "DataBundle", "DatasetError", "BatchLoader",
+    "dataset_classes", "load_dataset",
+]
 
 DATASETS = ("demo", "cifar10", "cifar100", "imagefolder")
+DATASET_TITLES = {
+    "demo": "Demo shapes (built in, generated from the seed)",
+    "cifar10": "CIFAR-10 (its python-version folder)",
+    "cifar100": "CIFAR-100 (its python-version folder)",
+    "imagefolder": "Image folder (one sub-folder per class)",
+}
+NEEDS_PATH = ("cifar10", "cifar100", "imagefolder")
+FIXED_IMAGE_SIZES = {"cifar10": 32, "cifar100": 32}
+"""Data sets whose images have one size (the run's ``data.image_size`` must match)."""
+
+
+def dataset_classes(name: str, path: str | None = None) -> int:
+    """How many classes a data set has, found by the same code that loads it (no image is read).
+
+    Raises :class:`DatasetError` when the data set's files are not where ``path`` says.
+    """
+    if name == "demo":
+        return len(DEMO_CLASSES)
+    if name not in DATASETS:
+        raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    if not path:
+        raise DatasetError(f"dataset {name} needs the folder it is in")
+    if name in ("cifar10", "cifar100"):
+        check_cifar_folder(name, path)
+        return 10 if name == "cifar10" else 100
+    return len(image_folder_classes(path))
 
 
 @dataclass

@@ -39,30 +39,41 @@ def load_image_folder(
         raise DatasetError(f"image folder: image_size must be a positive number of pixels; got {image_size}")
     if not 0.0 < test_fraction < 1.0:
         raise DatasetError(f"image folder: test_fraction must be between 0 and 1; got {test_fraction}")
+    class_names, train_files, test_files = _layout(path)
+    if test_files is None:
+        train_files, test_files = _split(train_files, test_fraction, seed)
+        if not test_files:
+            raise DatasetError(f"image folder {path}: too few images to split off a test set (each class has one image)")
+    train_images, train_labels = _read_images(train_files, image_size)
+    test_images, test_labels = _read_images(test_files, image_size)
+    return ImageSplits(train_images, train_labels, test_images, test_labels, class_names)
+
+
+def image_folder_classes(path: str | Path) -> list[str]:
+    """The class names an image folder holds, found exactly as :func:`load_image_folder` finds them
+    (no image is read)."""
+    return _layout(path)[0]
+
+
+def _layout(path: str | Path) -> tuple[list[str], list[tuple[Path, int]], list[tuple[Path, int]] | None]:
+    """Class names, the training files and the test files (None when the folder has no train/test split)."""
     root = Path(path).expanduser()
     if not root.exists():
         raise DatasetError(f"image folder {root}: does not exist (expected {_EXPECTED})")
     if not root.is_dir():
         raise DatasetError(f"image folder {root}: is not a folder (expected {_EXPECTED})")
-
     train_dir, test_dir = root / "train", root / "test"
     if train_dir.is_dir() and test_dir.is_dir():
         class_names, train_files = _class_files(train_dir)
         _, test_files = _class_files(test_dir, class_names)
         if not test_files:
             raise DatasetError(f"image folder {test_dir} has no images in the class sub-folders of {train_dir}")
-    elif train_dir.is_dir() or test_dir.is_dir():
+        return class_names, train_files, test_files
+    if train_dir.is_dir() or test_dir.is_dir():
         present, absent = (train_dir, test_dir) if train_dir.is_dir() else (test_dir, train_dir)
         raise DatasetError(f"image folder {root}: has {present.name}/ but no {absent.name}/ (give both, or neither and one sub-folder per class)")
-    else:
-        class_names, files = _class_files(root)
-        train_files, test_files = _split(files, test_fraction, seed)
-        if not test_files:
-            raise DatasetError(f"image folder {root}: too few images to split off a test set (each class has one image)")
-
-    train_images, train_labels = _read_images(train_files, image_size)
-    test_images, test_labels = _read_images(test_files, image_size)
-    return ImageSplits(train_images, train_labels, test_images, test_labels, class_names)
+    class_names, files = _class_files(root)
+    return class_names, files, None
 
 
 def _is_image(path: Path) -> bool:

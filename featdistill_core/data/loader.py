@@ -9,7 +9,7 @@ abandoned half way), and :meth:`BatchLoader.set_epoch` lets a resumed run contin
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 import torch
@@ -17,8 +17,17 @@ import torch
 from .transforms import normalize, random_crop_flip
 
 
+class Batch(NamedTuple):
+    """One batch: normalised float32 images (B, C, H, W), int64 labels (B,), and each image's index in
+    the data set (B,), which methods with per-sample memories (CRD) need."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    indices: torch.Tensor
+
+
 class BatchLoader:
-    """Iterate over ``(images, labels)`` batches of an in-memory dataset.
+    """Iterate over :class:`Batch` es ``(images, labels, indices)`` of an in-memory dataset.
 
     ``images_uint8`` is a uint8 tensor (N, C, H, W) and ``labels`` an integer tensor (N,). Each batch is
     a float32 tensor (B, C, H, W) normalised with ``(x / 255 - mean) / std`` and an int64 tensor (B,),
@@ -99,24 +108,28 @@ class BatchLoader:
         state = np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0]
         return torch.Generator().manual_seed(int(state))
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        generator = self._generator_for(self.epoch)
+    def __iter__(self) -> Iterator[Batch]:
+        epoch = self.epoch
         self.epoch += 1
-        return self._batches(generator)
+        return self.epoch_batches(epoch)
 
-    def _batches(self, generator: torch.Generator) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def epoch_batches(self, epoch: int, start: int = 0) -> Iterator[Batch]:
+        """The batches of epoch ``epoch`` (0-based) from batch ``start`` on, exactly as a full pass
+        would give them: the skipped batches are drawn (not used), so the random stream is the same."""
+        return self._batches(self._generator_for(epoch), start)
+
+    def _batches(self, generator: torch.Generator, start: int = 0) -> Iterator[Batch]:
         count = len(self.images)
         order = torch.randperm(count, generator=generator) if self.shuffle else None
         for batch in range(len(self)):
-            start = batch * self.batch_size
-            stop = min(start + self.batch_size, count)
-            if order is None:
-                images, labels = self.images[start:stop], self.labels[start:stop]
-            else:
-                index = order[start:stop]
-                images, labels = self.images[index], self.labels[index]
+            begin = batch * self.batch_size
+            stop = min(begin + self.batch_size, count)
+            index = torch.arange(begin, stop) if order is None else order[begin:stop]
+            images, labels = self.images[index], self.labels[index]
             if self.augment:
                 images = random_crop_flip(images, padding=self.padding, generator=generator)
+            if batch < start:
+                continue
             images = images.to(self.device)
             labels = labels.to(self.device)
-            yield normalize(images, self.mean, self.std), labels
+            yield Batch(normalize(images, self.mean, self.std), labels, index.to(self.device))

@@ -24,6 +24,8 @@ import math
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .registry import ONE_LAYER, Method, OptionSpec, Taps, register_method, require_maps, size_text
+
 NORMALIZATIONS = ("l1", "l2")
 _EPS = 1e-12
 
@@ -96,7 +98,67 @@ class AttentionTransferLoss(nn.Module):
         return f"p={self.p:g}, normalize={self.normalize!r}"
 
 
+# ---- the method ---------------------------------------------------------------------------------
+
+
+
+def _check(student: list, teacher: list, options: dict) -> str:
+    require_maps(METHOD, student, "student")
+    require_maps(METHOD, teacher, "teacher")
+    (s,), (t,) = student, teacher
+    common = (min(s[1], t[1]), min(s[2], t[2]))
+    parts = [
+        f"{side} map pooled {size_text(shape[1:])}→{size_text(common)}"
+        for side, shape in (("student", s), ("teacher", t))
+        if shape[1:] != common
+    ]
+    return "; ".join(parts) or "none"
+
+
+def _build(context) -> nn.Module:
+    return AttentionTransferLoss(p=context.options["p"], normalize=context.options["normalize"])
+
+
+METHOD = register_method(Method(
+    key="at",
+    title="Attention transfer",
+    short_name="attention transfer",
+    paper=(
+        "Zagoruyko & Komodakis, “Paying More Attention to Attention: Improving the Performance of "
+        "Convolutional Neural Networks via Attention Transfer”, ICLR 2017"
+    ),
+    formula="A = mean_c |F_c|^p,  Q = vec(A) / ‖vec(A)‖₂,  L = mean (Q_s − Q_t)²",
+    summary=(
+        "The student learns where the teacher looks: each layer is summarised by a spatial map of how "
+        "strongly it activates at each position, and the student's normalised map is pushed towards the "
+        "teacher's. Channel counts may differ and nothing extra is trained."
+    ),
+    options={
+        "p": OptionSpec(
+            default=2.0, type=float, minimum=1.0, maximum=16.0,
+            help="exponent applied to the activations before the channel mean (the paper uses 2)",
+        ),
+        "normalize": OptionSpec(
+            default="l2", type=str, choices=NORMALIZATIONS,
+            help=(
+                "how each attention map is normalised: 'l2' (the authors' code; the default weight "
+                "assumes it) or 'l1' (divide by the sum; gives a loss up to H·W times smaller)"
+            ),
+        ),
+    },
+    layers=ONE_LAYER,
+    taps=Taps.OUTPUT,
+    # β = 1000 of Zagoruyko & Komodakis; RepDistiller (--distill attention -b 1000); mdistiller's AT
+    # config (FEAT_WEIGHT: 1000). It assumes normalize="l2".
+    default_weight=1000.0,
+    check=_check,
+    build=_build,
+    placement="stages",
+))
+
+
 __all__ = [
+    "METHOD",
     "NORMALIZATIONS",
     "AttentionTransferLoss",
     "attention_map",

@@ -32,6 +32,8 @@ from typing import Optional, Sequence
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .registry import ONE_LAYER, Method, OptionSpec, Refusal, Taps, register_method, size_text
+
 REGRESSOR_KINDS = ("auto", "conv", "conv_bn_relu")
 
 
@@ -198,7 +200,82 @@ class FeatureDistillationLoss(nn.Module):
 FitNetLoss = FeatureDistillationLoss
 """Alias: the FitNets hint loss (Romero et al. 2015)."""
 
+# ---- the method ---------------------------------------------------------------------------------
+
+
+def _check(student: list, teacher: list, options: dict) -> str:
+    (s,), (t,) = student, teacher
+    name = METHOD.short_name
+    for side, shape in (("student", s), ("teacher", t)):
+        if len(shape) not in (1, 3):
+            raise Refusal(f"{name} needs feature maps (C,H,W) or flat features (D,); {side} layer gives {shape}")
+    if len(s) != len(t):
+        raise Refusal(
+            f"{name} needs two feature maps (C,H,W) or two flat feature vectors (D,); "
+            f"student layer gives {s} and teacher layer gives {t}"
+        )
+    regressor = options["regressor"]
+    parts = []
+    if len(s) == 3:
+        mode = resize_mode(s[1:], t[1:])
+        sizes = f"{size_text(s[1:])}→{size_text(t[1:])}"
+        if mode == "pool":
+            parts.append(f"student map pooled {sizes}")
+        elif mode == "bilinear":
+            parts.append(f"student map upsampled {sizes} (bilinear)")
+    if needs_projection(s[0], t[0], regressor):
+        layer, unit = ("linear", "features") if len(s) == 1 else ("1×1 conv", "channels")
+        extra = " + BatchNorm + ReLU" if regressor == "conv_bn_relu" else ""
+        parts.append(f"{layer}{extra} regressor {s[0]}→{t[0]} {unit}")
+    return "; ".join(parts) or "none"
+
+
+def _build(context) -> nn.Module:
+    (s,), (t,) = context.student_shapes, context.teacher_shapes
+    flat = len(s) == 1
+    return FeatureDistillationLoss(
+        s[0], t[0],
+        regressor=context.options["regressor"],
+        student_size=None if flat else s[1:],
+        teacher_size=None if flat else t[1:],
+        flat=flat,
+    )
+
+
+METHOD = register_method(Method(
+    key="hint",
+    title="FitNets hint",
+    short_name="the hint loss",
+    paper="Romero, Ballas, Kahou, Chassang, Gatta & Bengio, “FitNets: Hints for Thin Deep Nets”, ICLR 2015",
+    formula="L = mean (r(F_s) − F_t)²,  r = trained regressor mapping the student features to the teacher's shape",
+    summary=(
+        "The student's layer is trained to reproduce the teacher's layer value for value, through a "
+        "small trained regressor that maps the student's channels (and spatial size) onto the teacher's. "
+        "It is the most direct form of feature distillation; pick layers at a similar depth in both networks."
+    ),
+    options={
+        "regressor": OptionSpec(
+            default="conv_bn_relu", type=str, choices=REGRESSOR_KINDS,
+            help=(
+                "how the student features are mapped onto the teacher's: 'conv_bn_relu' (1×1 conv + "
+                "BatchNorm + ReLU, as RepDistiller/mdistiller), 'conv' (1×1 conv) or 'auto' (identity "
+                "when the channel counts match, else 1×1 conv)"
+            ),
+        ),
+    },
+    layers=ONE_LAYER,
+    taps=Taps.OUTPUT,
+    # RepDistiller scripts/run_cifar_distill.sh (--distill hint -b 100); mdistiller's FitNet config
+    # (FEAT_WEIGHT: 100).
+    default_weight=100.0,
+    check=_check,
+    build=_build,
+    placement="middle_stage",
+))
+
+
 __all__ = [
+    "METHOD",
     "REGRESSOR_KINDS",
     "FeatureDistillationLoss",
     "FitNetLoss",

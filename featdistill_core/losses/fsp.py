@@ -26,6 +26,7 @@ import torch
 from torch import Tensor, nn
 
 from .attention import pool_to_common_size
+from .registry import TWO_LAYERS, Method, Taps, register_method, require_maps, size_text
 
 
 def flow_matrix(first: Tensor, second: Tensor) -> Tensor:
@@ -117,4 +118,55 @@ class FSPLoss(nn.Module):
         return f"student_channels={self.student_channels}, teacher_channels={self.teacher_channels}"
 
 
-__all__ = ["FSPLoss", "flow_matrix"]
+# ---- the method ---------------------------------------------------------------------------------
+
+
+def _check(student: list, teacher: list, options: dict) -> str:
+    require_maps(METHOD, student, "student")
+    require_maps(METHOD, teacher, "teacher")
+    parts = []
+    for side, shapes in (("student", student), ("teacher", teacher)):
+        common = (min(shapes[0][1], shapes[1][1]), min(shapes[0][2], shapes[1][2]))
+        for index, shape in enumerate(shapes):
+            if shape[1:] != common:
+                parts.append(f"{side} layer {index + 1} pooled {size_text(shape[1:])}→{size_text(common)}")
+    for index, (s, t) in enumerate(zip(student, teacher)):
+        if s[0] != t[0]:
+            parts.append(f"1×1 conv regressor {s[0]}→{t[0]} channels on student layer {index + 1}")
+    return "; ".join(parts) or "none"
+
+
+def _build(context) -> nn.Module:
+    student, teacher = context.student_shapes, context.teacher_shapes
+    return FSPLoss(student_channels=(student[0][0], student[1][0]), teacher_channels=(teacher[0][0], teacher[1][0]))
+
+
+METHOD = register_method(Method(
+    key="fsp",
+    title="Flow of solution procedure (FSP)",
+    short_name="FSP",
+    paper=(
+        "Yim, Joo, Bae & Kim, “A Gift from Knowledge Distillation: Fast Optimization, Network "
+        "Minimization and Transfer Learning”, CVPR 2017"
+    ),
+    formula="G = F₁·F₂ᵀ / (H·W)  (C₁×C₂ per sample),  L = mean (G_s − G_t)²",
+    summary=(
+        "Two layers of each network define a flow matrix: how every channel of the first layer correlates "
+        "with every channel of the second over all positions. The student is trained to reproduce the "
+        "teacher's flow between the same two stages; the original recipe uses it as an initialisation "
+        "stage before normal training."
+    ),
+    options={},
+    layers=TWO_LAYERS,
+    taps=Taps.OUTPUT,
+    # RepDistiller helper/pretrain.py sums the FSP losses unweighted during its 30-epoch initialisation
+    # stage (the -b 50 of its script has no effect: the main stage sets the FSP term to 0).
+    default_weight=1.0,
+    check=_check,
+    build=_build,
+    placement="stage_pairs",
+    default_stage="init",
+))
+
+
+__all__ = ["FSPLoss", "METHOD", "flow_matrix"]

@@ -16,6 +16,8 @@ import math
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .registry import NO_LAYERS, Method, OptionSpec, Taps, register_method
+
 
 class KDLoss(nn.Module):
     """KL(softmax(t/T) ‖ softmax(s/T)) · T², summed over classes and averaged over the batch.
@@ -57,4 +59,42 @@ class KDLoss(nn.Module):
         return f"temperature={self.temperature:g}"
 
 
-__all__ = ["KDLoss"]
+# ---- the method ---------------------------------------------------------------------------------
+
+
+def _check(student: list, teacher: list, options: dict) -> str:
+    return "none"
+
+
+def _build(context) -> nn.Module:
+    return KDLoss(context.options["temperature"])
+
+
+METHOD = register_method(Method(
+    key="kd",
+    title="Logit KD",
+    short_name="logit KD",
+    paper="Hinton, Vinyals & Dean, “Distilling the Knowledge in a Neural Network”, NIPS Deep Learning Workshop 2015",
+    formula="L = T² · KL(softmax(z_t/T) ‖ softmax(z_s/T)),  batch mean",
+    summary=(
+        "The student matches the teacher's softened class probabilities, which say how alike the teacher "
+        "finds the classes. It needs no layers, only the two networks' logits. The run file's [kd] table "
+        "is a shorthand for one such term."
+    ),
+    options={
+        "temperature": OptionSpec(
+            default=4.0, type=float, minimum=1e-3, maximum=1e3,
+            help="softening temperature T (4 in the CIFAR recipes of RepDistiller and mdistiller)",
+        ),
+    },
+    layers=NO_LAYERS,
+    taps=Taps.LOGITS,
+    # RepDistiller (--distill kd -r 0.1 -a 0.9) and mdistiller's KD config (KD_WEIGHT 0.9, CE_WEIGHT 0.1).
+    default_weight=0.9,
+    check=_check,
+    build=_build,
+    placement="logits",
+))
+
+
+__all__ = ["KDLoss", "METHOD"]

@@ -1,8 +1,8 @@
 """A name -> model-factory registry, in the style of timm's ``register_model`` / ``create_model``.
 
 Built-in architectures register themselves with the :func:`register_model` decorator when their
-module is imported; :func:`create_model` imports them on first use, so ``create_model("resnet56",
-100)`` works without importing anything else first. A name containing ``:`` is not looked up here
+module is imported; :mod:`featdistill_core.models` imports all of them, so ``create_model("resnet56",
+100)`` works as soon as the package is imported. A name containing ``:`` is not looked up here
 but handed to :mod:`featdistill_core.models.external` (a user's ``package.module:function``, or
 ``torchvision:NAME`` / ``timm:NAME``).
 
@@ -13,7 +13,6 @@ Every factory takes ``num_classes`` as its only argument and returns an ``nn.Mod
 from __future__ import annotations
 
 import difflib
-import importlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -22,17 +21,6 @@ from torch import nn
 __all__ = ["ModelInfo", "UnknownModelError", "register_model", "create_model", "list_models"]
 
 ModelFactory = Callable[..., nn.Module]
-
-# The modules that hold the built-in architectures; each registers its models on import.
-_BUILTIN_MODULES = (
-    "featdistill_core.models.resnet",
-    "featdistill_core.models.wrn",
-    "featdistill_core.models.vgg",
-    "featdistill_core.models.mobilenetv2",
-    "featdistill_core.models.shufflenetv1",
-    "featdistill_core.models.shufflenetv2",
-    "featdistill_core.models.demo_nets",
-)
 
 LIST_COMMAND = "featdistill models"
 
@@ -53,7 +41,6 @@ class _Entry:
 
 
 _REGISTRY: dict[str, _Entry] = {}
-_builtins_loaded = False
 
 
 class UnknownModelError(ValueError):
@@ -112,15 +99,6 @@ def _same_function(a: Callable, b: Callable) -> bool:
     return _qualname(a) == _qualname(b)
 
 
-def _load_builtin_models() -> None:
-    global _builtins_loaded
-    if _builtins_loaded:
-        return
-    for module_name in _BUILTIN_MODULES:
-        importlib.import_module(module_name)
-    _builtins_loaded = True
-
-
 def _check_num_classes(num_classes: int) -> None:
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be a positive integer, got {num_classes!r}")
@@ -128,7 +106,6 @@ def _check_num_classes(num_classes: int) -> None:
 
 def list_models() -> list[ModelInfo]:
     """Every registered model, sorted by name."""
-    _load_builtin_models()
     return [_REGISTRY[name].info for name in sorted(_REGISTRY)]
 
 
@@ -148,7 +125,6 @@ def create_model(name: str, num_classes: int) -> nn.Module:
         from featdistill_core.models.external import create_external_model
 
         return create_external_model(name, num_classes)
-    _load_builtin_models()
     entry = _REGISTRY.get(name)
     if entry is None:
         raise UnknownModelError(name, _close_names(name))

@@ -1,0 +1,22 @@
+"""``featdistill check RUN.toml``: every check of a run file, without training."""
+
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("check", help="validate a run file without training")
+    p.add_argument("run_file")
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from featdistill_core.validate import validate_run_file
+
+    plan = validate_run_file(args.run_file)
+    count = len(plan.terms)
+    stages = ", ".join(f"{p.stage} {p.epochs} epoch{'s' if p.epochs != 1 else ''}" for p in plan.stages)
+    print(f"{args.run_file}: ok ({count} distillation term{'s' if count != 1 else ''}, "
+          f"{plan.num_classes} classes; {stages})")
+    for term in plan.terms:
+        print(f"  {term.name}: adapter {term.check.adapter}")
+    return 0

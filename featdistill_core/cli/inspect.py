@@ -1,0 +1,45 @@
+"""``featdistill layers MODEL`` and ``featdistill models``: what the model registry holds."""
+
+from __future__ import annotations
+
+
+def register(sub) -> None:
+    p = sub.add_parser("layers", help="list a model's layers with their output shapes")
+    p.add_argument("model", help="a registry name, package.module:function, torchvision:NAME or timm:NAME")
+    p.add_argument("--input", default="3x32x32", help="input shape CxHxW (default 3x32x32)")
+    p.add_argument("--num-classes", type=int, default=10)
+    p.set_defaults(handler=layers)
+
+    p = sub.add_parser("models", help="list the registry")
+    p.set_defaults(handler=models)
+
+
+def layers(args) -> int:
+    from featdistill_core.layers import format_layer_table, list_layers
+    from featdistill_core.models import create_model
+
+    shape = _parse_shape(args.input)
+    model = create_model(args.model, args.num_classes)
+    print(format_layer_table(list_layers(model, shape)))
+    return 0
+
+
+def models(args) -> int:
+    from featdistill_core.models import list_models
+
+    models = list_models()
+    width = max(len(m.name) for m in models)
+    for m in models:
+        print(f"{m.name:{width}s}  {m.family:12s}  {m.description}")
+    print("\nAlso: package.module:function (your own factory), torchvision:NAME, timm:NAME (if installed).")
+    return 0
+
+
+def _parse_shape(text: str) -> tuple[int, ...]:
+    try:
+        shape = tuple(int(part) for part in text.lower().split("x"))
+    except ValueError:
+        shape = ()
+    if len(shape) != 3 or min(shape) < 1:
+        raise ValueError(f"--input must look like 3x32x32 (channels x height x width); got {text!r}")
+    return shape

@@ -1,0 +1,65 @@
+"""Where a method goes on a pair of networks by default: its reference layer placement.
+
+Every method declares a ``placement`` (see :data:`featdistill_core.losses.registry.PLACEMENTS`);
+:func:`place_method` turns it into the layer paths of concrete terms for a teacher and a student,
+from their layer listings. *Suggest pairs* in the window and ``featdistill compare`` use it, so both
+place a method the same way. A method that cannot be placed on two networks says why
+(:class:`PlacementError`), instead of being skipped.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from featdistill_core.layers import LayerInfo, suggest_pairs
+from featdistill_core.losses import get_method
+
+Term = tuple[list[str], list[str]]      # (teacher paths, student paths)
+
+
+class PlacementError(ValueError):
+    """A method with no reference placement on these two networks."""
+
+
+def classifier_path(layers: Sequence[LayerInfo]) -> str | None:
+    """The last ``Linear`` module whose input is a flat vector: the classifier the embedding enters."""
+    found = None
+    for info in layers:
+        if info.path and info.type_name == "Linear" and info.input_shape is not None and len(info.input_shape) == 1:
+            found = info.path
+    return found
+
+
+def place_method(method: str, teacher_layers: Sequence[LayerInfo], student_layers: Sequence[LayerInfo]) -> list[Term]:
+    """The terms of ``method`` at its reference placement on these networks; PlacementError if none."""
+    info = get_method(method)
+    kind = info.placement
+    if kind == "logits":
+        return [([], [])]
+    if kind == "embedding":
+        teacher_fc, student_fc = classifier_path(teacher_layers), classifier_path(student_layers)
+        if teacher_fc is None or student_fc is None:
+            side = "teacher" if teacher_fc is None else "student"
+            raise PlacementError(f"{info.short_name} distils the embedding entering the classifier, and the "
+                                 f"{side} has no Linear classifier on a flat vector")
+        return [([teacher_fc], [student_fc])]
+    stages = suggest_pairs(list(teacher_layers), list(student_layers))
+    if not stages:
+        raise PlacementError(f"{info.short_name} pairs stage outputs of the same spatial size, and these "
+                             "networks share none")
+    if kind == "stages":
+        return [([t], [s]) for t, s in stages]
+    if kind == "middle_stage":
+        t, s = stages[len(stages) // 2]
+        return [([t], [s])]
+    if kind == "all_stages":
+        return [([t for t, _ in stages], [s for _, s in stages])]
+    if kind == "stage_pairs":
+        if len(stages) < 2:
+            raise PlacementError(f"{info.short_name} needs two stage outputs on each side, and these networks "
+                                 "share only one spatial size")
+        return [([stages[i][0], stages[i + 1][0]], [stages[i][1], stages[i + 1][1]]) for i in range(len(stages) - 1)]
+    raise PlacementError(f"{info.short_name} has no reference placement")   # pragma: no cover - registry checks
+
+
+__all__ = ["PlacementError", "classifier_path", "place_method"]
