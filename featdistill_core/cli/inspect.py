@@ -1,4 +1,4 @@
-"""``featdistill layers MODEL`` and ``featdistill models``: what the model registry holds."""
+"""``featdistill layers MODEL``, ``featdistill models`` and ``featdistill methods``: what the registries hold."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ def register(sub) -> None:
     p.add_argument("--num-classes", type=int, default=10)
     p.set_defaults(handler=layers)
 
-    p = sub.add_parser("models", help="list the registry")
+    p = sub.add_parser("models", help="list the model registry")
     p.set_defaults(handler=models)
+
+    p = sub.add_parser("methods", help="list the distillation methods, with their papers and reference weights")
+    p.set_defaults(handler=methods)
 
 
 def layers(args) -> int:
@@ -43,3 +46,15 @@ def _parse_shape(text: str) -> tuple[int, ...]:
     if len(shape) != 3 or min(shape) < 1:
         raise ValueError(f"--input must look like 3x32x32 (channels x height x width); got {text!r}")
     return shape
+
+
+def methods(args) -> int:
+    from featdistill_core.losses import METHODS
+
+    width = max(len(key) for key in METHODS)
+    for key, info in METHODS.items():
+        options = ", ".join(f"{name}={spec.default!r}" for name, spec in info.options.items()) or "no options"
+        print(f"{key:{width}s}  {info.title}: {info.layers.describe()}, taps the {info.taps}; "
+              f"reference weight {info.default_weight:g}; {options}")
+        print(f"{'':{width}s}  {info.paper}")
+    return 0
