@@ -25,13 +25,13 @@ import torch
 from torch import nn
 
 from featdistill_core.config import RunConfig, checked, read_run_file, term_names, with_absolute_paths
-from featdistill_core.data import DatasetError, dataset_classes
+from featdistill_core.data import DatasetError, dataset_info
 from featdistill_core.device import DeviceError, resolve_device
 from featdistill_core.errors import ConfigError, Problems
 from featdistill_core.layers import LayerInfo, list_layers, unknown_path_message
-from featdistill_core.losses import Method, PairCheck, check_pair, get_method
+from featdistill_core.losses import BuildContext, Method, PairCheck, build_term, check_pair, get_method
 from featdistill_core.models import UnknownModelError, WeightsError, create_model, load_weights
-from featdistill_core.runstate import capture_rng, seed_everything
+from featdistill_core.runstate import capture_rng, restore_rng, seed_everything
 from featdistill_core.stages import PlannedStage, plan_stages
 
 
@@ -67,6 +67,7 @@ class ValidatedRun:
     terms: list[TermPlan]
     stages: tuple[PlannedStage, ...]
     rng_state: dict = field(default_factory=dict, repr=False)   # the generators just after the models were built
+    dataset_size: int = 0                                       # training images
 
     @property
     def pair_checks(self) -> list[PairCheck]:
@@ -190,9 +191,12 @@ def _check_meaning(config: RunConfig, problems: Problems) -> ValidatedRun:
             problems.add("device", str(exc).split(": ", 1)[-1])
 
     num_classes = None
+    dataset_size = 0
     if not problems.has("data"):
         try:
-            num_classes = dataset_classes(config.data.name, config.data.path or None)
+            info = dataset_info(config.data.name, config.data.path or None, demo_train=config.data.demo_train,
+                                demo_test=config.data.demo_test, seed=config.seed)
+            num_classes, dataset_size = info.num_classes, info.train_size
         except DatasetError as exc:
             problems.add("data.path", str(exc))
     size = config.data.image_size if not problems.has("data.image_size") else 32
@@ -222,11 +226,13 @@ def _check_meaning(config: RunConfig, problems: Problems) -> ValidatedRun:
 
     rng_state = capture_rng()
     terms = _plan_terms(config, layers, problems, models)
+    _try_building(terms, models, classes_for_models, dataset_size, device, problems)
+    restore_rng(rng_state)
     return ValidatedRun(
         config=config, num_classes=num_classes, input_shape=input_shape, device=device,
         student=models["student"], teacher=models["teacher"],
         student_layers=layers["student"], teacher_layers=layers["teacher"],
-        terms=terms, stages=plan_stages(config), rng_state=rng_state,
+        terms=terms, stages=plan_stages(config), rng_state=rng_state, dataset_size=dataset_size,
     )
 
 
@@ -259,6 +265,21 @@ def _plan_terms(config: RunConfig, layers, problems: Problems, models) -> list[T
             weight=float(term.weight), stage=term.stage, options=dict(term.options), check=check,
         ))
     return plans
+
+
+def _try_building(terms: list[TermPlan], models, num_classes: int, dataset_size: int, device, problems: Problems) -> None:
+    """Build each term once on the CPU, so a method's own objection (an option that does not fit the
+    data set, say) is reported now, at the term's field, and not when training starts."""
+    for plan in terms:
+        try:
+            build_term(BuildContext(
+                method=plan.method.key, options=plan.options, student_shapes=plan.student_shapes,
+                teacher_shapes=plan.teacher_shapes, student_paths=plan.student_paths,
+                teacher_paths=plan.teacher_paths, num_classes=num_classes, dataset_size=dataset_size,
+                device=torch.device("cpu"), teacher=models["teacher"], student=models["student"],
+            ))
+        except (ValueError, TypeError, RuntimeError) as exc:
+            problems.add(plan.field, f"{plan.method.short_name} cannot be built: {_one_line(exc)}")
 
 
 def _fmt(shape) -> str:

@@ -22,14 +22,14 @@ import torch
 
 from .cifar import check_cifar_folder, load_cifar10, load_cifar100
 from .demo import CLASS_NAMES as DEMO_CLASSES, load_demo
-from .imagefolder import image_folder_classes, load_image_folder
+from .imagefolder import image_folder_classes, image_folder_sizes, load_image_folder
 from .loader import BatchLoader
 from .splits import DatasetError, ImageSplits
 from .transforms import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, channel_mean_std, normalize
 
 __all__ = [
-    "DATASETS", "DATASET_TITLES", "FIXED_IMAGE_SIZES", "NEEDS_PATH", "DataBundle", "DatasetError", "BatchLoader",
-    "dataset_classes", "load_dataset",
+    "DATASETS", "DATASET_TITLES", "FIXED_IMAGE_SIZES", "NEEDS_PATH", "DataBundle", "DatasetError", "DatasetInfo",
+    "BatchLoader", "dataset_classes", "dataset_info", "load_dataset",
 ]
 
 DATASETS = ("demo", "cifar10", "cifar100", "imagefolder")
@@ -42,6 +42,32 @@ DATASET_TITLES = {
 NEEDS_PATH = ("cifar10", "cifar100", "imagefolder")
 FIXED_IMAGE_SIZES = {"cifar10": 32, "cifar100": 32}
 """Data sets whose images have one size (the run's ``data.image_size`` must match)."""
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    """What a data set holds, found without reading its images."""
+
+    num_classes: int
+    train_size: int
+    test_size: int
+
+
+CIFAR_SIZES = (50_000, 10_000)   # the published split sizes (the files are not read to count them)
+
+
+def dataset_info(name: str, path: str | None = None, *, demo_train: int = 5000, demo_test: int = 2000,
+                 seed: int = 0) -> DatasetInfo:
+    """Class count and split sizes of a data set, found by the code that loads it (no image is read).
+
+    Raises :class:`DatasetError` when the data set's files are not where ``path`` says.
+    """
+    classes = dataset_classes(name, path)
+    if name == "demo":
+        return DatasetInfo(classes, demo_train, demo_test)
+    if name in ("cifar10", "cifar100"):
+        return DatasetInfo(classes, *CIFAR_SIZES)
+    return DatasetInfo(classes, *image_folder_sizes(path, seed=seed))
 
 
 def dataset_classes(name: str, path: str | None = None) -> int:

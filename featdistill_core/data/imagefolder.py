@@ -55,6 +55,14 @@ def image_folder_classes(path: str | Path) -> list[str]:
     return _layout(path)[0]
 
 
+def image_folder_sizes(path: str | Path, *, test_fraction: float = 0.1, seed: int = 0) -> tuple[int, int]:
+    """(training images, test images) that :func:`load_image_folder` will give, without reading an image."""
+    _, train_files, test_files = _layout(path)
+    if test_files is None:
+        train_files, test_files = _split(train_files, test_fraction, seed)
+    return len(train_files), len(test_files)
+
+
 def _layout(path: str | Path) -> tuple[list[str], list[tuple[Path, int]], list[tuple[Path, int]] | None]:
     """Class names, the training files and the test files (None when the folder has no train/test split)."""
     root = Path(path).expanduser()
