@@ -23,7 +23,7 @@ __version__ = "0.2.0"
 
 _PUBLIC = {
     "featdistill_core.config": (
-        "DataConfig", "KDConfig", "MonitorConfig", "OPTIMIZERS", "OptimConfig", "PAIR_STAGES", "PairConfig",
+        "CheckpointConfig", "DataConfig", "KDConfig", "MonitorConfig", "OPTIMIZERS", "OptimConfig", "PAIR_STAGES", "PairConfig",
         "RunConfig", "SCHEDULES", "StudentConfig", "TeacherConfig", "check_values", "checked", "config_from_dict",
         "config_from_toml", "config_to_toml", "load_config", "save_config", "term_names",
     ),

@@ -20,6 +20,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from .check import DatasetSample, inspect_dataset
 from .cifar import check_cifar_folder, load_cifar10, load_cifar100
 from .demo import CLASS_NAMES as DEMO_CLASSES, load_demo
 from .imagefolder import image_folder_classes, image_folder_sizes, load_image_folder
@@ -28,8 +29,8 @@ from .splits import DatasetError, ImageSplits
 from .transforms import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, channel_mean_std, normalize
 
 __all__ = [
-    "DATASETS", "DATASET_TITLES", "FIXED_IMAGE_SIZES", "NEEDS_PATH", "DataBundle", "DatasetError", "DatasetInfo",
-    "BatchLoader", "dataset_classes", "dataset_info", "load_dataset",
+    "DATASETS", "DATASET_TITLES", "FIXED_IMAGE_SIZES", "NEEDS_PATH", "DataBundle", "DatasetError", "DatasetInfo", "DatasetSample",
+    "BatchLoader", "dataset_classes", "dataset_info", "inspect_dataset", "load_dataset",
 ]
 
 DATASETS = ("demo", "cifar10", "cifar100", "imagefolder")

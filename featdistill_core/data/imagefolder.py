@@ -16,6 +16,7 @@ workbench-size folders (tens of thousands of small images), not ImageNet.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -139,12 +140,29 @@ def _read_images(files: list[tuple[Path, int]], image_size: int) -> tuple[np.nda
     return images, labels
 
 
+def pixel_limit() -> int:
+    """The most pixels an image may have to be decoded (PIL's decompression-bomb limit)."""
+    return int(Image.MAX_IMAGE_PIXELS or 89_478_485)
+
+
 def read_image(path: Path, image_size: int) -> np.ndarray:
-    """One image as uint8 (image_size, image_size, 3): RGB, centre-cropped to a square, resized bilinearly."""
+    """One image as uint8 (image_size, image_size, 3): RGB, centre-cropped to a square, resized bilinearly.
+
+    An image of more than :func:`pixel_limit` pixels is refused before it is decoded."""
     try:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image).convert("RGB")
-            image = ImageOps.fit(image, (image_size, image_size), method=Image.Resampling.BILINEAR)
-            return np.asarray(image, dtype=np.uint8)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        raise DatasetError(f"image file {path}: cannot be read as an image ({type(error).__name__}: {error})") from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                if image.size[0] * image.size[1] > pixel_limit():
+                    raise DatasetError(f"image file {path}: is {image.size[0]}×{image.size[1]} pixels, more than "
+                                       f"the {pixel_limit()} that are decoded safely")
+                image = ImageOps.exif_transpose(image).convert("RGB")
+                image = ImageOps.fit(image, (image_size, image_size), method=Image.Resampling.BILINEAR)
+                return np.asarray(image, dtype=np.uint8)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise DatasetError(f"image file {path}: is too large to decode safely (a decompression bomb?)") from None
+    except (OSError, ValueError, SyntaxError) as error:
+        if isinstance(error, DatasetError):
+            raise
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
+        raise DatasetError(f"image file {path}: cannot be read as an image ({reason})") from None
