@@ -11,6 +11,10 @@ Start with a run file::
     run = validate_run(load_config("run.toml"))   # every problem at once, as a ConfigError
     Trainer(run).run()
 
+A run that was stopped, failed or killed continues from its last checkpoint with
+``Trainer.resume_from(run_dir).run()``; ``run_status(run_dir)`` says what a run folder is, and
+``RunFollower(run_dir).poll()`` reads one that another process is writing.
+
 The methods live in :mod:`featdistill_core.losses` (one file each), the model registry in
 :mod:`featdistill_core.models`, the data sets in :mod:`featdistill_core.data`.
 """
@@ -30,7 +34,8 @@ _PUBLIC = {
     "featdistill_core.errors": ("ConfigError", "Problem", "Problems"),
     "featdistill_core.stages": ("PlannedStage", "Stage", "plan_stages"),
     "featdistill_core.events": (
-        "AttentionSnapshot", "EpochEvent", "Failed", "Finished", "PairMaps", "StageStarted", "StepEvent",
+        "AttentionSnapshot", "Checkpointed", "EpochEvent", "Failed", "Finished", "PairMaps", "Resumed", "StageStarted",
+        "StepEvent",
     ),
     "featdistill_core.losses": (
         "METHODS", "Method", "OptionSpec", "PairCheck", "check_pair", "get_method", "register_method",
@@ -41,7 +46,12 @@ _PUBLIC = {
     "featdistill_core.models": ("create_model", "list_models", "load_weights", "register_model", "save_weights"),
     "featdistill_core.layers": ("LayerInfo", "list_layers", "stage_outputs", "suggest_pairs"),
     "featdistill_core.device": ("DeviceOption", "available_devices", "resolve_device"),
-    "featdistill_core.runfolder": ("RunFolderError", "RunRecord", "load_run"),
+    "featdistill_core.runfolder": (
+        "FollowUpdate", "RunFolderError", "RunFollower", "RunRecord", "RunStatus", "load_run", "run_status",
+    ),
+    "featdistill_core.checkpoint": ("CheckpointError",),
+    "featdistill_core.guard": ("NonFiniteError",),
+    "featdistill_core.atomic": ("WriteError",),
     "featdistill_core.trainer": ("Trainer",),
     "featdistill_core.demo": ("baseline_config", "demo_config", "run_demo"),
     "featdistill_core.progress": ("Progress", "ProgressEstimator", "format_duration"),

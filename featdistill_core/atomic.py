@@ -103,9 +103,11 @@ class _TestFile:
             half = len(data) // 2 if self._expected is None else max(0, self._expected // 2 - self._done)
             self._raw_write(data[:half])
             self._file.flush()
-            os.write(2, f"featdistill-test: writing {self._path.name}\n".encode())
-            time.sleep(self._pause)
             self._paused = True
+            os.write(2, f"featdistill-test: writing {self._path.name}\n".encode())
+            deadline = time.monotonic() + self._pause
+            while time.monotonic() < deadline:      # in slices: a signal taken by another thread still
+                time.sleep(0.01)                    # gets its Python handler run within 10 ms
             self._raw_write(data[half:])
             return len(data)
         self._raw_write(data)
@@ -116,14 +118,8 @@ class _TestFile:
         self._file.write(data)
         self._done += len(data)
 
-    def flush(self) -> None:
-        self._file.flush()
-
-    def fileno(self) -> int:
-        return self._file.fileno()
-
-    def tell(self) -> int:
-        return self._file.tell()
+    def __getattr__(self, name):        # seek, tell, read, fileno …: the real file's (writers need them)
+        return getattr(self._file, name)
 
 
 def _hooks_active() -> bool:
@@ -154,9 +150,37 @@ def atomic_file(path, *, field: str = OUTPUT_FIELD, size_hint: int | None = None
     except BaseException as exc:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
-        if isinstance(exc, OSError) and not isinstance(exc, WriteError):
-            raise WriteError(path, exc, field) from exc
+        interrupt = _interrupt_in(exc)
+        if interrupt is not None and interrupt is not exc:
+            raise interrupt from None       # Ctrl-C inside a serialiser's callback comes out as its own error
+        cause = _os_error_in(exc)
+        if cause is not None and not isinstance(exc, WriteError):
+            raise WriteError(path, cause, field) from exc
         raise
+
+
+def _interrupt_in(exc: BaseException) -> KeyboardInterrupt | None:
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, KeyboardInterrupt):
+            return exc
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
+
+
+def _os_error_in(exc: BaseException) -> OSError | None:
+    """The OSError behind ``exc``: itself, or one it was raised from or while handling (a serialiser
+    such as ``torch.save`` may turn a full disk into its own error)."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if isinstance(exc, OSError):
+            return exc
+        if isinstance(exc, KeyboardInterrupt):
+            return None
+        exc = exc.__cause__ or exc.__context__
+        seen += 1
+    return None
 
 
 def write_atomic(path, data: bytes | str, *, field: str = OUTPUT_FIELD) -> Path:

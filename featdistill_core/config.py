@@ -271,7 +271,7 @@ def read_run_file(path: str | Path) -> tuple[RunConfig | None, Problems]:
     except (OSError, UnicodeDecodeError) as exc:
         problems.add("", f"run file {path} cannot be read: {exc}")
         return None, problems
-    return _read_toml(text, str(path), path.absolute().parent, problems), problems
+    return _read_toml(text, f"run file {path}", path.absolute().parent, problems), problems
 
 
 def config_from_toml(text: str, source: str = "run file", base_dir: str | Path | None = None) -> RunConfig:

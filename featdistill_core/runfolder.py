@@ -72,7 +72,7 @@ STATES = ("running", "finished", "stopped", "failed", "interrupted")
 __all__ = [
     "ADAPTERS_FILE", "CHECKPOINT_BEST", "CHECKPOINT_LAST", "FollowUpdate", "RunFolderError", "RunFollower",
     "RunLock", "RunRecord", "RunStatus", "RunWriter", "STUDENT_FILE", "TEACHER_FILE", "load_run", "new_run_dir",
-    "run_status",
+    "run_status", "write_run_file",
 ]
 
 
@@ -192,13 +192,18 @@ def _create_lock_file(path: Path) -> None:
 # ---- writing ------------------------------------------------------------------------------------
 
 
+def write_run_file(run_dir, config: RunConfig) -> Path:
+    """Write the run folder's ``run.toml`` (atomically): the first file of a run folder."""
+    return write_atomic(Path(run_dir) / RUN_FILE, config_to_toml(config))
+
+
 class RunWriter:
     """A trainer subscriber that writes every event into the run folder (see the module docstring).
 
-    ``resuming``: the folder holds the run already; its ``run.toml`` is kept and ``metrics.jsonl`` is
-    appended to (a last line cut short by a kill is removed first)."""
+    ``metrics.jsonl`` is appended to (when ``resuming``, a last line cut short by a kill is removed
+    first); ``run.toml`` is written before, by :func:`write_run_file`."""
 
-    def __init__(self, run_dir: Path, config: RunConfig, *, resuming: bool = False):
+    def __init__(self, run_dir: Path, *, resuming: bool = False):
         self.run_dir = Path(run_dir)
         try:
             (self.run_dir / SNAPSHOTS).mkdir(parents=True, exist_ok=True)
@@ -209,8 +214,6 @@ class RunWriter:
         self._log = LineLog(self.run_dir / METRICS_FILE)
         if resuming:
             self._log.repair()
-        else:
-            write_atomic(self.run_dir / RUN_FILE, config_to_toml(config))
 
     def __call__(self, event) -> None:
         if isinstance(event, AttentionSnapshot):

@@ -47,9 +47,10 @@ class Interrupted(KeyboardInterrupt):
 
 
 class SignalStop:
-    def __init__(self, message: str = "stopping after this step (press Ctrl-C again to quit at once)"):
+    def __init__(self, message: str = "stopping after this step ({again} again to quit at once)"):
         self.message = message
         self.received: int | None = None
+        self.interrupted = False        # a signal raised Interrupted (quit at once)
         self._stop = None
         self._previous: dict = {}
 
@@ -86,9 +87,11 @@ class SignalStop:
         if self._stop is not None and self.received is None:
             self.received = signum
             try:
-                os.write(2, f"\nfeatdistill: {signal_name(signum)}: {self.message}\n".encode())
+                again = "press Ctrl-C" if signum == signal.SIGINT else "send it"
+                os.write(2, f"\nfeatdistill: {signal_name(signum)}: {self.message.format(again=again)}\n".encode())
             except OSError:
                 pass
             self._stop()
             return
+        self.interrupted = True
         raise Interrupted(signum)

@@ -59,7 +59,17 @@ def call_with_time_limit(function, what: str, seconds: float | None = None):
 
     thread = threading.Thread(target=target, name="featdistill-user-code", daemon=True)
     thread.start()
-    thread.join(limit)
+    try:
+        thread.join(limit)
+    except BaseException:
+        # Ctrl-C while waiting: let the code finish its step (a second one leaves it behind), so the
+        # process never ends under a thread that is inside torch's C++ code.
+        try:
+            thread.join(min(limit, 30.0))
+        finally:
+            if thread.is_alive():
+                _abandoned.append(thread)
+        raise
     if thread.is_alive():
         _abandoned.append(thread)
         raise TimeLimitExceeded(f"{what} did not finish within {limit:g} s (it hangs, or is far too slow; "

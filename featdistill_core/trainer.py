@@ -52,7 +52,7 @@ from featdistill_core.models import save_weights
 from featdistill_core.optim import make_optimizer, make_schedule
 from featdistill_core.runfolder import (
     ADAPTERS_FILE, STUDENT_FILE, TEACHER_FILE, RunFolderError, RunLock, RunWriter, holds_a_run, new_run_dir,
-    run_status,
+    run_status, write_run_file,
 )
 from featdistill_core.runstate import RunState, restore_rng
 from featdistill_core.stages import PlannedStage, Stage
@@ -77,6 +77,8 @@ class Trainer:
                 self.run_dir.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise WriteError(self.run_dir, exc) from exc
+        if not _resuming:
+            write_run_file(self.run_dir, self.config)   # a run folder from the moment it exists
         self._resuming = _resuming
         self._subscribers: list[Callable] = []
         self._control = RunControl()
@@ -151,7 +153,7 @@ class Trainer:
         """Run to the end (or to a stop request). On an error: emit :class:`Failed` (also kept as
         :attr:`failed`), then re-raise the error itself, never one met while reporting it."""
         with RunLock(self.run_dir):
-            writer = RunWriter(self.run_dir, self.config, resuming=self._resuming)
+            writer = RunWriter(self.run_dir, resuming=self._resuming)
             self._subscribers.insert(0, writer)
             try:
                 try:
@@ -465,21 +467,24 @@ class Trainer:
         state = self.state
         if state is None:
             return "before training (loading the data)"
-        if state.stage_index >= len(self.stages):
-            return "after the last stage"
-        planned = self.stages[state.stage_index]
-        return (f"{planned.stage} stage, epoch {min(state.epoch + 1, planned.epochs)} of {planned.epochs}, "
-                f"step {state.step}")
+        return self._position({"stage_index": state.stage_index, "epoch": state.epoch, "step": state.step})
+
+    def _position(self, position: dict) -> str:
+        index, epoch, step = position["stage_index"], position["epoch"], position["step"]
+        if index >= len(self.stages):
+            return "the end of the last stage"
+        planned = self.stages[index]
+        if epoch >= planned.epochs:
+            return f"the end of the {planned.stage} stage ({planned.epochs} epochs, step {step})"
+        return f"{planned.stage} stage, epoch {epoch + 1} of {planned.epochs}, step {step}"
 
     def _holdings(self) -> tuple[tuple[str, str], ...]:
         """(file, what it holds) for the run folder's results, for error.txt and the window."""
         items = []
         summary = checkpoint_summary(self.run_dir / CHECKPOINT_LAST)
         if summary is not None:
-            planned = self.stages[min(summary["stage_index"], len(self.stages) - 1)]
-            items.append((CHECKPOINT_LAST, f"the run state after {summary['epoch']} epochs and {summary['batch']} "
-                                           f"batches of the {planned.stage} stage; featdistill train --resume "
-                                           f"{self.run_dir} continues from it"))
+            items.append((CHECKPOINT_LAST, f"the run state at {self._position(summary)}; featdistill train "
+                                           f"--resume {self.run_dir} continues from there"))
         else:
             items.append((CHECKPOINT_LAST, "not written: no checkpoint was reached; a resume starts over"))
         if (self.run_dir / CHECKPOINT_BEST).exists():

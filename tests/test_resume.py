@@ -187,3 +187,21 @@ def test_follower_tolerates_a_half_written_line_and_a_damaged_one(tmp_path, refe
     assert follower.ended
     (folder / "metrics.jsonl").write_bytes(b"".join(lines[:2]))       # replaced by a shorter file
     assert follower.poll().reset and len(follower.record.steps) <= 2
+
+
+def test_a_run_failing_at_data_loading_writes_no_model_and_says_so(tmp_path, monkeypatch):
+    import featdistill_core.trainer as trainer_module
+    from featdistill_core.data import DatasetError
+
+    def broken(*args, **kwargs):
+        raise DatasetError("image file x.png: cannot be read as an image")
+
+    monkeypatch.setattr(trainer_module, "load_dataset", broken)
+    trainer = Trainer(_config(tmp_path))
+    with pytest.raises(DatasetError):
+        trainer.run()
+    names = {p.name for p in trainer.run_dir.iterdir()}
+    assert "student.safetensors" not in names and "teacher.safetensors" not in names
+    text = (trainer.run_dir / "error.txt").read_text()
+    assert text.startswith("image file x.png") and "before training" in text and "no checkpoint" in text
+    assert run_status(trainer.run_dir).state == "failed"
