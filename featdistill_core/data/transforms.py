@@ -41,7 +41,7 @@ def random_crop_flip(
 
     Implementation: ``padded.unfold`` twice gives a view of every (H, W) window, shape
     (B, C, 2p+1, 2p+1, H, W), without copying; one advanced index picks window ``(dy[b], dx[b])`` of
-    each image, and the images to mirror are flipped along their last axis.
+    each image, and the images to mirror are selected from the batch flipped along its last axis.
     """
     if images.ndim != 4:
         raise ValueError(f"random_crop_flip expects a batch (B, C, H, W); got shape {tuple(images.shape)}")
@@ -54,9 +54,8 @@ def random_crop_flip(
     padded = F.pad(images, (padding, padding, padding, padding)) if padding else images
     windows = padded.unfold(2, height, 1).unfold(3, width, 1)     # (B, C, 2p+1, 2p+1, H, W), a view
     out = windows[torch.arange(batch, device=device), :, dy, dx]  # (B, C, H, W), a copy
-    if flip:
-        flipped = flipped.to(device)
-        out[flipped] = out[flipped].flip(-1)
+    if flip:    # a select, not a boolean index: no device-to-host sync on a GPU
+        out = torch.where(flipped.to(device).view(-1, 1, 1, 1), out.flip(-1), out)
     return out
 
 
