@@ -116,7 +116,7 @@ def frozen_forward(model: nn.Module, *args, **kwargs):
     """``model(*args)`` under :func:`torch.inference_mode`: no autograd bookkeeping at all (cheaper
     than ``no_grad``: no version counters or view tracking). The outputs (and anything a forward hook
     captured) are *inference tensors*: a loss may read them, but autograd may not save them for the
-    backward pass (``kl_div``'s target, a product's factor ...). Pass each through
+    backward pass (``mse_loss``'s target, a product's factor ...). Pass each through
     :func:`as_autograd_tensor` before it meets the student."""
     with torch.inference_mode():
         return model(*args, **kwargs)

@@ -58,13 +58,11 @@ def test_stage_outputs_at_224_and_smaller_inputs(name):
         hook.remove()
 
 
-def test_the_models_train_one_step():
-    model = create_model("resnet18", 3)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+def test_gradients_reach_every_parameter():
+    model = create_model("mobilenetv1", 3)
     loss = torch.nn.functional.cross_entropy(model(torch.randn(2, 3, 32, 32)), torch.tensor([0, 2]))
     loss.backward()
-    optimizer.step()
-    assert all(p.grad is not None for p in model.parameters())
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.parameters())
 
 
 def _imagenet_run(tmp_path, teacher, student, pairs):
