@@ -36,7 +36,7 @@ from featdistill_core.data import load_dataset  # noqa: E402
 
 def make_tree(root: Path, count: int, classes: int = 8, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
-    per_split = {"train": count, "val": max(classes, count // 8)}
+    per_split = {"train": count, "val": max(classes, count // 4)}
     for split, n in per_split.items():
         for i in range(n):
             name = f"c{i % classes:02d}"
