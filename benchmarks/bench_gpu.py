@@ -25,8 +25,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from bench_step import Options, describe_machine, measure  # noqa: E402
-
 
 def settings(batches, amp_choices, compile_choices):
     for batch in batches:
@@ -58,6 +56,7 @@ def main(argv=None) -> int:
         amp_choices = [False, True]
         torch.backends.cudnn.benchmark = True
     compile_choices = ["off"] if args.no_compile else ["off", "default"]
+    from bench_step import Options, describe_machine, measure     # the library, once CUDA is known to be there
 
     print(describe_machine(torch.get_num_threads()))
     print("resnet32x4 -> resnet8x4, AT x3 + KD + CE, SGD; per setting: median ms/step of each side, "
