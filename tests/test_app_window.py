@@ -11,10 +11,7 @@ from pathlib import Path
 import pytest
 from PySide6 import QtCore, QtWidgets
 
-from featdistill_core.config import load_config, save_config
-from featdistill_core.demo import demo_config
-from featdistill_core.runfolder import load_run
-from featdistill_core.trainer import Trainer
+from featdistill_core import Stage, Trainer, demo_config, load_config, load_run, save_config
 
 from app import settings as app_settings
 from app.main_window import PROGRESS_STEPS, MainWindow
@@ -146,8 +143,10 @@ def test_closing_during_a_run_stops_it_cleanly(qtbot, window, tmp_path, settings
 class ExplodingTrainer(Trainer):
     """The real trainer, failing at the student's first step."""
 
-    def _student_losses(self, images, labels):
-        raise RuntimeError("the loss exploded (test)")
+    def _losses(self, planned, batch, progress):
+        if planned.stage is Stage.STUDENT:
+            raise RuntimeError("the loss exploded (test)")
+        return super()._losses(planned, batch, progress)
 
 
 def test_a_training_error_shows_a_dialog_and_keeps_the_files(qtbot, window):
