@@ -125,15 +125,15 @@ class LayersPanel(QtWidgets.QWidget):
         self._shorthand_layout = QtWidgets.QHBoxLayout(self.shorthand_group)
         self._shorthand_layout.addStretch(1)
 
-        self.hint = QtWidgets.QLabel()
-        self.hint.setObjectName("pairSelectionHint")
-        self.hint.setWordWrap(True)
+        self.selection_label = QtWidgets.QLabel()
+        self.selection_label.setObjectName("pairSelectionHint")
+        self.selection_label.setWordWrap(True)
         pairs_label = QtWidgets.QLabel("<b>Distilled pairs</b>")
 
         upper = QtWidgets.QWidget()
         upper_layout = QtWidgets.QVBoxLayout(upper)
         upper_layout.setContentsMargins(0, 0, 0, 0)
-        upper_layout.addWidget(self.hint)
+        upper_layout.addWidget(self.selection_label)
         upper_layout.addWidget(trees, 1)
         upper_layout.addLayout(controls)
         upper_layout.addWidget(self.message)
@@ -270,6 +270,6 @@ class LayersPanel(QtWidgets.QWidget):
         key = self.method_combo.currentData()
         info = METHODS[key]
         self.weight_spin.setValue(info.default_weight)
-        self.hint.setText(selection_hint(key))
+        self.selection_label.setText(selection_hint(key))
         for picker in (self.teacher_picker, self.student_picker):
             picker.set_taps(info.taps)

@@ -357,3 +357,30 @@ def test_render_attention_view_for_a_look(view, qtbot):
     path = SHOTS / "attention_view.png"
     assert view.grab().save(str(path))
     assert path.stat().st_size > 10_000
+
+
+def test_the_numbers_and_the_timeline_need_no_qt():
+    """The pure parts of the view really are pure: importing them loads neither Qt nor pyqtgraph."""
+    import subprocess
+    import sys
+
+    code = ("import sys, app.attention_maps, app.attention_timeline, app.rounding; "
+            "assert not any(m.startswith(('PySide6', 'pyqtgraph')) for m in sys.modules), 'Qt imported'")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_timeline_state_follows_or_stays_put_without_a_widget():
+    from app.attention_timeline import AttentionTimeline
+
+    timeline = AttentionTimeline()
+    assert timeline.is_live() and timeline.add([make_snapshot(1)]) and timeline.current == 0
+    timeline.current = 0
+    timeline.add([make_snapshot(2), make_snapshot(3)])
+    assert timeline.current == 2                         # was live: follows
+    timeline.current = 1
+    assert not timeline.add([make_snapshot(4)]) and timeline.current == 1    # pinned: stays
+    assert timeline.index(-1) == 3 and timeline.caption(1) == "snapshot 2/4 · step 2 · epoch 1"
+    with pytest.raises(ValueError, match="probe index 9 is out of range"):
+        timeline.set_probes([9])
