@@ -310,9 +310,6 @@ class PairTable(QtWidgets.QTableWidget):
                 row.mark = ""
                 self._show_state(index)
 
-    def marked_rows(self) -> list[int]:
-        return [index for index, row in enumerate(self._rows) if row.mark]
-
     def _append(self, pair: PairConfig) -> None:
         index = self.rowCount()
         self.insertRow(index)

@@ -527,12 +527,6 @@ class LossPlot(QtWidgets.QWidget):
         self.stage_box.select(stage)
         self._place_all()
 
-    def set_curve_visible(self, name: str, visible: bool) -> None:
-        """Show or hide curve ``name`` (what clicking its legend entry does)."""
-        self._place_all()
-        self._named(name).item.setVisible(bool(visible))
-        self.legend.update()
-
     def is_curve_visible(self, name: str) -> bool:
         """Whether curve ``name`` is drawn (it must also belong to the plotted stage to be seen)."""
         self._place_all()
