@@ -241,3 +241,24 @@ def test_registration_and_the_term_reads_the_indices():
     term.after_step(step)
     changed = (term.loss.memory_teacher != before).any(dim=1).nonzero().flatten().tolist()
     assert changed == [0, 7, 49]
+
+
+def test_validation_accepts_the_recipe_k_on_a_small_data_set_and_the_trainer_caps_it():
+    from featdistill_core.config import ConfigError, DataConfig, PairConfig, RunConfig, TeacherConfig
+    from featdistill_core.distiller import Distiller
+    from featdistill_core.validate import validate_run
+
+    def config(options):
+        return RunConfig(name="crd-cap", seed=0, device="cpu", epochs=1, batch_size=16,
+                         teacher=TeacherConfig(arch="demo_teacher", train_epochs=1),
+                         data=DataConfig(name="demo", demo_train=64, demo_test=16),
+                         pairs=[PairConfig("crd", ["fc"], ["fc"], options=options)])
+
+    run = validate_run(config({"nce_k": 16384}))
+    assert run.dataset_size == 64
+    distiller = Distiller(run.terms, run.teacher, run.student, dataset_size=run.dataset_size)
+    assert distiller.term_losses[0].loss.nce_k == 63
+    distiller.close()
+    with pytest.raises(ConfigError) as caught:
+        validate_run(config({"nce_m": 1.0}))
+    assert any(p.field.startswith("pairs[0]") and "nce_m" in p.message for p in caught.value.problems)
