@@ -34,9 +34,10 @@ momentum update with renormalisation, and the fixed Z. Two points differ, both f
   CIFAR-100 the reference's class exclusion removes 1 % of the candidates.
 * **K ≥ N: a documented cap, not a refusal.** Drawn without replacement there are only N − 1
   distinct negatives, so K is capped at N − 1 (every other image), and the NCE's K/N uses the capped
-  K. A refusal would reject the recipe's K = 16384 on every data set under 16385 images — the demo's
-  4000, any small image folder — although the cap is exactly the limit that K asks for ("as many
-  negatives as possible"). The memory bank always holds all N images either way.
+  K. (The reference switches to drawing *with* replacement when K exceeds its candidates, repeating
+  negatives instead.) A refusal would reject the recipe's K = 16384 on every data set under 16385
+  images — the demo's 4000, any small image folder — when a K beyond N − 1 could add no distinct
+  negative anyway. The memory bank always holds all N images either way.
 
 The memory update runs in :meth:`CRDLoss.after_step` (the trainer calls it after the optimizer step),
 with the embeddings of that step's forward pass, as the reference updates its memory with the same
