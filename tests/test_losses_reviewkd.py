@@ -121,3 +121,24 @@ def test_registration_follows_the_cifar_recipe():
     info = METHODS["reviewkd"]
     assert info.default_weight == 5.0 and info.placement == "all_stages" and info.reads == "context"
     assert {k: s.default for k, s in info.options.items()} == {"pooled": True, "warmup": 20}
+
+
+def test_a_step_on_networks_of_different_sizes_and_widths_through_a_validated_run():
+    from featdistill_core.config import DataConfig, PairConfig, RunConfig, TeacherConfig, StudentConfig
+    from featdistill_core.distiller import Distiller
+    from featdistill_core.validate import validate_run
+
+    layers_t, layers_s = ["layer1", "layer2", "layer3"], ["layer1", "layer2", "layer3"]
+    config = RunConfig(name="review-mixed", device="cpu", epochs=1, batch_size=4,
+                       teacher=TeacherConfig(arch="resnet8", train_epochs=1), student=StudentConfig(arch="shufflenetv1"),
+                       data=DataConfig(name="demo", demo_train=16, demo_test=16),
+                       pairs=[PairConfig("reviewkd", layers_t, layers_s)])
+    run = validate_run(config)        # teacher stages 32/16/8 px, 16/32/64 ch; student 16/8/4 px, 240/480/960 ch
+    distiller = Distiller(run.terms, run.teacher, run.student, ce_weight=0.0, num_classes=10)
+    run.teacher.eval().requires_grad_(False)
+    _, losses = distiller(torch.randn(4, 3, 32, 32), torch.arange(4), torch.arange(4),
+                          TrainingProgress("student", 20, 20, 1, 1, 1))
+    total = sum(losses.values())
+    total.backward()
+    assert torch.isfinite(total) and all(p.grad is not None for p in distiller.term_losses.parameters())
+    distiller.close()

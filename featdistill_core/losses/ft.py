@@ -191,8 +191,9 @@ def _check(student: list, teacher: list, options: dict) -> str:
     require_maps(METHOD, teacher, "teacher")
     (s,), (t,) = student, teacher
     k = factor_channels(t[0], options["rate"])
-    parts = [f"paraphraser {t[0]}→{k}→{t[0]} channels on the teacher (pre-trained {options['prepare_epochs']} "
-             f"epochs first); translator {s[0]}→{k} channels on the student"]
+    epochs = options["prepare_epochs"]
+    parts = [f"paraphraser {t[0]}→{k}→{t[0]} channels on the teacher (pre-trained {epochs} "
+             f"epoch{'' if epochs == 1 else 's'} first); translator {s[0]}→{k} channels on the student"]
     common = (min(s[1], t[1]), min(s[2], t[2]))
     for side, shape in (("student", s), ("teacher", t)):
         if shape[1:] != common:
