@@ -115,7 +115,8 @@ PLACEMENTS = ("stages", "middle_stage", "last_stage", "stage_pairs", "all_stages
 * ``stages`` — one term per stage output both networks share a spatial size at (AT, NST);
 * ``middle_stage`` — the middle one of the stage outputs both share (FitNets hint: RepDistiller's and
   mdistiller's ``hint_layer = 2``, the output of ``layer2`` of a 3-stage CIFAR ResNet);
-* ``last_stage`` — the last (smallest) of the stage outputs both share (FT: RepDistiller's ``feat[-2]``);
+* ``last_stage`` — the last (smallest) of the stage outputs both share (SP, FT: RepDistiller's
+  ``feat[-2]``, the output of ``layer3`` of a 3-stage CIFAR ResNet);
 * ``stage_pairs`` — consecutive shared stage outputs, two layers per side (FSP);
 * ``all_stages`` — every shared stage output in one term (hierarchical methods);
 * ``stage_preacts`` — like ``all_stages``, but each stage's pre-activation: the last ``preact``
