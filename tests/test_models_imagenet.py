@@ -78,14 +78,15 @@ def _imagenet_run(tmp_path, teacher, student, pairs):
 
 @pytest.mark.parametrize("teacher, student, pairs", [
     ("resnet34", "resnet18", [("at", "layer3", "layer3"), ("hint", "layer4", "layer4")]),
-    ("resnet50", "mobilenetv1", [("at", "layer2", "layer2"), ("hint", "layer4", "layer4")]),
+    ("resnet50", "mobilenetv1", [("at", "layer2", "layer2"), ("hint", "layer4", "layer4"),
+                                 ("ofd", "layer3.5.preact", "layer3.5.preact")]),
 ])
 def test_the_imagenet_pairs_validate_at_224(capsys, tmp_path, teacher, student, pairs):
     path = _imagenet_run(tmp_path, teacher, student, pairs)
     code = cli.main(["check", str(path)])
     out, err = capsys.readouterr()
     assert code == 0, err
-    assert "ok (2 distillation terms, 3 classes" in out and "held in memory" in out
+    assert f"ok ({len(pairs)} distillation terms, 3 classes" in out and "held in memory" in out
     assert "hint:layer4<-layer4: adapter" in out
 
 

@@ -20,7 +20,8 @@ On a 224x224 input:
 - ``layer4``: blocks 512->1024 (stride 2), 1024->1024 -> 1024 channels at 7x7
 
 Module paths inside a block: ``layer3.2.conv_dw`` / ``bn_dw`` (depthwise), ``layer3.2.conv_pw`` /
-``bn_pw`` (pointwise); then ``avgpool`` and ``fc`` (its input is the 1024-wide embedding).
+``bn_pw`` (pointwise), ``layer3.2.preact`` (before the block's last ReLU); then ``avgpool`` and ``fc``
+(its input is the 1024-wide embedding).
 """
 
 from __future__ import annotations
@@ -29,13 +30,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from featdistill_core.models.layers import conv1x1, conv3x3, init_conv_bn
+from featdistill_core.models.layers import PreActivation, conv1x1, conv3x3, init_conv_bn
 from featdistill_core.models.registry import register_model
 
 
 class DepthwiseSeparable(nn.Module):
     """out = relu(bn_pw(conv_pw(relu(bn_dw(conv_dw(x)))))): a 3x3 depthwise conv (stride ``stride``)
-    then a 1x1 pointwise conv to ``out_channels``."""
+    then a 1x1 pointwise conv to ``out_channels``. ``preact`` (no parameters) outputs ``bn_pw``'s result
+    before the final ReLU (mdistiller's ``preact_feats``), for methods that tap pre-ReLU features."""
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
         super().__init__()
@@ -44,10 +46,11 @@ class DepthwiseSeparable(nn.Module):
         self.bn_dw = nn.BatchNorm2d(in_channels)
         self.conv_pw = conv1x1(in_channels, out_channels)
         self.bn_pw = nn.BatchNorm2d(out_channels)
+        self.preact = PreActivation("bn_pw")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.relu(self.bn_dw(self.conv_dw(x)))
-        return F.relu(self.bn_pw(self.conv_pw(x)))
+        return F.relu(self.preact(self.bn_pw(self.conv_pw(x))))
 
 
 # (output channels, stride) of each depthwise-separable block, grouped into the four stages.

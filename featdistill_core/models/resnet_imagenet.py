@@ -15,7 +15,8 @@ count is the same), and projection shortcuts (1x1 conv + BN) are used only where
 loads into these models unchanged.
 
 Module paths: ``conv1``, ``bn1``, ``maxpool``, ``layer1``..``layer4`` (stage outputs, after the last
-block's ReLU), ``layer3.1.conv2`` (a block's layers), ``avgpool``, ``fc`` (its input is the embedding).
+block's ReLU), ``layer3.1.conv2`` (a block's layers), ``layer3.1.preact`` (a block's output before its
+ReLU; parameter-free), ``avgpool``, ``fc`` (its input is the embedding).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from featdistill_core.models.layers import conv1x1, conv3x3, init_conv_bn
+from featdistill_core.models.layers import PreActivation, conv1x1, conv3x3, init_conv_bn
 from featdistill_core.models.registry import register_model
 from featdistill_core.models.resnet import BasicBlock
 
@@ -34,6 +35,8 @@ class Bottleneck(nn.Module):
 
     ``conv1`` is 1x1 to ``width`` channels, ``conv2`` 3x3 (stride ``stride``), ``conv3`` 1x1 to
     ``4 * width``; ``downsample`` (1x1 conv + BN) replaces the identity shortcut when shapes change.
+    ``preact`` (no parameters) outputs the sum before the final ReLU, for methods that tap pre-ReLU
+    features (its BatchNorm is ``bn3``).
     """
 
     expansion = 4
@@ -50,13 +53,14 @@ class Bottleneck(nn.Module):
         self.downsample: nn.Module | None = None
         if stride != 1 or in_channels != out_channels:
             self.downsample = nn.Sequential(conv1x1(in_channels, out_channels, stride), nn.BatchNorm2d(out_channels))
+        self.preact = PreActivation("bn3")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
         out = F.relu(self.bn2(self.conv2(out)))
         out = self.bn3(self.conv3(out))
         shortcut = x if self.downsample is None else self.downsample(x)
-        return F.relu(out + shortcut)
+        return F.relu(self.preact(out + shortcut))
 
 
 class ImageNetResNet(nn.Module):
