@@ -31,9 +31,10 @@ from pathlib import Path
 from typing import Any, Optional
 
 from featdistill_core.atomic import write_atomic
-from featdistill_core.data import DATASETS, FIXED_IMAGE_SIZES, NEEDS_PATH
+from featdistill_core.data import DATASETS, FIXED_IMAGE_SIZES, LOADERS, NEEDS_PATH, STREAMABLE
 from featdistill_core.errors import ConfigError, Problem, Problems
 from featdistill_core.losses import METHODS, get_method, validate_options
+from featdistill_core.speed import AMP_DTYPES, COMPILE_MODES
 from featdistill_core.stages import LEGACY_TERM_STAGES, TERM_STAGES, Stage, plan_stages
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -45,7 +46,8 @@ MAX_PATH_LENGTH = 4096
 MAX_NAME_LENGTH = 120
 
 __all__ = [
-    "CheckpointConfig", "ConfigError", "DataConfig", "KDConfig", "MonitorConfig", "OptimConfig", "PairConfig", "Problem",
+    "CheckpointConfig", "ConfigError", "DataConfig", "KD_METHOD", "KDConfig", "MonitorConfig", "OptimConfig",
+    "PairConfig", "Problem",
     "RunConfig", "StudentConfig", "TeacherConfig", "check_values", "checked", "config_from_dict",
     "config_from_toml", "config_to_dict", "config_to_toml", "load_config", "read_config", "read_run_file",
     "save_config", "term_names", "with_absolute_paths",
@@ -70,9 +72,14 @@ class DataConfig:
     name: str = "demo"       # one of featdistill_core.data.DATASETS
     path: str = ""           # folder for cifar10 / cifar100 / imagefolder
     image_size: int = 32     # image folder images are resized to this square size
-    augment: bool = True     # random crop (padding 4) and horizontal flip on the training split
+    augment: bool = True     # training augmentation: in memory random crop (padding 4) + flip; streamed
+                             # random-resized crop + flip (streamed evaluation: resize + centre crop)
     demo_train: int = 5000   # demo dataset sizes
     demo_test: int = 2000
+    loader: str = "auto"     # one of LOADERS: "auto" holds the data in memory up to 4 GiB of resized
+                             # images and streams a larger image folder from disk; "memory" / "stream" force it
+    workers: int = -1        # processes reading a streamed folder: -1 one per core less one (at most 8),
+                             # 0 none (read in the training process); ignored in memory
 
 
 @dataclass
@@ -86,9 +93,13 @@ class OptimConfig:
     gamma: float = 0.1
 
 
+KD_METHOD = "kd"
+"""The method the ``[kd]`` table is a shorthand for (one term of it, on the logits)."""
+
+
 @dataclass
 class KDConfig:
-    """Shorthand for one logit-KD term (method ``"kd"``): ``weight`` 0 means none."""
+    """Shorthand for one logit-KD term (method :data:`KD_METHOD`): ``weight`` 0 means none."""
 
     weight: float = 0.0
     temperature: float = 4.0
@@ -144,6 +155,10 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"       # auto (CUDA, then MPS, then CPU) | cpu | cuda | cuda:N | mps
     mixed_precision: bool = False
+    amp_dtype: str = "auto"    # with mixed_precision, one of AMP_DTYPES: "auto" = bfloat16 where the device
+                               # supports it (CPU, CUDA Ampere+), else float16 with a gradient scaler
+    channels_last: bool = False  # NHWC memory layout for models and batches (faster convolutions on CUDA with AMP)
+    compile: str = "off"       # one of COMPILE_MODES: torch.compile the student and teacher ("off": eager)
     epochs: int = 10           # student epochs (0: only train the teacher)
     batch_size: int = 64
     ce_weight: float = 1.0
@@ -164,7 +179,7 @@ class RunConfig:
         """Every distillation term: the ``[kd]`` shorthand (as a ``"kd"`` term, first) and the pairs."""
         terms = []
         if self.kd.weight > 0:
-            terms.append(PairConfig("kd", [], [], self.kd.weight, Stage.STUDENT.value,
+            terms.append(PairConfig(KD_METHOD, [], [], self.kd.weight, Stage.STUDENT.value,
                                     {"temperature": self.kd.temperature}))
         return terms + list(self.pairs)
 
@@ -205,6 +220,7 @@ _INT_BOUNDS = {
     "data.image_size": (8, 2048),
     "data.demo_train": (10, 1_000_000),
     "data.demo_test": (10, 1_000_000),
+    "data.workers": (-1, 256),
     "monitor.log_every": (1, 1_000_000),
     "monitor.snapshot_every": (0, 1_000_000),
     "monitor.probe_images": (1, 256),
@@ -546,6 +562,13 @@ def collect_value_problems(config: RunConfig, problems: Problems) -> None:
             problems.add("batch_size", f"must not exceed the number of demo training images ({c.data.demo_train}); "
                                        f"got {c.batch_size}")
     _one_of(problems, "on_nonfinite", c.on_nonfinite, NONFINITE_MODES)
+    _one_of(problems, "data.loader", c.data.loader, LOADERS)
+    if (c.data.loader == "stream" and c.data.name in DATASETS and c.data.name not in STREAMABLE
+            and not problems.has("data.loader")):
+        problems.add("data.loader", f"only {_choices(STREAMABLE)} can be streamed from disk; {c.data.name} is read "
+                                    "into memory whole (use 'auto' or 'memory')")
+    _one_of(problems, "amp_dtype", c.amp_dtype, AMP_DTYPES)
+    _one_of(problems, "compile", c.compile, COMPILE_MODES)
     _one_of(problems, "optim.name", c.optim.name, OPTIMIZERS)
     _one_of(problems, "optim.schedule", c.optim.schedule, SCHEDULES)
     milestones = c.optim.milestones
@@ -554,7 +577,7 @@ def collect_value_problems(config: RunConfig, problems: Problems) -> None:
         problems.add("optim.milestones", f"must be increasing epochs from 1 to {MAX_EPOCH}; got {_short(milestones)}")
     if not problems.has("kd") and c.kd.weight > 0:
         try:
-            validate_options("kd", {"temperature": c.kd.temperature})
+            validate_options(KD_METHOD, {"temperature": c.kd.temperature})
         except ValueError as exc:
             if not problems.has("kd.temperature"):
                 problems.add("kd.temperature", str(exc).split("; ", 1)[-1] if "; got" in str(exc) else str(exc))

@@ -179,7 +179,8 @@ class Trainer:
         v, cfg = self.validated, self.config
         self.device = v.device
         self.data = load_dataset(cfg.data.name, cfg.data.path or None, image_size=cfg.data.image_size,
-                                 demo_train=cfg.data.demo_train, demo_test=cfg.data.demo_test, seed=cfg.seed)
+                                 demo_train=cfg.data.demo_train, demo_test=cfg.data.demo_test, seed=cfg.seed,
+                                 loader=cfg.data.loader, workers=cfg.data.workers)
         if self.data.num_classes != v.num_classes:
             raise ConfigError("data.path", f"found {self.data.num_classes} classes, expected {v.num_classes}")
         self.student = v.student.to(self.device)
@@ -242,6 +243,10 @@ class Trainer:
         steps_per_epoch = len(self.loader)
         total_steps = planned.epochs * steps_per_epoch
         self.emit(StageStarted(stage, planned.epochs, steps_per_epoch, total_steps, str(self.run_dir)))
+        if planned.trains == "student":                 # one-off term preparation (FT, OFD); skipped once done
+            self._between_steps = False                 # a half-prepared term is not checkpointed
+            self.distiller.prepare(stage, self.loader, checkpoint=self._control.checkpoint)
+            self._between_steps = True
 
         for epoch_index in range(state.epoch, planned.epochs):
             epoch = epoch_index + 1
@@ -439,7 +444,8 @@ class Trainer:
             save_weights(terms, self.run_dir / ADAPTERS_FILE)
 
     def _save_after_stop(self) -> None:
-        self._checkpoint("stop")
+        if self._between_steps:                 # (a stop during a term's preparation keeps the last checkpoint)
+            self._checkpoint("stop")
         self._save_models()
 
     def _fail(self, exc: BaseException) -> Failed:

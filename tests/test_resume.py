@@ -148,9 +148,11 @@ def test_a_hostile_checkpoint_is_refused_without_running_code(tmp_path):
 
 
 def test_follower_reads_a_run_while_it_is_written(tmp_path, reference):
+    early = RunFollower(tmp_path / "not yet")
+    assert early.poll().events == [] and early.config is None and not early.ended     # no folder yet
     trainer = Trainer(_config(tmp_path))
     follower = RunFollower(trainer.run_dir)
-    assert follower.poll().events == [] and follower.config is None      # nothing there yet
+    assert follower.poll().events == [] and follower.config == trainer.config        # no metrics.jsonl yet
     seen, polls = [], []
     release = threading.Event()
 

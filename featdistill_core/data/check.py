@@ -5,7 +5,8 @@
 * **CIFAR** — every batch file is read (with the restricted unpickler) and checked as loading checks it:
   its keys, a uint8 array of N×3072, one label per image, labels within the class count; the meta
   file's class names too. The split sizes are counted, not assumed.
-* **Image folders** — every image file's header is read (it must open as an image, be at most
+* **Image folders** — every image file's header is read (of a folder of more than
+  :data:`MAX_HEADERS` files, as streamed ImageNet-size folders are, every k-th file's: 200 000 headers) (it must open as an image, be at most
   ``PIL.Image.MAX_IMAGE_PIXELS`` pixels — no decompression bomb — and not be empty), PNG and JPEG files
   must end with their end marker (a file cut short fails here), and a sample of images (up to
   :data:`SAMPLE_IMAGES`, spread over the classes) is decoded in full.
@@ -28,10 +29,11 @@ from PIL import Image
 from .cifar import CIFAR10_FOLDER, CIFAR10_TRAIN_FILES, CIFAR100_FOLDER, _class_names, _images_and_labels, \
     check_cifar_folder, read_pickle
 from .demo import CLASS_NAMES as DEMO_CLASSES, make_demo_images
-from .imagefolder import _layout, _split, pixel_limit, read_image
+from .imagefolder import image_folder_files, pixel_limit, read_image
 from .splits import DatasetError
 
 SAMPLE_IMAGES = 64
+MAX_HEADERS = 200_000    # a larger (streamed) folder has every k-th file's header read, 200 000 in all
 _TRAILERS = {".png": b"IEND", ".jpg": b"\xff\xd9", ".jpeg": b"\xff\xd9"}
 
 __all__ = ["DatasetSample", "SAMPLE_IMAGES", "inspect_dataset"]
@@ -84,14 +86,12 @@ def _inspect_cifar(name: str, path) -> DatasetSample:
 
 
 def _inspect_image_folder(path, image_size: int, seed: int) -> DatasetSample:
-    class_names, train_files, test_files = _layout(path)
-    for file, _ in train_files + (test_files or []):
+    class_names, train_files, test_files = image_folder_files(path, seed=seed)
+    files = train_files + test_files
+    stride = max(1, -(-len(files) // MAX_HEADERS))
+    for file, _ in files[::stride]:
         _check_header(file)
-    if test_files is None:
-        train_files, test_files = _split(train_files, 0.1, seed)
-        if not test_files:
-            raise DatasetError(f"image folder {path}: too few images to split off a test set (each class has one image)")
-    chosen = _spread(train_files + test_files, len(class_names))
+    chosen = _spread(files, len(class_names))
     images = np.stack([read_image(file, image_size).transpose(2, 0, 1) for file, _ in chosen])
     labels = np.array([label for _, label in chosen], dtype=np.int64)
     return DatasetSample(len(class_names), len(train_files), len(test_files), images[:4], labels[:4])
