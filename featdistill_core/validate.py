@@ -362,7 +362,7 @@ def _fmt(shape) -> str:
 
 def _one_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+    return lines[0] if lines else "an error without a message"
 
 
 __all__ = [

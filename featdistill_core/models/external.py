@@ -48,9 +48,10 @@ def create_external_model(spec: str, num_classes: int) -> nn.Module:
 
 
 def _one_line(error: BaseException) -> str:
-    """``"TypeError: first line of the message"`` for an exception raised by someone else's code."""
+    """The first line of the message of an exception raised by someone else's code (its class name
+    left out: the message says what went wrong; ``ModuleNotFoundError: …`` becomes ``No module named …``)."""
     text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+    return text[0] if text else "an error without a message"
 
 
 def _create_user_model(spec: str, module_name: str, attribute_path: str, num_classes: int) -> nn.Module:
