@@ -10,6 +10,8 @@ import random
 import re
 import time
 
+import pytest
+
 from featdistill_core import cli
 from featdistill_core.config import config_to_dict
 from featdistill_core.events import StepEvent
@@ -18,7 +20,9 @@ from featdistill_core.validate import validate_run_file
 
 from tests._tiny import tiny_config
 
-CASES = 520
+pytestmark = pytest.mark.faults
+
+CASES = 500
 SEED = 9
 TYPE_NAME = re.compile(r"\b[A-Z]\w*(Error|Exception|Warning)\b")
 FIELD = re.compile(r"^(run file |\S+: )")     # the file, or a field of the run file (or an unknown key, named)

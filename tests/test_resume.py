@@ -42,7 +42,7 @@ def _stop_at(trainer, stage, step):
     trainer.subscribe(on_event)
 
 
-@pytest.mark.parametrize("stage, step", [("teacher", 3), ("teacher", 4), ("student", 2), ("student", 5)])
+@pytest.mark.parametrize("stage, step", [("teacher", 4), ("student", 5)])   # an epoch's end; mid-epoch
 def test_stop_then_resume_equals_an_uninterrupted_run(tmp_path, reference, stage, step):
     trainer = Trainer(_config(tmp_path))
     _stop_at(trainer, stage, step)
