@@ -36,7 +36,9 @@ _PUBLIC = {
         "METHODS", "Method", "OptionSpec", "PairCheck", "check_pair", "get_method", "register_method",
         "validate_options",
     ),
-    "featdistill_core.validate": ("TermPlan", "ValidatedRun", "check_term_layers", "model_layers", "validate_run"),
+    "featdistill_core.validate": (
+        "TermPlan", "ValidatedRun", "check_term_layers", "initial_student", "model_layers", "validate_run",
+    ),
     "featdistill_core.data": ("DATASETS", "DATASET_TITLES", "DatasetError", "dataset_classes", "load_dataset"),
     "featdistill_core.models": ("create_model", "list_models", "load_weights", "register_model", "save_weights"),
     "featdistill_core.layers": ("LayerInfo", "list_layers", "stage_outputs", "suggest_pairs"),
@@ -46,6 +48,12 @@ _PUBLIC = {
     "featdistill_core.demo": ("baseline_config", "demo_config", "run_demo"),
     "featdistill_core.progress": ("Progress", "ProgressEstimator", "format_duration"),
     "featdistill_core.runstate": ("RunState",),
+    "featdistill_core.analysis": (
+        "AlignedPair", "AnalysisCancelled", "CKALayer", "CKAResult", "Evaluation", "LAYER_SELECTIONS", "PairCKA",
+        "PairSimilarity", "align_layers", "check_alignable", "cka_map", "evaluate_model", "pairs_as_toml",
+        "per_class_accuracy", "read_pair_cka", "render_cka", "render_confusion", "suggest_pairs_by_cka",
+    ),
+    "featdistill_core.export": ("ExportError", "ExportResult", "FORMATS", "export_student", "onnx_available"),
 }
 _WHERE = {name: module for module, names in _PUBLIC.items() for name in names}
 

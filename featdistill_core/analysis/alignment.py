@@ -42,6 +42,19 @@ class AlignedPair:
     adapter: str = ""
 
 
+def check_alignable(method: str) -> None:
+    """ValueError unless ``method`` pairs one layer with one layer on their outputs (what a CKA map compares)."""
+    info = get_method(method)                       # ValueError naming the methods for an unknown key
+    if info.on_logits:
+        raise ValueError(f"{info.short_name} works on the logits and takes no layer pairs")
+    if not info.layers.allows(1):
+        raise ValueError(f"{info.short_name} takes {info.layers.describe()}; a CKA alignment pairs one layer "
+                         "with one layer")
+    if info.taps != "output":
+        raise ValueError(f"{info.short_name} reads the {info.taps} of its layers, and the CKA map compares "
+                         "their outputs")
+
+
 def pairable(result: CKAResult, method: Optional[str] = None, options: Optional[dict] = None) -> tuple[np.ndarray, dict]:
     """Which (teacher, student) cells of ``result`` may be paired: a boolean mask (T, S), and for each
     allowed cell the adapter in words (``{(i, j): text}``).
@@ -53,15 +66,7 @@ def pairable(result: CKAResult, method: Optional[str] = None, options: Optional[
     defined = ~np.isnan(result.matrix)
     if method is None:
         return defined, {(i, j): "" for i, j in zip(*np.nonzero(defined))}
-    info = get_method(method)                       # ValueError naming the methods for an unknown key
-    if info.on_logits:
-        raise ValueError(f"{info.short_name} works on the logits and takes no layer pairs")
-    if not info.layers.allows(1):
-        raise ValueError(f"{info.short_name} takes {info.layers.describe()}; a CKA alignment pairs one layer "
-                         "with one layer")
-    if info.taps != "output":
-        raise ValueError(f"{info.short_name} reads the {info.taps} of its layers, and the CKA map compares "
-                         "their outputs")
+    check_alignable(method)
     teacher_infos = {l.path: LayerInfo(l.path, l.type_name, l.shape, l.path.count(".") + 1, 0)
                      for l in result.teacher_layers}
     student_infos = {l.path: LayerInfo(l.path, l.type_name, l.shape, l.path.count(".") + 1, 0)
@@ -161,4 +166,4 @@ def _toml_value(value) -> str:
     return json.dumps(str(value))
 
 
-__all__ = ["AlignedPair", "align_layers", "best_alignment", "pairable", "pairs_as_toml", "suggest_pairs_by_cka"]
+__all__ = ["AlignedPair", "align_layers", "check_alignable", "best_alignment", "pairable", "pairs_as_toml", "suggest_pairs_by_cka"]

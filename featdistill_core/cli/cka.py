@@ -24,10 +24,9 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from featdistill_core.analysis import align_layers, cka_map, pairs_as_toml, render_cka
+    from featdistill_core.analysis import align_layers, check_alignable, cka_map, pairs_as_toml, render_cka
     from featdistill_core.data import load_dataset
     from featdistill_core.layers import suggest_pairs
-    from featdistill_core.losses import get_method
     from featdistill_core.validate import build_model, validate_run_file
 
     if args.probe < 4:
@@ -42,7 +41,7 @@ def run(args) -> int:
     plan = validate_run_file(run_dir / "run.toml" if run_dir is not None else args.run_file)
     config = plan.config
     method, options = _method(args.method, config)
-    get_method(method)
+    check_alignable(method)
     teacher = plan.teacher if plan.teacher is not None else build_model(config, "teacher", plan.num_classes)
     trained_teacher = False
     if run_dir is not None:                      # the networks as the run left them
