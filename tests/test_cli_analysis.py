@@ -102,5 +102,6 @@ def test_eval_a_run_folder_and_a_model_with_weights(capsys, tiny_trained_run, tm
 ])
 def test_eval_refusals(capsys, tiny_trained_run, args, words):
     args = [str(a).replace("RUN", str(tiny_trained_run)) for a in args]
-    code, _, err = run_cli(capsys, "eval", *args)
+    small = ["--demo-train", "16", "--demo-test", "16"] if "--data" not in args else []
+    code, _, err = run_cli(capsys, "eval", *args, *small)
     _one_line_error(code, err, words)

@@ -59,6 +59,8 @@ def run(args) -> int:
             raise ValueError(f"{option} must be at least 1; got {value}")
     if args.seed is not None and args.seed < 0:
         raise ValueError(f"--seed must be 0 or more; got {args.seed}")
+    if not Path(weights).is_file():
+        raise ValueError(f"weights file not found: {weights}")          # before the data set is loaded
     dataset = args.data or data_config.name
     path = args.path if args.path is not None else (data_config.path if dataset == data_config.name else "")
     data = load_dataset(dataset, path or None, image_size=args.image_size or data_config.image_size,
