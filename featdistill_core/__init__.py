@@ -50,7 +50,8 @@ _PUBLIC = {
     "featdistill_core.runstate": ("RunState",),
     "featdistill_core.analysis": (
         "AlignedPair", "AnalysisCancelled", "CKALayer", "CKAResult", "Evaluation", "LAYER_SELECTIONS", "PairCKA",
-        "PairSimilarity", "align_layers", "check_alignable", "cka_map", "evaluate_model", "pairs_as_toml",
+        "PairSimilarity", "align_layers", "check_alignable", "cka_map", "cka_map_of_run", "default_pair_count",
+        "evaluate_model", "probe_images", "pairs_as_toml",
         "per_class_accuracy", "read_pair_cka", "render_cka", "render_confusion", "suggest_pairs_by_cka",
     ),
     "featdistill_core.export": ("ExportError", "ExportResult", "FORMATS", "export_student", "onnx_available"),

@@ -224,3 +224,22 @@ def test_suggested_pairs_are_valid_run_file_lines(probe):
     config = config_from_dict({"teacher": {"train_epochs": 1}, "pairs": parsed["pairs"]})
     assert config.pairs[0].weight == 1000.0 and config.pairs[0].options == {"p": 2.0, "normalize": "l2"}
     assert json.dumps(result.to_dict())                      # plain JSON for the window
+
+
+def test_cka_map_of_a_run_uses_its_networks_data_and_device(tmp_path):
+    from featdistill_core.analysis import cka_map_of_run, default_pair_count
+    from featdistill_core.validate import validate_run
+
+    from tests._tiny import tiny_config
+
+    run = validate_run(tiny_config(tmp_path))
+    seen = []
+    result = cka_map_of_run(run, probe=1000, layers="stages", progress=lambda d, t: seen.append(t))
+    assert result.probe_size == 64 and seen[-1] == 64                  # capped at the 64 test images
+    assert result.teacher_name == "demo_teacher" and result.student_paths == ("layer1", "layer2", "layer3")
+    assert default_pair_count(run.teacher_layers.values(), run.student_layers.values()) == 3
+    from featdistill_core.config import TeacherConfig
+
+    no_teacher = validate_run(tiny_config(tmp_path, pairs=[], teacher=TeacherConfig("demo_teacher")))   # built here
+    assert no_teacher.teacher is None
+    assert cka_map_of_run(no_teacher, probe=16, layers="stages").matrix.shape == (3, 3)

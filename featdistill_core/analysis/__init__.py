@@ -12,19 +12,23 @@
 * :mod:`.heatmap` — heat-map PNGs drawn with Pillow.
 """
 
-from .alignment import AlignedPair, align_layers, best_alignment, check_alignable, pairable, pairs_as_toml, suggest_pairs_by_cka
+from .alignment import (
+    AlignedPair, align_layers, best_alignment, check_alignable, default_pair_count, pairable, pairs_as_toml,
+    suggest_pairs_by_cka,
+)
 from .cka import MIN_BATCH, MinibatchCKA, linear_cka, linear_gram, unbiased_hsic_matrix, unbiased_hsic_self
 from .evaluation import Evaluation, evaluate_model, per_class_accuracy
 from .heatmap import render_cka, render_confusion, render_heatmap
 from .pairs import PAIR_CKA_FILE, PairCKA, PairSimilarity, measure_pair_cka, read_pair_cka, record_pair_cka
 from .similarity import (
-    DEFAULT_BATCH, LAYER_SELECTIONS, AnalysisCancelled, CKALayer, CKAResult, choose_layers, cka_map, cka_matrices,
+    DEFAULT_BATCH, LAYER_SELECTIONS, AnalysisCancelled, CKALayer, CKAResult, choose_layers, cka_map, cka_map_of_run,
+    cka_matrices, probe_images,
 )
 
 __all__ = [
     "AlignedPair", "AnalysisCancelled", "CKALayer", "CKAResult", "DEFAULT_BATCH", "Evaluation", "LAYER_SELECTIONS",
     "MIN_BATCH", "MinibatchCKA", "PAIR_CKA_FILE", "PairCKA", "PairSimilarity", "align_layers", "best_alignment", "check_alignable",
-    "choose_layers", "cka_map", "cka_matrices", "evaluate_model", "linear_cka", "linear_gram", "measure_pair_cka",
-    "pairable", "pairs_as_toml", "per_class_accuracy", "read_pair_cka", "record_pair_cka", "render_cka",
+    "choose_layers", "cka_map", "cka_map_of_run", "cka_matrices", "default_pair_count", "evaluate_model", "linear_cka", "linear_gram", "measure_pair_cka",
+    "pairable", "pairs_as_toml", "per_class_accuracy", "probe_images", "read_pair_cka", "record_pair_cka", "render_cka",
     "render_confusion", "render_heatmap", "suggest_pairs_by_cka", "unbiased_hsic_matrix", "unbiased_hsic_self",
 ]

@@ -25,7 +25,7 @@ from typing import Optional
 
 import numpy as np
 
-from featdistill_core.layers import LayerInfo
+from featdistill_core.layers import LayerInfo, suggest_pairs as spatial_pairs
 from featdistill_core.losses import get_method
 from featdistill_core.validate import check_term_layers
 
@@ -130,6 +130,12 @@ def align_layers(result: CKAResult, k: int, *, method: Optional[str] = None,
                         float(result.matrix[i, j]), adapters.get((i, j), "")) for i, j in chosen]
 
 
+def default_pair_count(teacher_layers, student_layers) -> int:
+    """How many pairs to suggest by default: as many as the spatial rule finds (stage sizes both networks
+    share, ``layers.suggest_pairs``), or 3. Takes the two networks' ``LayerInfo`` lists."""
+    return len(spatial_pairs(list(teacher_layers), list(student_layers))) or 3
+
+
 def suggest_pairs_by_cka(result: CKAResult, method: str, k: int, options: Optional[dict] = None) -> list[tuple[list[str], list[str]]]:
     """:func:`align_layers` as terms ``([teacher path], [student path])``, the form of ``place_method``."""
     return [([p.teacher], [p.student]) for p in align_layers(result, k, method=method, options=options)]
@@ -166,4 +172,4 @@ def _toml_value(value) -> str:
     return json.dumps(str(value))
 
 
-__all__ = ["AlignedPair", "align_layers", "check_alignable", "best_alignment", "pairable", "pairs_as_toml", "suggest_pairs_by_cka"]
+__all__ = ["AlignedPair", "align_layers", "check_alignable", "default_pair_count", "best_alignment", "pairable", "pairs_as_toml", "suggest_pairs_by_cka"]

@@ -407,7 +407,42 @@ def cka_map(teacher: nn.Module, student: nn.Module, images: torch.Tensor, *,
     return CKAResult(tuple(rows), tuple(cols), matrix, len(images), batch_size, teacher_name, student_name)
 
 
+
+
+def probe_images(data, count: int, seed: int = 0) -> torch.Tensor:
+    """``count`` fixed test images of a ``DataBundle`` (capped at its test split), normalised: the probe set
+    (one image per class first, then the split's seeded order; see ``DataBundle.probe_indices``)."""
+    images, _labels, _display = data.probe_images(min(count, len(data.test_labels)), seed=seed)
+    return images
+
+
+def cka_map_of_run(run, *, probe: int = 512, layers="blocks", batch_size: int = DEFAULT_BATCH,
+                   teacher: Optional[nn.Module] = None, student: Optional[nn.Module] = None, data=None,
+                   progress: Progress = None, cancel: Cancel = None) -> CKAResult:
+    """The CKA map of a :class:`~featdistill_core.validate.ValidatedRun`'s teacher and student on ``probe``
+    of its test images, on its device: what ``featdistill cka`` and the window compute.
+
+    ``teacher``/``student`` replace the run's networks (e.g. the trained ones of a run folder); a run
+    without distillation terms has no teacher built, so it is built here. ``data`` is the run's
+    ``DataBundle`` if already loaded.
+    """
+    from featdistill_core.data import load_dataset
+    from featdistill_core.validate import build_model
+
+    config = run.config
+    if teacher is None:
+        teacher = run.teacher if run.teacher is not None else build_model(config, "teacher", run.num_classes)
+    student = student if student is not None else run.student
+    if data is None:
+        data = load_dataset(config.data.name, config.data.path or None, image_size=config.data.image_size,
+                            demo_train=config.data.demo_train, demo_test=config.data.demo_test, seed=config.seed)
+    images = probe_images(data, probe, config.seed)
+    return cka_map(teacher, student, images, teacher_layers=layers, student_layers=layers, batch_size=batch_size,
+                   device=run.device, progress=progress, cancel=cancel,
+                   teacher_name=config.teacher.arch, student_name=config.student.arch)
+
+
 __all__ = [
     "AnalysisCancelled", "CKALayer", "CKAResult", "DEFAULT_BATCH", "LAYER_SELECTIONS", "choose_layers",
-    "cka_map", "cka_matrices",
+    "cka_map", "cka_map_of_run", "cka_matrices", "probe_images",
 ]

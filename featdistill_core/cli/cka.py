@@ -24,9 +24,10 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from featdistill_core.analysis import align_layers, check_alignable, cka_map, pairs_as_toml, render_cka
-    from featdistill_core.data import load_dataset
-    from featdistill_core.layers import suggest_pairs
+    from featdistill_core.analysis import (
+        align_layers, check_alignable, cka_map_of_run, default_pair_count, pairs_as_toml, render_cka,
+    )
+    from featdistill_core.models import load_weights
     from featdistill_core.validate import build_model, validate_run_file
 
     if args.probe < 4:
@@ -45,8 +46,6 @@ def run(args) -> int:
     teacher = plan.teacher if plan.teacher is not None else build_model(config, "teacher", plan.num_classes)
     trained_teacher = False
     if run_dir is not None:                      # the networks as the run left them
-        from featdistill_core.models import load_weights
-
         if (run_dir / "teacher.safetensors").is_file():
             load_weights(teacher, run_dir / "teacher.safetensors")
             trained_teacher = True
@@ -56,14 +55,9 @@ def run(args) -> int:
     if not config.teacher.weights and not trained_teacher:
         say(f"note: the teacher has no weights file (the run trains it first): these are the similarities of an "
             f"untrained {config.teacher.arch}")
-    data = load_dataset(config.data.name, config.data.path or None, image_size=config.data.image_size,
-                        demo_train=config.data.demo_train, demo_test=config.data.demo_test, seed=config.seed)
-    count = min(args.probe, len(data.test_labels))
-    images, _labels, _ = data.probe_images(count, seed=config.seed)
-    result = cka_map(teacher, plan.student, images, teacher_layers=args.layers, student_layers=args.layers,
-                     batch_size=args.batch_size, device=plan.device, progress=progress_printer("CKA"),
-                     teacher_name=config.teacher.arch, student_name=config.student.arch)
-    print(f"linear CKA on {count} test images ({config.data.name}), device {plan.device}:")
+    result = cka_map_of_run(plan, probe=args.probe, layers=args.layers, batch_size=args.batch_size,
+                            teacher=teacher, progress=progress_printer("CKA"))
+    print(f"linear CKA on {result.probe_size} test images ({config.data.name}), device {plan.device}:")
     print(result.format_table())
 
     default_out = run_dir / "cka" if run_dir is not None else Path(config.output_dir) / f"cka-{_safe(config.name)}"
@@ -75,7 +69,7 @@ def run(args) -> int:
     except OSError as exc:
         raise OSError(f"cannot write the CKA map into {out}: {exc.strerror or exc}") from None
 
-    k = args.pairs or len(suggest_pairs(list(plan.teacher_layers.values()), list(plan.student_layers.values()))) or 3
+    k = args.pairs or default_pair_count(plan.teacher_layers.values(), plan.student_layers.values())
     pairs = align_layers(result, k, method=method, options=options)
     print()
     if not pairs:
