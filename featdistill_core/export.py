@@ -443,10 +443,10 @@ def card_markdown(card: dict) -> str:
         lines.append("No distillation term: the student was trained alone.")
     if card.get("pair_cka"):
         lines += ["", "Linear CKA of each distilled pair on test images, before and after training:", "",
-                  "| teacher | student | before | after |", "|---|---|---|---|"]
+                  "| term | teacher | student | before | after |", "|---|---|---|---|---|"]
         for p in card["pair_cka"]:
             fmt = lambda v: "-" if v is None else f"{v:.3f}"   # noqa: E731
-            lines.append(f"| {p['teacher']} | {p['student']} | {fmt(p['before'])} | {fmt(p['after'])} |")
+            lines.append(f"| {p['term']} | {p['teacher']} | {p['student']} | {fmt(p['before'])} | {fmt(p['after'])} |")
     lines += ["", "## Data and accuracy", "",
               f"- Data set: {d['name']}" + (f" ({d['path']})" if d["path"] else "") +
               f", {d['image_size']}×{d['image_size']} images, {d['num_classes']} classes"

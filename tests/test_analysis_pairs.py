@@ -106,3 +106,12 @@ def test_round_trip_keeps_undefined_values(tmp_path):
     assert json.loads((tmp_path / PAIR_CKA_FILE).read_text())["pairs"][0]["before"] is None
     back = read_pair_cka(tmp_path)
     assert back.pairs[0].before is None and back.pairs[0].after == 0.5 and back.pairs[0].change is None
+
+
+def test_a_stopped_run_writes_no_pair_cka(tmp_path):
+    from featdistill_core.events import StepEvent
+
+    trainer = Trainer(tiny_config(tmp_path))
+    trainer.subscribe(lambda event: trainer.request_stop() if isinstance(event, StepEvent) else None)
+    finished = trainer.run()
+    assert finished.stopped and not (trainer.run_dir / PAIR_CKA_FILE).exists()

@@ -41,7 +41,7 @@ def run(args) -> int:
         raise ValueError(f"{run_dir} is a folder without run.toml: give a run file or a run folder")
     plan = validate_run_file(run_dir / "run.toml" if run_dir is not None else args.run_file)
     config = plan.config
-    method, options = _method(args.method, config)
+    method, options, weight = _method(args.method, config)
     check_alignable(method)
     teacher = plan.teacher if plan.teacher is not None else build_model(config, "teacher", plan.num_classes)
     trained_teacher = False
@@ -78,25 +78,27 @@ def run(args) -> int:
         fewer = f" (only {len(pairs)} can be made)" if len(pairs) < k else ""
         print(f"# {len(pairs)} pair{'s' if len(pairs) != 1 else ''} of greatest summed CKA in depth order for "
               f"{method}{fewer}; paste into the run file:")
-        print(pairs_as_toml(pairs, method, options=options or None))
+        print(pairs_as_toml(pairs, method, weight=weight, options=options or None))
     print()
     print("written: " + ", ".join(str(p) for p in written))
     return 0
 
 
-def _method(requested, config) -> tuple[str, dict]:
+def _method(requested, config) -> tuple[str, dict, float | None]:
+    """The method to align for, its options and weight: the run's own for that method where it has a
+    pair of it (default: its first pair's method that pairs single layers), else the method's defaults."""
     from featdistill_core.losses import get_method
 
     if requested:
         for pair in config.pairs:
             if pair.method == requested:
-                return requested, dict(pair.options)
-        return requested, {}
+                return requested, dict(pair.options), pair.weight
+        return requested, {}, None
     for pair in config.pairs:
         info = get_method(pair.method)
         if not info.on_logits and info.layers.allows(1) and info.taps == "output":
-            return pair.method, dict(pair.options)
-    return "hint", {}
+            return pair.method, dict(pair.options), pair.weight
+    return "hint", {}, None
 
 
 def _safe(name: str) -> str:
