@@ -31,7 +31,8 @@ def test_cka_on_a_run_file_prints_the_matrix_and_pairs_and_writes_files(capsys, 
     assert code == 0, err
     assert "untrained demo_teacher" in err                      # the run trains its teacher first
     assert "linear CKA on 32 test images" in out and "s1 = conv1" in out
-    blocks = out[out.index("[[pairs]]") - len("# CKA 0.000; adapter: none\n"):out.index("written:")]
+    marker = "paste into the run file:\n"
+    blocks = out[out.index(marker) + len(marker):out.index("written:")]
     parsed = tomllib.loads(blocks)
     assert len(parsed["pairs"]) == 3 and parsed["pairs"][0]["method"] == "at"   # the run's first pair's method
     with open(tmp_path / "cka" / "cka.csv", newline="") as handle:
