@@ -84,7 +84,9 @@ class PairCKA:
         lines = [f"{'pair':40s} {'before':>7s} {'after':>7s}"]
         for p in self.pairs:
             fmt = lambda v: "-" if v is None else f"{v:.3f}"   # noqa: E731
-            lines.append(f"{p.teacher + ' <- ' + p.student + ' (' + p.method + ')':40s} {fmt(p.before):>7s} {fmt(p.after):>7s}")
+            tap = " input" if p.taps == "input" else ""
+            lines.append(f"{p.teacher + tap + ' <- ' + p.student + tap + ' (' + p.method + ')':40s} "
+                         f"{fmt(p.before):>7s} {fmt(p.after):>7s}")
         return "\n".join(lines)
 
 
