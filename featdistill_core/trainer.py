@@ -163,6 +163,8 @@ class Trainer:
         steps_per_epoch = len(self.loader)
         total_steps = planned.epochs * steps_per_epoch
         self.emit(StageStarted(stage, planned.epochs, steps_per_epoch, total_steps, str(self.run_dir)))
+        if planned.trains == "student":                 # one-off term preparation (FT, OFD); skipped once done
+            self.distiller.prepare(stage, self.loader, checkpoint=self._control.checkpoint)
 
         for epoch_index in range(state.epoch, planned.epochs):
             epoch = epoch_index + 1
