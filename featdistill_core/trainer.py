@@ -102,7 +102,8 @@ class Trainer:
         v, cfg = self.validated, self.config
         self.device = v.device
         self.data = load_dataset(cfg.data.name, cfg.data.path or None, image_size=cfg.data.image_size,
-                                 demo_train=cfg.data.demo_train, demo_test=cfg.data.demo_test, seed=cfg.seed)
+                                 demo_train=cfg.data.demo_train, demo_test=cfg.data.demo_test, seed=cfg.seed,
+                                 loader=cfg.data.loader, workers=cfg.data.workers)
         if self.data.num_classes != v.num_classes:
             raise ConfigError("data.path", f"found {self.data.num_classes} classes, expected {v.num_classes}")
         self.student = v.student.to(self.device)
