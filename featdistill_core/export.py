@@ -42,8 +42,9 @@ import torch
 from torch import nn
 
 from featdistill_core.analysis import read_pair_cka
+from featdistill_core.analysis.rundata import close_data, load_run_data
 from featdistill_core.config import RunConfig, config_to_toml
-from featdistill_core.data import DatasetError, load_dataset
+from featdistill_core.data import DatasetError
 from featdistill_core.layers import list_layers
 from featdistill_core.losses import get_method
 from featdistill_core.models import create_model, load_weights, read_state_dict
@@ -114,6 +115,13 @@ def export_student(run_dir, format: str, out_dir=None, *, probe: int = DEFAULT_P
             raise ExportError(why)
 
     data, data_problem = _try_data(config)
+    try:
+        return _export(record, run_dir, config, weights, format, out_dir, probe, baseline_dir, data, data_problem)
+    finally:
+        close_data(data)
+
+
+def _export(record, run_dir, config, weights, format, out_dir, probe, baseline_dir, data, data_problem) -> ExportResult:
     num_classes = data.num_classes if data is not None else _classes_from_weights(config.student.arch, weights)
     student = _load_student(config.student.arch, num_classes, weights)
     size = config.data.image_size
@@ -174,9 +182,7 @@ def export_student(run_dir, format: str, out_dir=None, *, probe: int = DEFAULT_P
 
 def _try_data(config: RunConfig):
     try:
-        data = load_dataset(config.data.name, config.data.path or None, image_size=config.data.image_size,
-                            demo_train=config.data.demo_train, demo_test=config.data.demo_test, seed=config.seed)
-        return data, ""
+        return load_run_data(config.data, config.seed), ""
     except DatasetError as exc:
         return None, str(exc)
 

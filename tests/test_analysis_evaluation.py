@@ -77,3 +77,24 @@ def test_wrong_outputs_split_and_cancel_are_refused():
     model = Lookup(np.zeros((4, 6))).train()
     evaluate_model(model, data)
     assert model.training
+
+
+def test_a_streamed_image_folder_is_evaluated_on_its_test_split(tmp_path):
+    from PIL import Image
+
+    from featdistill_core.data import load_dataset
+
+    rng = np.random.default_rng(0)
+    for c in ("cats", "dogs", "owls"):
+        (tmp_path / c).mkdir()
+        for i in range(8):
+            Image.fromarray(rng.integers(0, 255, size=(20, 20, 3), dtype=np.uint8)).save(tmp_path / c / f"{i}.png")
+    data = load_dataset("imagefolder", str(tmp_path), image_size=16, loader="stream", workers=0)
+    assert data.loader == "stream"
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3))
+    result = evaluate_model(model, data, batch_size=2)
+    assert result.count == len(data.test_labels) == int(result.confusion.sum()) and result.class_names == ("cats", "dogs", "owls")
+    with pytest.raises(ValueError, match="streamed"):
+        evaluate_model(model, data, split="train")
+    data.close()

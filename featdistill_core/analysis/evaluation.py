@@ -80,7 +80,8 @@ def _device_of(model: nn.Module) -> torch.device:
 
 def evaluate_model(model: nn.Module, data, *, split: str = "test", batch_size: int = 256, device=None,
                    progress: Progress = None, cancel: Cancel = None) -> Evaluation:
-    """Top-1, top-5 and the confusion matrix of ``model`` on a split of ``data`` (a ``DataBundle``).
+    """Top-1, top-5 and the confusion matrix of ``model`` on a split of ``data`` (a ``DataBundle``, or for the
+    test split a streamed ``StreamBundle``), normalised and ordered as the trainer's evaluation.
 
     The model is moved to ``device`` (default: where its parameters are) and put in eval mode (its
     mode is restored). ``progress(done, total)`` after each batch; ``cancel()`` before each (True
@@ -95,13 +96,17 @@ def evaluate_model(model: nn.Module, data, *, split: str = "test", batch_size: i
     classes = int(data.num_classes)
     from featdistill_core.data import BatchLoader
 
-    images, labels = (data.test_images, data.test_labels) if split == "test" else (data.train_images, data.train_labels)
-    loader = BatchLoader(images, labels, batch_size, shuffle=False, augment=False, mean=data.mean, std=data.std,
-                         drop_last=False, device=device)
+    if split == "test":
+        loader, total = data.test_loader(batch_size, device=device), len(data.test_labels)   # in order, not augmented
+    elif hasattr(data, "train_images"):
+        loader = BatchLoader(data.train_images, data.train_labels, batch_size, shuffle=False, augment=False,
+                             mean=data.mean, std=data.std, drop_last=False, device=device)
+        total = len(data.train_labels)
+    else:
+        raise ValueError("the train split of a data set streamed from disk is not evaluated; use the test split")
     k = min(5, classes)
     confusion = torch.zeros((classes, classes), dtype=torch.int64, device=device)
     top5 = torch.zeros((), dtype=torch.int64, device=device)
-    total = len(labels)
     done = 0
     was_training = model.training
     model.to(device).eval()
@@ -125,6 +130,9 @@ def evaluate_model(model: nn.Module, data, *, split: str = "test", batch_size: i
                     progress(done, total)
     finally:
         model.train(was_training)
+        close = getattr(loader, "close", None)
+        if callable(close):
+            close()
     matrix = confusion.cpu().numpy()
     count = int(matrix.sum())
     names = tuple(data.class_names) if len(data.class_names) == classes else tuple(str(i) for i in range(classes))

@@ -426,17 +426,22 @@ def cka_map_of_run(run, *, probe: int = 512, layers="blocks", batch_size: int = 
     without distillation terms has no teacher built, so it is built here. ``data`` is the run's
     ``DataBundle`` if already loaded.
     """
-    from featdistill_core.data import load_dataset
     from featdistill_core.validate import build_model
+
+    from .rundata import close_data, load_run_data
 
     config = run.config
     if teacher is None:
         teacher = run.teacher if run.teacher is not None else build_model(config, "teacher", run.num_classes)
     student = student if student is not None else run.student
     if data is None:
-        data = load_dataset(config.data.name, config.data.path or None, image_size=config.data.image_size,
-                            demo_train=config.data.demo_train, demo_test=config.data.demo_test, seed=config.seed)
-    images = probe_images(data, probe, config.seed)
+        loaded = load_run_data(config.data, config.seed)
+        try:
+            images = probe_images(loaded, probe, config.seed)
+        finally:
+            close_data(loaded)
+    else:
+        images = probe_images(data, probe, config.seed)
     return cka_map(teacher, student, images, teacher_layers=layers, student_layers=layers, batch_size=batch_size,
                    device=run.device, progress=progress, cancel=cancel,
                    teacher_name=config.teacher.arch, student_name=config.student.arch)

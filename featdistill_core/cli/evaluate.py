@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -29,7 +30,7 @@ def register(sub) -> None:
 def run(args) -> int:
     from featdistill_core.analysis import evaluate_model, render_confusion
     from featdistill_core.config import DataConfig
-    from featdistill_core.data import load_dataset
+    from featdistill_core.analysis.rundata import close_data, load_run_data
     from featdistill_core.device import resolve_device
     from featdistill_core.models import create_model, load_weights
     from featdistill_core.runfolder import load_run
@@ -63,15 +64,18 @@ def run(args) -> int:
         raise ValueError(f"weights file not found: {weights}")          # before the data set is loaded
     dataset = args.data or data_config.name
     path = args.path if args.path is not None else (data_config.path if dataset == data_config.name else "")
-    data = load_dataset(dataset, path or None, image_size=args.image_size or data_config.image_size,
-                        demo_train=args.demo_train or data_config.demo_train,
-                        demo_test=args.demo_test or data_config.demo_test,
-                        seed=args.seed if args.seed is not None else seed)
+    chosen = dataclasses.replace(
+        data_config, name=dataset, path=path or "", image_size=args.image_size or data_config.image_size,
+        demo_train=args.demo_train or data_config.demo_train, demo_test=args.demo_test or data_config.demo_test)
+    data = load_run_data(chosen, args.seed if args.seed is not None else seed)
     device = resolve_device(args.device)
     model = create_model(arch, data.num_classes)
     load_weights(model, weights)
-    evaluation = evaluate_model(model, data, split=args.split, batch_size=args.batch_size, device=device,
-                                progress=progress_printer("eval"))
+    try:
+        evaluation = evaluate_model(model, data, split=args.split, batch_size=args.batch_size, device=device,
+                                    progress=progress_printer("eval"))
+    finally:
+        close_data(data)
     print(f"{name} on {dataset} ({args.split}):")
     print(evaluation.format_summary())
     try:
