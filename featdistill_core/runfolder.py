@@ -10,6 +10,7 @@ Layout::
     teacher.safetensors   the teacher, when the run trained it (also when it stopped or failed mid-way)
     student.safetensors   the student, when the run trained it (never a student that was not trained)
     adapters.safetensors  the terms' trained adapters and memories, if any
+    pair_cka.json         each distilled pair's CKA before and after training (featdistill_core.analysis.pairs)
     error.txt             what went wrong, where, what the folder holds, and the traceback
     run.lock              held (flock) by the process writing the folder
 

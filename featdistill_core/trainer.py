@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from featdistill_core.analysis import record_pair_cka
 from featdistill_core.atomic import WriteError
 from featdistill_core.checkpoint import CHECKPOINT_BEST, CHECKPOINT_LAST, CheckpointError, checkpoint_summary, \
     read_checkpoint, save_checkpoint
@@ -212,6 +213,8 @@ class Trainer:
             self.state.finish_stage()
         self._freeze_teacher()
         self._save_models()
+        record_pair_cka(self.run_dir, v, self.teacher, self.student, self.data, device=self.device,
+                        cancel=lambda: self._control.stop_requested)     # pair_cka.json: each pair's CKA before/after
 
     def _freeze_teacher(self) -> None:
         """Before the student's stages: the teacher is measured once (if not trained here) and frozen."""

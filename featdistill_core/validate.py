@@ -96,6 +96,18 @@ def build_model(config: RunConfig, role: str, num_classes: int, *, load: bool = 
     return model
 
 
+def initial_student(config: RunConfig, num_classes: int) -> nn.Module:
+    """The student exactly as :func:`validate_run` built it for ``config`` (a validated config): the same
+    seed, built first, its weights file (if any) loaded. The "before" of a before/after comparison.
+    The global random generators are left as they were."""
+    state = capture_rng()
+    try:
+        seed_everything(config.seed)       # validate_run: seed, then the student first, then the teacher
+        return build_model(config, "student", num_classes)
+    finally:
+        restore_rng(state)
+
+
 def model_layers(arch: str, num_classes: int, input_shape: tuple[int, int, int] = (3, 32, 32)) -> list[LayerInfo]:
     """Every named module of a freshly built ``arch`` with its input and output shapes.
 
@@ -366,5 +378,6 @@ def _one_line(exc: BaseException) -> str:
 
 
 __all__ = [
-    "TermPlan", "ValidatedRun", "build_model", "check_term_layers", "model_layers", "validate_run", "validate_run_file",
+    "TermPlan", "ValidatedRun", "build_model", "check_term_layers", "initial_student", "model_layers", "validate_run",
+    "validate_run_file",
 ]

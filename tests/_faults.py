@@ -96,6 +96,8 @@ def check_folder(folder: Path) -> dict:
             with np.load(path) as arrays:
                 for key in arrays.files:
                     arrays[key]
+        elif name.endswith(".json"):
+            json.loads(path.read_text(encoding="utf-8"), parse_constant=_refuse)
         elif name in ("error.txt", "run.lock"):
             path.read_text(encoding="utf-8")
         else:

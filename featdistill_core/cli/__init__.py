@@ -7,6 +7,9 @@
     featdistill status RUN_DIR ...       what run folders are, and whether they can be resumed
     featdistill layers MODEL [--input 3x32x32]
     featdistill models
+    featdistill cka RUN.toml [--probe 512] [--out DIR]     layer-similarity map, suggested pairs
+    featdistill export RUN_DIR --format torchscript|onnx|safetensors
+    featdistill eval MODEL --weights FILE [--data NAME ...]
 
 Each command is one module of this package with a ``register(subparsers)`` function; adding a command
 is adding its module and its name to :data:`COMMANDS`.
@@ -22,11 +25,11 @@ import argparse
 import os
 import sys
 
-from featdistill_core.cli import check, demo, inspect, status, train
+from featdistill_core.cli import check, cka, demo, evaluate, export, inspect, status, train
 from featdistill_core.cli.output import EXIT_BAD_INPUT, EXIT_FAILED, ProgressBar, error, say
 from featdistill_core.errors import ConfigError
 
-COMMANDS = (demo, train, check, status, inspect)
+COMMANDS = (demo, train, check, status, inspect, cka, export, evaluate)
 """The modules of this package that define commands, in the order ``--help`` lists them."""
 
 EXIT_BROKEN_PIPE = 141
