@@ -26,8 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from .cifar import CIFAR10_FOLDER, CIFAR10_TRAIN_FILES, CIFAR100_FOLDER, _class_names, _images_and_labels, \
-    check_cifar_folder, read_pickle
+from .cifar import CIFAR10_TRAIN_FILES, _class_names, _images_and_labels, check_cifar_folder, read_pickle
 from .demo import CLASS_NAMES as DEMO_CLASSES, make_demo_images
 from .imagefolder import image_folder_files, pixel_limit, read_image
 from .splits import DatasetError
