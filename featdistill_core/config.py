@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from featdistill_core.atomic import write_atomic
+from featdistill_core.distributed import LR_SCALINGS
 from featdistill_core.data import DATASETS, FIXED_IMAGE_SIZES, LOADERS, NEEDS_PATH, STREAMABLE
 from featdistill_core.errors import ConfigError, Problem, Problems
 from featdistill_core.losses import METHODS, get_method, validate_options
@@ -159,6 +160,10 @@ class RunConfig:
                                # supports it (CPU, CUDA Ampere+), else float16 with a gradient scaler
     channels_last: bool = False  # NHWC memory layout for models and batches (faster convolutions on CUDA with AMP)
     compile: str = "off"       # one of COMPILE_MODES: torch.compile the student and teacher ("off": eager)
+    sync_batchnorm: bool = False  # under torchrun: the student's BatchNorms use the statistics of the global batch
+                                  # (SyncBatchNorm, CUDA only); ignored in one process
+    lr_scaling: str = "none"   # under torchrun, one of LR_SCALINGS: "none" keeps optim.lr for the global batch,
+                               # "linear" multiplies it by the number of processes
     epochs: int = 10           # student epochs (0: only train the teacher)
     batch_size: int = 64
     ce_weight: float = 1.0
@@ -569,6 +574,7 @@ def collect_value_problems(config: RunConfig, problems: Problems) -> None:
                                     "into memory whole (use 'auto' or 'memory')")
     _one_of(problems, "amp_dtype", c.amp_dtype, AMP_DTYPES)
     _one_of(problems, "compile", c.compile, COMPILE_MODES)
+    _one_of(problems, "lr_scaling", c.lr_scaling, LR_SCALINGS)
     _one_of(problems, "optim.name", c.optim.name, OPTIMIZERS)
     _one_of(problems, "optim.schedule", c.optim.schedule, SCHEDULES)
     milestones = c.optim.milestones

@@ -25,6 +25,7 @@ from featdistill_core.layers import FeatureHooks
 from featdistill_core.losses import (
     BuildContext, PrepareContext, StepContext, Taps, TrainingProgress, attention_map, build_term,
 )
+from featdistill_core.speed import as_autograd_tensor, frozen_forward
 from featdistill_core.stages import Stage
 
 
@@ -79,9 +80,8 @@ class Distiller(nn.Module):
         stage = progress.stage
         active = self.terms_in(stage)
         teacher_logits = None
-        if active:
-            with torch.no_grad():
-                teacher_logits = self.teacher(images)
+        if active:       # the frozen teacher under inference mode; what the loss reads copied out of it
+            teacher_logits = as_autograd_tensor(frozen_forward(self.teacher, images))
         student_logits = self.student(images)
 
         losses: dict[str, torch.Tensor] = {}
@@ -93,7 +93,7 @@ class Distiller(nn.Module):
             taps = plan.method.taps
             step = StepContext(
                 student=tuple(self.student_hooks.tapped(p, taps) for p in plan.student_paths),
-                teacher=tuple(self.teacher_hooks.tapped(p, taps) for p in plan.teacher_paths),
+                teacher=tuple(as_autograd_tensor(self.teacher_hooks.tapped(p, taps)) for p in plan.teacher_paths),
                 student_logits=student_logits, teacher_logits=teacher_logits,
                 labels=labels, indices=indices, progress=progress,
             )

@@ -48,16 +48,18 @@ class StepMeter:
         self._correct: Optional[torch.Tensor] = None
         self._seen = 0
 
-    def add(self, losses: dict, total: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor) -> None:
+    def add(self, losses: dict, total: torch.Tensor, correct: torch.Tensor, images: int) -> None:
+        """One step: its weighted loss components and their sum, its correct predictions and its image
+        count (under torchrun, the means and sums over every rank: see ``Trainer._across_ranks``)."""
         for name, value in losses.items():
             value = value.detach().float()
             self._sums[name] = self._sums[name] + value if name in self._sums else value
         self._total = total.detach().float() if self._total is None else self._total + total.detach().float()
         self._steps += 1
-        self._images += len(labels)
-        correct = (logits.detach().argmax(1) == labels).sum()
+        self._images += images
+        correct = correct.detach()
         self._correct = correct if self._correct is None else self._correct + correct
-        self._seen += len(labels)
+        self._seen += images
 
     @property
     def steps(self) -> int:

@@ -11,8 +11,11 @@ default so nothing changes on a CPU:
 The frozen teacher (:func:`freeze`, :func:`frozen_forward`, :func:`as_autograd_tensor`) and
 non-blocking copies (:func:`to_device`) need no option: they change speed, never results.
 
-This module only imports torch; the trainer will call it (see the scale-out notes in the report of
-this change for the lines).
+This module only imports torch. The trainer calls :func:`amp_plan` (autocast and the gradient
+scaler), :func:`to_channels_last` (models and each batch), :func:`compile_in_place` (student and
+teacher, after the distiller's hooks are in place); the :class:`~featdistill_core.distiller.Distiller`
+runs the frozen teacher through :func:`frozen_forward` and :func:`as_autograd_tensor`; the loaders
+copy batches with non-blocking copies from pinned memory.
 """
 
 from __future__ import annotations
@@ -152,12 +155,27 @@ def maybe_compile(model: nn.Module, mode: str = "off", *, backend: str | Callabl
     return torch.compile(model, mode=None if mode == "default" else mode, backend=backend)
 
 
+COMPILE_BACKEND = "inductor"
+"""The backend :func:`compile_in_place` hands to ``torch.compile`` (tests set ``"eager"``: no C++ compiler)."""
+
+
+def compile_in_place(model: nn.Module | None, mode: str = "off") -> nn.Module | None:
+    """``model.compile(...)`` in ``mode`` (``"off"``: nothing): the module stays the same object, so its
+    ``state_dict`` keys, its hooks and every reference to it are unchanged (no ``_orig_mod.`` prefix)."""
+    if mode not in COMPILE_MODES:
+        raise ValueError(f"compile must be one of {', '.join(COMPILE_MODES)}; got {mode!r}")
+    if model is not None and mode != "off":
+        model.compile(mode=None if mode == "default" else mode, backend=COMPILE_BACKEND)
+    return model
+
+
 def original_module(model: nn.Module) -> nn.Module:
     """The module a :func:`maybe_compile` result wraps (the module itself when not compiled)."""
     return getattr(model, "_orig_mod", model)
 
 
 __all__ = [
-    "AMP_DTYPES", "COMPILE_MODES", "AmpPlan", "amp_plan", "as_autograd_tensor", "bf16_supported", "freeze",
+    "AMP_DTYPES", "COMPILE_BACKEND", "COMPILE_MODES", "AmpPlan", "amp_plan", "as_autograd_tensor", "bf16_supported",
+    "compile_in_place", "freeze",
     "frozen_forward", "maybe_compile", "original_module", "pin", "to_channels_last", "to_device",
 ]

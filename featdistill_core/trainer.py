@@ -35,7 +35,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
+from featdistill_core import distributed
 from featdistill_core.analysis import record_pair_cka
 from featdistill_core.atomic import WriteError
 from featdistill_core.checkpoint import CHECKPOINT_BEST, CHECKPOINT_LAST, CheckpointError, checkpoint_summary, \
@@ -56,6 +58,7 @@ from featdistill_core.runfolder import (
     run_status, write_run_file,
 )
 from featdistill_core.runstate import RunState, restore_rng
+from featdistill_core.speed import amp_plan, compile_in_place, to_channels_last
 from featdistill_core.stages import PlannedStage, Stage
 from featdistill_core.validate import ValidatedRun, validate_run
 
@@ -64,22 +67,11 @@ MODEL_FILES = {"teacher": TEACHER_FILE, "student": STUDENT_FILE}
 
 class Trainer:
     def __init__(self, run: RunConfig | ValidatedRun, run_dir: str | Path | None = None, *, _resuming: bool = False):
-        self.validated = run if isinstance(run, ValidatedRun) else validate_run(run)
+        self.dist = distributed.current()     # under torchrun: this rank; otherwise the one process
+        self.validated = self.dist.everywhere(lambda: run if isinstance(run, ValidatedRun) else validate_run(run))
         self.config = self.validated.config
         self.stages: tuple[PlannedStage, ...] = self.validated.stages
-        if run_dir is None:
-            self.run_dir = new_run_dir(self.config)
-        else:
-            self.run_dir = Path(run_dir).absolute()
-            if not _resuming and self.run_dir.is_dir() and holds_a_run(self.run_dir):
-                raise RunFolderError(f"{self.run_dir} holds a run already: resume it (featdistill train --resume "
-                                     f"{self.run_dir}) or give another folder")
-            try:
-                self.run_dir.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise WriteError(self.run_dir, exc) from exc
-        if not _resuming:
-            write_run_file(self.run_dir, self.config)   # a run folder from the moment it exists
+        self.run_dir = self.dist.from_main(lambda: self._open_run_dir(run_dir, _resuming))   # rank 0 writes
         self._resuming = _resuming
         self._subscribers: list[Callable] = []
         self._control = RunControl()
@@ -90,6 +82,26 @@ class Trainer:
         self._not_saved: dict[str, str] = {}  # file name -> why it was not written
         self.finished: Finished | None = None
         self.failed: Failed | None = None
+        self._amp = amp_plan("cpu", False)
+        self._ddp: dict[str, nn.Module] = {}  # under torchrun: "teacher"/"student" -> its DistributedDataParallel
+        self._forward: nn.Module | None = None
+        self._shard = {"rank": self.dist.rank, "world_size": self.dist.world_size}   # this rank's share of a batch
+
+    def _open_run_dir(self, run_dir, resuming: bool) -> Path:
+        if run_dir is None:
+            path = new_run_dir(self.config)
+        else:
+            path = Path(run_dir).absolute()
+            if not resuming and path.is_dir() and holds_a_run(path):
+                raise RunFolderError(f"{path} holds a run already: resume it (featdistill train --resume "
+                                     f"{path}) or give another folder")
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise WriteError(path, exc) from exc
+        if not resuming:
+            write_run_file(path, self.config)   # a run folder from the moment it exists
+        return path
 
     @classmethod
     def resume_from(cls, run_dir: str | Path, *, checkpoint_minutes: float | None = None) -> "Trainer":
@@ -100,7 +112,7 @@ class Trainer:
         being written by another process, or has finished; :class:`ConfigError` when its run file no
         longer validates (a weights file it names has gone, say)."""
         run_dir = Path(run_dir).absolute()
-        status = run_status(run_dir)
+        status = distributed.current().from_main(lambda: run_status(run_dir))
         if status.state == "running":
             raise RunFolderError(f"{run_dir} is being written by another featdistill process; wait for it or stop it")
         if status.state == "finished":
@@ -153,9 +165,11 @@ class Trainer:
     def run(self) -> Finished:
         """Run to the end (or to a stop request). On an error: emit :class:`Failed` (also kept as
         :attr:`failed`), then re-raise the error itself, never one met while reporting it."""
-        with RunLock(self.run_dir):
-            writer = RunWriter(self.run_dir, resuming=self._resuming)
-            self._subscribers.insert(0, writer)
+        main = self.dist.is_main                # only rank 0 locks and writes the run folder
+        with RunLock(self.run_dir) if main else contextlib.nullcontext():
+            writer = RunWriter(self.run_dir, resuming=self._resuming) if main else None
+            if writer is not None:
+                self._subscribers.insert(0, writer)
             try:
                 try:
                     self._run()
@@ -173,18 +187,22 @@ class Trainer:
             finally:
                 if getattr(self, "distiller", None) is not None:
                     self.distiller.close()
-                writer.close()
-                self._subscribers.remove(writer)
+                if writer is not None:
+                    writer.close()
+                    self._subscribers.remove(writer)
 
     def _run(self) -> None:
         v, cfg = self.validated, self.config
-        self.device = v.device
+        self.device = self.dist.device(v.device)          # under torchrun on CUDA: cuda:LOCAL_RANK
+        self._amp = amp_plan(self.device, cfg.mixed_precision, cfg.amp_dtype)
         self.data = load_dataset(cfg.data.name, cfg.data.path or None, image_size=cfg.data.image_size,
                                  demo_train=cfg.data.demo_train, demo_test=cfg.data.demo_test, seed=cfg.seed,
                                  loader=cfg.data.loader, workers=cfg.data.workers)
         if self.data.num_classes != v.num_classes:
             raise ConfigError("data.path", f"found {self.data.num_classes} classes, expected {v.num_classes}")
         self.student = v.student.to(self.device)
+        if self.dist.active and cfg.sync_batchnorm:       # before the hooks: it replaces the BatchNorm modules
+            self.student = nn.SyncBatchNorm.convert_sync_batchnorm(self.student)
         self.teacher = v.teacher.to(self.device) if v.teacher is not None else None
         restore_rng(v.rng_state)          # adapters are drawn where building the two models left the stream
         self.distiller = Distiller(
@@ -192,9 +210,14 @@ class Trainer:
             dataset_size=len(self.data.train_labels), device=self.device,
             teacher_name=cfg.teacher.arch, student_name=cfg.student.arch,
         ).to(self.device)
+        if cfg.channels_last:
+            for module in (self.student, self.teacher, self.distiller):
+                to_channels_last(module)
+        for module in (self.student, self.teacher):      # in place, after the hooks: names and hooks unchanged
+            compile_in_place(module, cfg.compile)
         self.state = RunState(teacher=self.teacher, student=self.student, terms=self.distiller.term_losses)
         self.loader = self.data.train_loader(cfg.batch_size, augment=cfg.data.augment, seed=cfg.seed,
-                                             device=self.device)
+                                             device=self.device, **self._shard)
         probe, labels, probe_display = self.data.probe_images(cfg.monitor.probe_images, seed=cfg.seed)
         self._probe = (probe.to(self.device), tuple(int(v) for v in labels),
                        np.asarray(probe_display, dtype=np.float32))
@@ -213,8 +236,9 @@ class Trainer:
             self.state.finish_stage()
         self._freeze_teacher()
         self._save_models()
-        record_pair_cka(self.run_dir, v, self.teacher, self.student, self.data, device=self.device,
-                        cancel=lambda: self._control.stop_requested)     # pair_cka.json: each pair's CKA before/after
+        if self.dist.is_main:
+            record_pair_cka(self.run_dir, v, self.teacher, self.student, self.data, device=self.device,
+                            cancel=lambda: self._control.stop_requested)     # pair_cka.json: each pair's CKA before/after
 
     def _freeze_teacher(self) -> None:
         """Before the student's stages: the teacher is measured once (if not trained here) and frozen."""
@@ -231,10 +255,12 @@ class Trainer:
         cfg = self.config
         params = (list(self.teacher.parameters()) if planned.trains == "teacher"
                   else self.distiller.trainable_parameters())
-        optimizer = make_optimizer(cfg.optim, params)
-        schedule = make_schedule(optimizer, cfg.optim, planned.epochs, len(self.loader))
-        scaler = torch.amp.GradScaler(self.device.type, enabled=cfg.mixed_precision and self.device.type == "cuda")
-        return optimizer, schedule, scaler
+        optim = cfg.optim
+        if cfg.lr_scaling == "linear" and self.dist.active:       # asked for in the run file, never implied
+            optim = dataclasses.replace(optim, lr=optim.lr * self.dist.world_size)
+        optimizer = make_optimizer(optim, params)
+        schedule = make_schedule(optimizer, optim, planned.epochs, len(self.loader))
+        return optimizer, schedule, self._amp.grad_scaler()
 
     def _train_stage(self, planned: PlannedStage) -> None:
         cfg, state = self.config, self.state
@@ -249,7 +275,9 @@ class Trainer:
         if planned.trains == "student":                 # one-off term preparation (FT, OFD); skipped once done
             self._between_steps = False                 # a half-prepared term is not checkpointed
             self.distiller.prepare(stage, self.loader, checkpoint=self._control.checkpoint)
+            self.dist.broadcast_module(self.distiller.term_losses)   # every rank takes rank 0's preparation
             self._between_steps = True
+        self._forward = self._parallel(planned)
 
         for epoch_index in range(state.epoch, planned.epochs):
             epoch = epoch_index + 1
@@ -265,7 +293,7 @@ class Trainer:
                 if done is not None:                            # None: a non-finite step, skipped
                     logits, losses, total = done
                     state.trained[planned.trains] = True
-                    state.meter.add(losses, total, logits, batch.labels)
+                    state.meter.add(*self._across_ranks(losses, total, logits, batch.labels))
                 if (state.step % cfg.monitor.log_every == 0 or state.step == total_steps) and state.meter.steps:
                     self.emit(state.meter.step_event(stage, state.step, epoch, total_steps, lr))
                 if self._snapshot_due(stage, state.step):
@@ -313,10 +341,37 @@ class Trainer:
 
     def _losses(self, planned: PlannedStage, batch, progress: TrainingProgress):
         """The logits and weighted loss components of one step of ``planned``'s stage."""
+        images = to_channels_last(batch.images) if self.config.channels_last else batch.images
         if planned.stage is Stage.TEACHER:
-            logits = self.teacher(batch.images)
+            logits = self._forward(images)
             return logits, {"ce": F.cross_entropy(logits, batch.labels)}
-        return self.distiller(batch.images, batch.labels, batch.indices, progress)
+        return self._forward(images, batch.labels, batch.indices, progress)
+
+    def _parallel(self, planned: PlannedStage) -> nn.Module:
+        """What a step calls: the teacher (its own stage) or the Distiller (student and adapters), inside
+        one DistributedDataParallel module under torchrun, so that every trained gradient, the adapters'
+        included, is averaged over the ranks. Hooks, snapshots, evaluation, checkpoints and saved files
+        use the modules themselves, never the wrapper: no ``module.`` prefix anywhere."""
+        module = self.teacher if planned.trains == "teacher" else self.distiller
+        if not self.dist.active:
+            return module
+        if planned.trains not in self._ddp:              # (an init stage's terms leave some parameters unused)
+            self._ddp[planned.trains] = DistributedDataParallel(module, find_unused_parameters=planned.trains == "student")
+        return self._ddp[planned.trains]
+
+    def _across_ranks(self, losses: dict, total: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor):
+        """What the step meter adds for one step: the loss components and their sum (means over the
+        ranks), correct predictions and images (sums over the ranks); one all-reduce under torchrun,
+        so that every rank's meter, events and checkpoint agree."""
+        correct = (logits.detach().argmax(1) == labels).sum()
+        if not self.dist.active:
+            return losses, total, correct, len(labels)
+        names = list(losses)
+        packed = torch.stack([losses[n].detach().float() for n in names] + [total.detach().float(), correct.float()])
+        summed = self.dist.sum(packed)
+        n = self.dist.world_size
+        return ({name: summed[i] / n for i, name in enumerate(names)}, summed[-2] / n, summed[-1].round().long(),
+                len(labels) * n)                    # (validation makes every share batch_size / world_size)
 
     def _trained_modules(self, planned: PlannedStage) -> list[nn.Module]:
         return [self.teacher] if planned.trains == "teacher" else [self.student, self.distiller.term_losses]
@@ -337,6 +392,8 @@ class Trainer:
         return stage is not Stage.TEACHER and bool(every) and step % every == 0
 
     def _snapshot(self, stage: Stage, step: int, epoch: int) -> None:
+        if not self.dist.is_main:                      # snapshots are run-folder records: rank 0's
+            return
         images, labels, display = self._probe
         with self._autocast():
             pairs = self.distiller.attention_maps(images)
@@ -348,23 +405,22 @@ class Trainer:
         """Top-1 accuracy in percent on the test split."""
         was_training = model.training
         model.eval()
-        correct = torch.zeros((), dtype=torch.long, device=self.device)
-        count = 0
+        self.dist.broadcast_module(model, buffers_only=True)   # every rank evaluates rank 0's BatchNorm statistics
+        counts = torch.zeros(2, dtype=torch.long, device=self.device)     # correct, images
         try:
-            for batch in self.data.test_loader(self.config.batch_size * 2, device=self.device):
+            for batch in self.data.test_loader(self.config.batch_size * 2, device=self.device, **self._shard):
                 self._control.checkpoint()
+                images = to_channels_last(batch.images) if self.config.channels_last else batch.images
                 with self._autocast():
-                    correct += (model(batch.images).argmax(1) == batch.labels).sum()
-                count += len(batch.labels)
+                    counts[0] += (model(images).argmax(1) == batch.labels).sum()
+                counts[1] += len(batch.labels)
         finally:
             model.train(was_training)
-        return 100.0 * correct.item() / max(count, 1)
+        correct, count = self.dist.sum(counts).tolist()        # this rank's share of the test split, summed
+        return 100.0 * correct / max(count, 1)
 
     def _autocast(self):
-        if not self.config.mixed_precision:
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.device.type == "cpu" else torch.float16
-        return torch.autocast(self.device.type, dtype=dtype)
+        return self._amp.autocast()
 
     # ---- checkpoints and resuming ------------------------------------------------------------------
     def _fingerprint(self) -> str:
@@ -391,7 +447,8 @@ class Trainer:
         for module in (state.student, state.teacher, state.terms):
             if module is not None and nonfinite_names(module):
                 return False
-        save_checkpoint(self.run_dir, state.state_dict(), reason=reason, fingerprint=self._fingerprint(), best=best)
+        if self.dist.is_main:                  # every rank holds the same state; rank 0 writes it
+            save_checkpoint(self.run_dir, state.state_dict(), reason=reason, fingerprint=self._fingerprint(), best=best)
         self._last_checkpoint = time.monotonic()
         stage = self._stage_at(state.stage_index)
         self.emit(Checkpointed(CHECKPOINT_LAST, reason, stage, state.epoch, state.batch, state.step, best))
@@ -433,7 +490,8 @@ class Trainer:
         if bad:
             self._not_saved[name] = f"not written: the {role}'s values are not finite ({bad[0]} …)"
             return
-        save_weights(model, self.run_dir / name)
+        if self.dist.is_main:
+            save_weights(model, self.run_dir / name)
         self._not_saved.pop(name, None)
 
     def _save_models(self) -> None:
@@ -443,7 +501,8 @@ class Trainer:
             self._save_model("teacher")
         self._save_model("student")
         terms = self.distiller.term_losses
-        if self.state.trained.get("student") and len(list(terms.parameters())) and not nonfinite_names(terms):
+        if (self.dist.is_main and self.state.trained.get("student") and len(list(terms.parameters()))
+                and not nonfinite_names(terms)):
             save_weights(terms, self.run_dir / ADAPTERS_FILE)
 
     def _save_after_stop(self) -> None:

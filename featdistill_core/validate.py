@@ -30,6 +30,7 @@ from torch import nn
 from featdistill_core.config import RunConfig, checked, read_run_file, term_names, with_absolute_paths
 from featdistill_core.data import DatasetError, DatasetInfo, choose_loader, estimated_bytes, inspect_dataset
 from featdistill_core.device import DeviceError, resolve_device
+from featdistill_core.distributed import launch_env, launch_problems
 from featdistill_core.errors import ConfigError, Problems
 from featdistill_core.layers import LayerInfo, list_layers, unknown_path_message
 from featdistill_core.losses import BuildContext, Method, PairCheck, build_term, check_pair, get_method
@@ -257,6 +258,13 @@ def _check_meaning(config: RunConfig, problems: Problems) -> ValidatedRun:
             device = resolve_device(config.device)
         except DeviceError as exc:
             problems.add("device", str(exc).split(": ", 1)[-1])
+    try:                                              # under torchrun: what the launch cannot take
+        for name, message in launch_problems(launch_env(), batch_size=config.batch_size, device_spec=config.device,
+                                             device=device, sync_batchnorm=config.sync_batchnorm):
+            if not problems.has(name):
+                problems.add(name, message)
+    except ValueError as exc:
+        problems.add("", str(exc))
 
     if not problems.has("output_dir"):
         _check_output_dir(config.output_dir, problems)

@@ -148,18 +148,23 @@ class DataBundle:
         """(3, H, W) of every image."""
         return tuple(self.train_images.shape[1:])
 
-    def train_loader(self, batch_size: int, *, augment: bool = True, seed: int = 0, device: str | torch.device = "cpu") -> BatchLoader:
-        """Shuffled batches of the training split (a new permutation each epoch), the last partial batch dropped."""
+    def train_loader(self, batch_size: int, *, augment: bool = True, seed: int = 0, device: str | torch.device = "cpu",
+                     rank: int = 0, world_size: int = 1) -> BatchLoader:
+        """Shuffled batches of the training split (a new permutation each epoch), the last partial batch
+        dropped; ``batch_size`` is the global batch, of which rank ``rank`` gets its share."""
         return BatchLoader(
             self.train_images, self.train_labels, batch_size,
             shuffle=True, augment=augment, mean=self.mean, std=self.std, seed=seed, drop_last=True, device=device,
+            rank=rank, world_size=world_size,
         )
 
-    def test_loader(self, batch_size: int, *, device: str | torch.device = "cpu") -> BatchLoader:
-        """The test split in order, not augmented, the last partial batch kept."""
+    def test_loader(self, batch_size: int, *, device: str | torch.device = "cpu", rank: int = 0,
+                    world_size: int = 1) -> BatchLoader:
+        """The test split in order, not augmented, the last partial batch kept (rank ``rank``'s share)."""
         return BatchLoader(
             self.test_images, self.test_labels, batch_size,
             shuffle=False, augment=False, mean=self.mean, std=self.std, drop_last=False, device=device,
+            rank=rank, world_size=world_size,
         )
 
     def probe_indices(self, n: int = 8, *, seed: int = 0) -> list[int]:

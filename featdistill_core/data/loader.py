@@ -27,6 +27,13 @@ def epoch_generator(seed: int, epoch: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(state))
 
 
+def rank_share(count: int, rank: int, world_size: int) -> tuple[int, int]:
+    """(start, stop) of rank ``rank``'s contiguous share of ``count`` items split as evenly as possible."""
+    base, extra = divmod(count, world_size)
+    start = rank * base + min(rank, extra)
+    return start, start + base + (1 if rank < extra else 0)
+
+
 class Batch(NamedTuple):
     """One batch: normalised float32 images (B, C, H, W), int64 labels (B,), and each image's index in
     the data set (B,), which methods with per-sample memories (CRD) need."""
@@ -45,6 +52,14 @@ class BatchLoader:
 (uint8 crosses to the device, a quarter of the bytes of float32). ``len(loader)`` is the number of batches per epoch: ``N // batch_size`` with
     ``drop_last``, else ``ceil(N / batch_size)``. With ``augment`` each batch gets the random crop
     (zero padding ``padding``) and horizontal flip of :func:`~.transforms.random_crop_flip`.
+
+    Distributed: ``batch_size`` is the global batch and rank ``rank`` of ``world_size`` gets its
+    contiguous share of each (:func:`rank_share`; every rank ``batch_size / world_size`` images when it
+    divides). The permutation and the augmentation draws are those of one process for the same seed:
+    every rank draws the whole global batch's and keeps its share, so the ranks together see exactly
+    the one-process batches, every image once per epoch. ``len(loader)`` is the number of global
+    batches (each rank takes a share of every one; without ``drop_last`` a rank may get an empty share
+    of the last, which it skips).
     """
 
     def __init__(
@@ -61,6 +76,8 @@ class BatchLoader:
         drop_last: bool = False,
         device: str | torch.device = "cpu",
         padding: int = 4,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         if images_uint8.dtype != torch.uint8 or images_uint8.ndim != 4:
             raise ValueError(
@@ -73,6 +90,10 @@ class BatchLoader:
             )
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive integer; got {batch_size!r}")
+        if not isinstance(world_size, int) or world_size < 1 or not 0 <= rank < world_size:
+            raise ValueError(f"rank must be in 0 .. world_size - 1 with world_size >= 1; got rank {rank} of {world_size}")
+        if batch_size < world_size:
+            raise ValueError(f"the global batch ({batch_size}) must hold at least one image per rank ({world_size} ranks)")
         if int(seed) < 0:
             raise ValueError(f"seed must be a non-negative integer; got {seed}")
         channels = images_uint8.shape[1]
@@ -91,6 +112,7 @@ class BatchLoader:
         self.drop_last = drop_last
         self.seed = int(seed)
         self.padding = padding
+        self.rank, self.world_size = rank, world_size
         self.device = torch.device(device)
         self._non_blocking = self.device.type == "cuda"
         self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device)
@@ -105,10 +127,10 @@ class BatchLoader:
 
     @property
     def num_samples(self) -> int:
-        """Images produced per epoch (the dropped remainder excluded)."""
-        if self.drop_last:
-            return len(self) * self.batch_size
-        return len(self.images)
+        """Images produced per epoch by this rank (the dropped remainder excluded)."""
+        count = len(self.images)
+        sizes = [min(self.batch_size, count - b * self.batch_size) for b in range(len(self))]
+        return sum(hi - lo for lo, hi in (rank_share(n, self.rank, self.world_size) for n in sizes))
 
     def set_epoch(self, epoch: int) -> None:
         """Make the next iteration produce epoch ``epoch`` (0-based), e.g. when resuming a run."""
@@ -134,12 +156,15 @@ class BatchLoader:
             begin = batch * self.batch_size
             stop = min(begin + self.batch_size, count)
             index = torch.arange(begin, stop) if order is None else order[begin:stop]
+            draws = _draw_crop_flip(len(index), self.padding, generator) if self.augment else None
             if batch < start:
-                if self.augment:
-                    _draw_crop_flip(len(index), self.padding, generator)   # keep the random stream in step
+                continue                        # (its draws were taken: the random stream stays in step)
+            lo, hi = rank_share(len(index), self.rank, self.world_size)
+            if hi == lo:
                 continue
+            index = index[lo:hi]
             images = self.images[index].to(self.device, non_blocking=self._non_blocking)
             labels = self.labels[index].to(self.device, non_blocking=self._non_blocking)
             if self.augment:    # on the loader's device: only the random draws come from the CPU generator
-                images = random_crop_flip(images, padding=self.padding, generator=generator)
+                images = random_crop_flip(images, padding=self.padding, draws=tuple(d[lo:hi] for d in draws))
             yield Batch(normalize(images, self.mean, self.std), labels, index.to(self.device))

@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from .crops import eval_box, random_resized_box, sample_rng
 from .imagefolder import read_image
-from .loader import Batch, epoch_generator
+from .loader import Batch, epoch_generator, rank_share
 from .splits import DatasetError, probe_indices
 from .transforms import channel_mean_std, normalize
 
@@ -62,13 +62,6 @@ def resolve_workers(workers: int) -> int:
 
 
 # ---- the sampler ----------------------------------------------------------------------------------
-
-def rank_share(count: int, rank: int, world_size: int) -> tuple[int, int]:
-    """(start, stop) of rank ``rank``'s contiguous share of ``count`` items split as evenly as possible."""
-    base, extra = divmod(count, world_size)
-    start = rank * base + min(rank, extra)
-    return start, start + base + (1 if rank < extra else 0)
-
 
 class EpochBatchSampler(Sampler):
     """Batches of ``(index, epoch)`` keys for one rank: the epoch's permutation cut into global batches.

@@ -30,6 +30,7 @@ def random_crop_flip(
     padding: int = 4,
     flip: bool = True,
     generator: Optional[torch.Generator] = None,
+    draws=None,
 ) -> torch.Tensor:
     """Randomly crop each image of a batch after zero padding, and flip it horizontally at random.
 
@@ -37,7 +38,8 @@ def random_crop_flip(
     image is padded with ``padding`` zeros on every side, then a window of (H, W) is cut at offsets
     ``dy, dx`` drawn uniformly from ``0 .. 2 * padding``; with ``flip`` that window is mirrored left to
     right with probability 1/2. All random draws come from ``generator`` (on the CPU), so a seeded
-    generator makes the batch reproducible.
+    generator makes the batch reproducible; ``draws`` gives them instead (``(dy, dx, flipped)`` of
+    :func:`draw_crop_flip`, one per image: a rank's share of a global batch's draws).
 
     Implementation: ``padded.unfold`` twice gives a view of every (H, W) window, shape
     (B, C, 2p+1, 2p+1, H, W), without copying; one advanced index picks window ``(dy[b], dx[b])`` of
@@ -49,7 +51,7 @@ def random_crop_flip(
         raise ValueError(f"padding must be >= 0; got {padding}")
     batch, _, height, width = images.shape
     device = images.device
-    dy, dx, flipped = draw_crop_flip(batch, padding, generator, flip=flip)
+    dy, dx, flipped = draws if draws is not None else draw_crop_flip(batch, padding, generator, flip=flip)
     dy, dx = dy.to(device), dx.to(device)
     padded = F.pad(images, (padding, padding, padding, padding)) if padding else images
     windows = padded.unfold(2, height, 1).unfold(3, width, 1)     # (B, C, 2p+1, 2p+1, H, W), a view
