@@ -181,9 +181,20 @@ class Dist:
             for tensor in tensors:
                 dist.broadcast(tensor.data, src=0)
 
+    def describe(self, exc: BaseException, text: str) -> str:
+        """``text`` (the one line of ``exc``), saying so when a collective lost another rank."""
+        lost = isinstance(exc, getattr(dist, "DistError", ())) or (
+            isinstance(exc, RuntimeError) and any(word in text for word in _LOST_PEER))   # gloo in backward: plain
+        if self.active and lost:
+            return (f"another process of this torchrun launch stopped or cannot be reached (killed, failed, or its "
+                    f"node gone), so this one (rank {self.rank} of {self.world_size}) stops too: {text}")
+        return text
+
     def _collective_device(self) -> torch.device:
         return torch.device("cuda", self.local_rank) if self.backend == "nccl" else torch.device("cpu")
 
+
+_LOST_PEER = ("gloo", "NCCL", "Connection closed", "Connection reset", "c10d")
 
 SINGLE = Dist()
 _current = SINGLE

@@ -301,6 +301,8 @@ class Trainer:
                 self._between_steps = True
                 if self._timed_checkpoint_due():
                     self._checkpoint("timed")
+            for module in self._trained_modules(planned):      # every rank takes rank 0's BatchNorm statistics
+                self.dist.broadcast_module(module, buffers_only=True)
             test_acc = self.evaluate(model)
             state.metrics[f"{stage}_test_acc"] = test_acc
             train_acc = state.meter.train_acc()
@@ -355,8 +357,9 @@ class Trainer:
         module = self.teacher if planned.trains == "teacher" else self.distiller
         if not self.dist.active:
             return module
-        if planned.trains not in self._ddp:              # (an init stage's terms leave some parameters unused)
-            self._ddp[planned.trains] = DistributedDataParallel(module, find_unused_parameters=planned.trains == "student")
+        if planned.trains not in self._ddp:      # an init stage leaves the student's last layers without gradient
+            unused = planned.trains == "student" and any(p.stage is Stage.INIT for p in self.stages)
+            self._ddp[planned.trains] = DistributedDataParallel(module, find_unused_parameters=unused)
         return self._ddp[planned.trains]
 
     def _across_ranks(self, losses: dict, total: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor):
@@ -405,7 +408,6 @@ class Trainer:
         """Top-1 accuracy in percent on the test split."""
         was_training = model.training
         model.eval()
-        self.dist.broadcast_module(model, buffers_only=True)   # every rank evaluates rank 0's BatchNorm statistics
         counts = torch.zeros(2, dtype=torch.long, device=self.device)     # correct, images
         try:
             for batch in self.data.test_loader(self.config.batch_size * 2, device=self.device, **self._shard):
@@ -526,7 +528,7 @@ class Trainer:
         if also:
             details += "\n" + "\n".join(also)
         problems = tuple(tuple(p) for p in exc.problems) if isinstance(exc, ConfigError) else ()
-        return Failed(error=_one_line(exc), kind=type(exc).__name__, run_dir=str(self.run_dir), details=details,
+        return Failed(error=self.dist.describe(exc, _one_line(exc)), kind=type(exc).__name__, run_dir=str(self.run_dir), details=details,
                       field=getattr(exc, "field", "") or "", problems=problems, where=self.where(),
                       holds=self._holdings())
 

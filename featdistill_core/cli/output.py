@@ -10,11 +10,17 @@ EXIT_FAILED = 1
 
 
 def say(text: str) -> None:
-    print(text, file=sys.stderr, flush=True)
+    _line(text)
 
 
 def error(text: str) -> None:
-    print(f"featdistill: error: {text}", file=sys.stderr, flush=True)
+    _line(f"featdistill: error: {text}")
+
+
+def _line(text: str) -> None:
+    """One write per line, so that the lines of several processes (torchrun ranks) never interleave."""
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
 
 
 class ProgressBar:

@@ -1,5 +1,9 @@
 """``featdistill train RUN.toml`` / ``featdistill train --resume RUN_DIR``: train into a run folder.
 
+Under torchrun (``torchrun --nproc_per_node=N -m featdistill_core train RUN.toml``) every process
+opens the process group first (:mod:`featdistill_core.distributed`), validates the run, and stops if
+any process refused it (each printing the same line); rank 0 prints the progress and the outcome.
+
 Ctrl-C or SIGTERM stops the run at its next step: it writes its checkpoint, its models and a final
 "stopped" event, prints where it stopped and how to continue, and exits 130 (SIGINT) or 143 (SIGTERM).
 A second signal exits at once, leaving every file valid.
@@ -26,10 +30,43 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
+    from featdistill_core import distributed
+
+    _start_ranks(args)               # under torchrun: the process group, before any training work
+    try:
+        return _run(args)
+    finally:
+        distributed.stop()
+
+
+def _start_ranks(args) -> None:
+    """Under torchrun (``WORLD_SIZE`` > 1): open the process group, NCCL when the run file's device
+    resolves to CUDA, gloo otherwise (a device that does not resolve is reported by validation)."""
+    from pathlib import Path
+
+    from featdistill_core import distributed
+    from featdistill_core.config import read_run_file
+    from featdistill_core.device import DeviceError, resolve_device
+
+    env = distributed.launch_env()
+    if not env.launched:
+        return
+    source = Path(args.resume) / "run.toml" if args.resume else args.run_file
+    config = read_run_file(source)[0] if source else None
+    try:
+        cuda = resolve_device(config.device if config is not None else "auto").type == "cuda"
+    except (DeviceError, ValueError, TypeError, AttributeError):
+        cuda = False
+    distributed.start(env, cuda=cuda)
+
+
+def _run(args) -> int:
+    from featdistill_core import distributed
     from featdistill_core.config import read_run_file
     from featdistill_core.trainer import Trainer
     from featdistill_core.validate import validate_run
 
+    main = distributed.current().is_main
     minutes = args.checkpoint_minutes
     if minutes is not None and not (math.isfinite(minutes) and 0 <= minutes <= 10_080):
         raise ValueError(f"--checkpoint-minutes must be between 0 and 10080; got {minutes:g}")
@@ -38,7 +75,8 @@ def run(args) -> int:
             raise ValueError("--resume continues a run folder with its own run file and folder; "
                              "give no run file and no --output-dir with it")
         trainer = Trainer.resume_from(args.resume, checkpoint_minutes=minutes)
-        say(f"resuming the run in {trainer.run_dir}")
+        if main:
+            say(f"resuming the run in {trainer.run_dir}")
     else:
         if not args.run_file:
             raise ValueError("give a run file to train (featdistill train RUN.toml) or --resume RUN_DIR")
@@ -49,8 +87,10 @@ def run(args) -> int:
             config.output_dir = os.path.abspath(args.output_dir)
         if minutes is not None:
             config.checkpoint.every_minutes = minutes
-        trainer = Trainer(validate_run(config, known=problems))
-        say(f"run folder: {trainer.run_dir}")
+        trainer = Trainer(distributed.current().everywhere(lambda: validate_run(config, known=problems)))
+        if main:
+            say(f"run folder: {trainer.run_dir}" + (f" ({trainer.dist.world_size} processes)"
+                                                     if trainer.dist.active else ""))
     return train(trainer, args.signals)
 
 
@@ -58,8 +98,12 @@ def train(trainer, signals) -> int:
     """Run ``trainer`` with Ctrl-C/SIGTERM stopping it; print the outcome; return the exit status."""
     from featdistill_core.signals import Interrupted
 
-    trainer.subscribe(ProgressBar.for_trainer(trainer))
+    main = trainer.dist.is_main                  # under torchrun rank 0 draws and prints; every rank reports errors
+    if main:
+        trainer.subscribe(ProgressBar.for_trainer(trainer))
     resume = f"featdistill train --resume {trainer.run_dir}"
+    if trainer.dist.active:
+        resume = f"the same torchrun command with: train --resume {trainer.run_dir} (or one process: {resume})"
     signals.arm(trainer.request_stop)
     try:
         finished = trainer.run()
@@ -72,13 +116,16 @@ def train(trainer, signals) -> int:
         if failed is None:
             raise
         error(f"{failed.field}: {failed.error}" if failed.field else failed.error)
-        say(f"the run failed at {failed.where}; {trainer.run_dir} holds:")
-        for name, what in failed.holds:
-            say(f"  {name}: {what}")
-        say(f"(the details are in {trainer.run_dir / 'error.txt'})")
+        if main:
+            say(f"the run failed at {failed.where}; {trainer.run_dir} holds:")
+            for name, what in failed.holds:
+                say(f"  {name}: {what}")
+            say(f"(the details are in {trainer.run_dir / 'error.txt'})")
         return EXIT_FAILED
     finally:
         signals.disarm()
+    if not main:
+        return signals.exit_code or 0 if finished.stopped else 0
     for key, value in finished.metrics.items():
         print(f"{key}: {value:.2f}" if isinstance(value, float) else f"{key}: {value}")
     print(f"outputs: {finished.run_dir}")
