@@ -219,6 +219,7 @@ class Trainer:
         self.loader = self.data.train_loader(cfg.batch_size, augment=cfg.data.augment, seed=cfg.seed,
                                              device=self.device, **self._shard)
         probe, labels, probe_display = self.data.probe_images(cfg.monitor.probe_images, seed=cfg.seed)
+        probe = to_channels_last(probe) if cfg.channels_last else probe
         self._probe = (probe.to(self.device), tuple(int(v) for v in labels),
                        np.asarray(probe_display, dtype=np.float32))
         if self._resuming:

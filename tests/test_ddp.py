@@ -12,6 +12,9 @@ What agrees and what differs, and why:
   rank 0's. So the first step's losses agree to a few per cent (the models are the same, only the
   normalisation differs), and the runs drift apart a little as they train: accuracies are compared
   within :data:`ACC_TOLERANCE` points and final losses within :data:`LOSS_TOLERANCE` (relative).
+  Measured when this was written: the first step's CE 2.3842 against 2.3813 (0.12 %), the last
+  step's CE, AT and hint terms within 0.03 %, 5.7 % and 0.1 %, both test accuracies equal (the tiny
+  demo run is near chance level, so the accuracy check is the weaker one).
 """
 
 from __future__ import annotations
@@ -34,9 +37,9 @@ from featdistill_core.trainer import Trainer
 from tests._tiny import tiny_config
 
 ROOT = Path(__file__).resolve().parents[1]
-ACC_TOLERANCE = 15.0        # percentage points, on a 64-image test split (one image is 1.6 points)
-LOSS_TOLERANCE = 0.25       # relative, final step's loss components
-FIRST_STEP_TOLERANCE = 0.05  # relative, the first step (same weights, BatchNorm over 16 vs 32 images)
+ACC_TOLERANCE = 10.0        # percentage points, on a 64-image test split (one image is 1.6 points)
+LOSS_TOLERANCE = 0.15       # relative, final step's loss components
+FIRST_STEP_TOLERANCE = 0.02  # relative, the first step (same weights, BatchNorm over 16 vs 32 images)
 TIMEOUT = 120
 
 
