@@ -1,7 +1,8 @@
 """GPU speed of a distillation step: library / hand-written ratio and images/s, resnet32x4 -> resnet8x4.
 
-For batch 64 and 256, each with and without AMP (``mixed_precision``) and with and without
-``torch.compile`` (``compile = "default"``), it runs :func:`bench_step.measure` (the real trainer
+For batch 64 and 256, each with and without AMP (``mixed_precision``, ``amp_dtype = "auto"``: bfloat16
+on Ampere and later, else float16 with a gradient scaler), with AMP also with ``channels_last``, and
+each with and without ``torch.compile`` (``compile = "default"``), it runs :func:`bench_step.measure` (the real trainer
 and a hand-written loop, interleaved step by step, both timed by wall clock after a CUDA
 synchronise; see ``bench_step.py``) and prints one row per setting. An option the trainer does not
 use yet is reported as such, and then both sides run without it.
@@ -27,10 +28,12 @@ import torch  # noqa: E402
 
 
 def settings(batches, amp_choices, compile_choices):
+    """(batch, amp, channels_last, compile) rows: NHWC only with AMP, where tensor cores want it."""
     for batch in batches:
         for amp in amp_choices:
-            for mode in compile_choices:
-                yield batch, amp, mode
+            for channels_last in ((False, True) if amp else (False,)):
+                for mode in compile_choices:
+                    yield batch, amp, channels_last, mode
 
 
 def main(argv=None) -> int:
@@ -43,8 +46,8 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     if args.cpu_smoke:
-        device, batches, steps, warmup = "cpu", args.batches or [4, 8], args.steps or 2, 1
-        amp_choices = [False]        # bf16 convolutions are emulated (very slow) on most CPUs
+        device, batches, steps, warmup = "cpu", args.batches or [4], args.steps or 2, 1
+        amp_choices = [False, True]  # bf16 autocast on the CPU: slow (emulated), but the path runs
     else:
         if not torch.cuda.is_available():
             print("bench_gpu: no CUDA GPU is visible to this torch "
@@ -62,24 +65,26 @@ def main(argv=None) -> int:
     print("resnet32x4 -> resnet8x4, AT x3 + KD + CE, SGD; per setting: median ms/step of each side, "
           "images/s, median ratio library / hand-written [quartiles] (min-max)")
     out = tempfile.mkdtemp(prefix="featdistill-gpu-bench-")
-    header = f"{'batch':>5} {'amp':>5} {'compile':>8} | {'library':>16} {'hand':>16} | ratio"
+    header = f"{'batch':>5} {'amp':>5} {'nhwc':>5} {'compile':>8} | {'library':>16} {'hand':>16} | ratio"
     print(header)
     print("-" * len(header))
     notes = set()
     started = time.perf_counter()
-    for batch, amp, mode in settings(batches, amp_choices, compile_choices):
-        if (amp and "amp_dtype" in notes) or (mode != "off" and "compile" in notes):
-            print(f"{batch:>5} {str(amp):>5} {mode:>8} | skipped: the trainer does not use this option yet")
+    for batch, amp, channels_last, mode in settings(batches, amp_choices, compile_choices):
+        row = f"{batch:>5} {str(amp):>5} {str(channels_last):>5} {mode:>8}"
+        if (amp and "amp_dtype" in notes) or (mode != "off" and "compile" in notes) or (
+                channels_last and "channels_last" in notes):
+            print(f"{row} | skipped: the trainer does not use this option yet")
             continue
         options = Options(device=device, batch=batch, steps=steps, warmup=warmup if mode == "off" else warmup + 5,
-                          amp=amp, compile=mode)
+                          amp=amp, channels_last=channels_last, compile=mode)
         try:
             result = measure(options, out)
         except Exception as exc:      # noqa: BLE001 - one failing setting must not hide the others
-            print(f"{batch:>5} {str(amp):>5} {mode:>8} | failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
+            print(f"{row} | failed: {type(exc).__name__}: {str(exc).splitlines()[0][:120]}")
             continue
         s = result.summary()
-        print(f"{batch:>5} {str(amp):>5} {mode:>8} | {s['library_ms']:6.2f} ms {s['library_ips']:6.0f}/s "
+        print(f"{row} | {s['library_ms']:6.2f} ms {s['library_ips']:6.0f}/s "
               f"{s['hand_ms']:6.2f} ms {s['hand_ips']:6.0f}/s | {s['ratio']:.3f} [{s['q1']:.3f}-{s['q3']:.3f}] "
               f"({s['min']:.3f}-{s['max']:.3f})", flush=True)
         notes.update(result.ignored)

@@ -203,7 +203,8 @@ class LibrarySide:
             "amp_dtype": self.seen.get("logits_dtype") if self.seen.get("logits_dtype") != torch.float32 else None,
             "channels_last": bool(plain.conv1.weight.is_contiguous(memory_format=torch.channels_last)
                                   and self.seen.get("input_channels_last")),
-            "compile": type(student).__name__ == "OptimizedModule",
+            "compile": type(student).__name__ == "OptimizedModule"                # compiled in place (or wrapped)
+                       or getattr(plain, "_compiled_call_impl", None) is not None,
         }
 
     def stop(self) -> None:
