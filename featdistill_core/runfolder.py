@@ -4,6 +4,8 @@ Layout::
 
     run.toml            the run file as used
     metrics.jsonl       one JSON object per event, appended and flushed as it happens
+    balance.json        each term's start next to the task loss and the weight it trains with
+                        (the chosen one for weight = "auto"), from the calibration batches
     snapshots/NNNNNN_<stage>.npz   attention maps of each snapshot (and the probe images)
     teacher.safetensors the teacher, when the run trained it
     student.safetensors the student (also written when the run is stopped or fails mid-way)
@@ -25,7 +27,7 @@ import numpy as np
 
 from featdistill_core.config import ConfigError, RunConfig, load_config, save_config
 from featdistill_core.events import (
-    AttentionSnapshot, EpochEvent, Failed, Finished, PairMaps, StageStarted, StepEvent,
+    AttentionSnapshot, EpochEvent, Failed, Finished, LossBalance, PairMaps, StageStarted, StepEvent, TermBalance,
 )
 from featdistill_core.stages import Stage
 
@@ -68,6 +70,8 @@ class RunWriter:
             record = {"type": _TYPES[type(event)], **dataclasses.asdict(event)}
             if isinstance(event, Failed):
                 (self.run_dir / "error.txt").write_text(f"{event.error}\n\n{event.details}", encoding="utf-8")
+            elif isinstance(event, LossBalance):
+                _write_json(self.run_dir / BALANCE_FILE, dataclasses.asdict(event))
         self._metrics.write(json.dumps(record) + "\n")
         self._metrics.flush()
 
@@ -75,7 +79,35 @@ class RunWriter:
         self._metrics.close()
 
 
-_TYPES = {StageStarted: "stage", StepEvent: "step", EpochEvent: "epoch", Finished: "finished", Failed: "failed"}
+_TYPES = {StageStarted: "stage", StepEvent: "step", EpochEvent: "epoch", Finished: "finished", Failed: "failed",
+          LossBalance: "balance"}
+BALANCE_FILE = "balance.json"
+
+
+def _write_json(path: Path, data) -> None:
+    """Write whole or not at all: a temporary file renamed over the target."""
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(data, indent=1, allow_nan=True) + "\n", encoding="utf-8")
+    temporary.replace(path)
+
+
+def balance_from_dict(data: dict) -> LossBalance:
+    """A :class:`LossBalance` from its JSON form (``metrics.jsonl`` line or ``balance.json``)."""
+    data = dict(data)
+    data.pop("type", None)
+    data["terms"] = tuple(TermBalance(**term) for term in data.get("terms", ()))
+    return LossBalance(**data)
+
+
+def read_balance(run_dir: str | Path) -> LossBalance | None:
+    """The run folder's ``balance.json`` (None when there is none). RunFolderError when it is damaged."""
+    path = Path(run_dir) / BALANCE_FILE
+    if not path.is_file():
+        return None
+    try:
+        return balance_from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except (ValueError, TypeError, KeyError, OSError) as exc:
+        raise RunFolderError(f"{path} is damaged: {exc}") from None
 _CLASSES = {name: cls for cls, name in _TYPES.items()}
 
 
@@ -89,6 +121,7 @@ class RunRecord:
     snapshots: list[AttentionSnapshot] = field(default_factory=list)
     finished: Finished | None = None
     failed: Failed | None = None
+    balance: LossBalance | None = None
 
 
 def load_run(path: str | Path) -> RunRecord:
@@ -114,6 +147,8 @@ def load_run(path: str | Path) -> RunRecord:
                 record.snapshots.append(_read_snapshot(path, data))
             elif kind in lists:
                 lists[kind].append(_CLASSES[kind](**data))
+            elif kind == "balance":
+                record.balance = balance_from_dict(data)
             elif kind == "finished":
                 record.finished = Finished(**data)
             elif kind == "failed":

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from featdistill_core.balance import calibrate
 from featdistill_core.config import ConfigError, RunConfig
 from featdistill_core.control import RunControl, StopRequested
 from featdistill_core.data import load_dataset
@@ -101,7 +102,8 @@ class Trainer:
         v, cfg = self.validated, self.config
         self.device = v.device
         self.data = load_dataset(cfg.data.name, cfg.data.path or None, image_size=cfg.data.image_size,
-                                 demo_train=cfg.data.demo_train, demo_test=cfg.data.demo_test, seed=cfg.seed)
+                                 demo_train=cfg.data.demo_train, demo_test=cfg.data.demo_test, seed=cfg.seed,
+                                 test_fraction=cfg.data.test_fraction)
         if self.data.num_classes != v.num_classes:
             raise ConfigError("data.path", f"found {self.data.num_classes} classes, expected {v.num_classes}")
         self.student = v.student.to(self.device)
@@ -124,6 +126,7 @@ class Trainer:
                 continue                                  # done before a resume
             if planned.stage is not Stage.TEACHER:
                 self._freeze_teacher()
+                calibrate(self.distiller, self.loader, cfg, emit=self.emit, run_dir=self.run_dir)   # once: loss balance, auto weights
             self._train_stage(planned)
             if planned.stage is Stage.TEACHER:
                 save_weights(self.teacher, self.run_dir / "teacher.safetensors")

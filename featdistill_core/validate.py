@@ -24,7 +24,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from featdistill_core.config import RunConfig, checked, read_run_file, term_names, with_absolute_paths
+from featdistill_core.config import AUTO_WEIGHT, RunConfig, checked, read_run_file, term_names, with_absolute_paths
 from featdistill_core.data import DatasetError, dataset_info
 from featdistill_core.device import DeviceError, resolve_device
 from featdistill_core.errors import ConfigError, Problems
@@ -46,10 +46,11 @@ class TermPlan:
     student_paths: tuple[str, ...]
     teacher_shapes: tuple[tuple[int, ...], ...]
     student_shapes: tuple[tuple[int, ...], ...]
-    weight: float
+    weight: float               # for an auto weight: the method's reference weight until calibration
     stage: str
     options: dict
     check: PairCheck
+    auto: bool = False          # the weight is chosen from calibration batches (featdistill_core.balance)
 
 
 @dataclass
@@ -195,7 +196,8 @@ def _check_meaning(config: RunConfig, problems: Problems) -> ValidatedRun:
     if not problems.has("data"):
         try:
             info = dataset_info(config.data.name, config.data.path or None, demo_train=config.data.demo_train,
-                                demo_test=config.data.demo_test, seed=config.seed)
+                                demo_test=config.data.demo_test, seed=config.seed,
+                                test_fraction=config.data.test_fraction)
             num_classes, dataset_size = info.num_classes, info.train_size
         except DatasetError as exc:
             problems.add("data.path", str(exc))
@@ -257,12 +259,14 @@ def _plan_terms(config: RunConfig, layers, problems: Problems, models) -> list[T
         if not check.ok:
             problems.add(f"{where}.{side}" if side and where != "kd" else where, check.reason)
             continue
+        auto = term.weight == AUTO_WEIGHT or config.balance.auto
         plans.append(TermPlan(
             field=where, name=name, method=info,
             teacher_paths=tuple(term.teacher), student_paths=tuple(term.student),
             teacher_shapes=tuple(layers["teacher"][p].tapped_shape(info.taps) for p in term.teacher),
             student_shapes=tuple(layers["student"][p].tapped_shape(info.taps) for p in term.student),
-            weight=float(term.weight), stage=term.stage, options=dict(term.options), check=check,
+            weight=info.default_weight if auto else float(term.weight), stage=term.stage,
+            options=dict(term.options), check=check, auto=auto,
         ))
     return plans
 

@@ -2,7 +2,8 @@
 
     featdistill demo [--seed N]          teacher, distilled student and baseline on the demo data
     featdistill train RUN.toml           run a run file; writes a run folder
-    featdistill check RUN.toml           validate a run file without training
+    featdistill check RUN.toml           validate a run file without training; how each term starts
+    featdistill compare RUN.toml --methods at,hint --seeds 0,1,2   which method works here
     featdistill layers MODEL [--input 3x32x32]
     featdistill models
 
@@ -17,11 +18,11 @@ from __future__ import annotations
 
 import argparse
 
-from featdistill_core.cli import check, demo, inspect, train
+from featdistill_core.cli import check, compare, demo, inspect, train
 from featdistill_core.cli.output import EXIT_BAD_INPUT, EXIT_FAILED, ProgressBar, error, say
 from featdistill_core.errors import ConfigError
 
-COMMANDS = (demo, train, check, inspect)
+COMMANDS = (demo, train, check, compare, inspect)
 """The modules of this package that define commands, in the order ``--help`` lists them."""
 
 __all__ = ["COMMANDS", "EXIT_BAD_INPUT", "EXIT_FAILED", "ProgressBar", "main"]

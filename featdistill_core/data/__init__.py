@@ -22,14 +22,15 @@ import torch
 
 from .cifar import check_cifar_folder, load_cifar10, load_cifar100
 from .demo import CLASS_NAMES as DEMO_CLASSES, load_demo
-from .imagefolder import image_folder_classes, image_folder_sizes, load_image_folder
+from .imagefolder import DEFAULT_TEST_FRACTION, image_folder_classes, image_folder_sizes, image_folder_split, load_image_folder
 from .loader import BatchLoader
 from .splits import DatasetError, ImageSplits
 from .transforms import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, channel_mean_std, normalize
 
 __all__ = [
-    "DATASETS", "DATASET_TITLES", "FIXED_IMAGE_SIZES", "NEEDS_PATH", "DataBundle", "DatasetError", "DatasetInfo",
-    "BatchLoader", "dataset_classes", "dataset_info", "load_dataset",
+    "DATASETS", "DATASET_TITLES", "DEFAULT_TEST_FRACTION", "FIXED_IMAGE_SIZES", "NEEDS_PATH", "SPLIT_RULES",
+    "DataBundle", "DatasetError", "DatasetInfo", "BatchLoader", "dataset_classes", "dataset_info", "image_folder_split",
+    "load_dataset",
 ]
 
 DATASETS = ("demo", "cifar10", "cifar100", "imagefolder")
@@ -42,6 +43,16 @@ DATASET_TITLES = {
 NEEDS_PATH = ("cifar10", "cifar100", "imagefolder")
 FIXED_IMAGE_SIZES = {"cifar10": 32, "cifar100": 32}
 """Data sets whose images have one size (the run's ``data.image_size`` must match)."""
+
+SPLIT_RULES = {
+    "demo": "drawn from the run's seed, the test images from a stream of their own (never a training image); "
+            "data.demo_test images",
+    "cifar10": "the published test batch (10 000 images)",
+    "cifar100": "the published test file (10 000 images)",
+    "imagefolder": "its test/ folder if it has train/ and test/; otherwise data.test_fraction of each class, "
+                   "chosen by a fixed hash of the file names, whatever the seed",
+}
+"""How each data set's test split is chosen, in words (README, window tooltips)."""
 
 
 @dataclass(frozen=True)
@@ -57,8 +68,11 @@ CIFAR_SIZES = (50_000, 10_000)   # the published split sizes (the files are not 
 
 
 def dataset_info(name: str, path: str | None = None, *, demo_train: int = 5000, demo_test: int = 2000,
-                 seed: int = 0) -> DatasetInfo:
+                 seed: int = 0, test_fraction: float = DEFAULT_TEST_FRACTION) -> DatasetInfo:
     """Class count and split sizes of a data set, found by the code that loads it (no image is read).
+
+    ``seed`` matters to the demo only (its images are drawn from it); ``test_fraction`` to an image
+    folder without train/ and test/ sub-folders only.
 
     Raises :class:`DatasetError` when the data set's files are not where ``path`` says.
     """
@@ -67,7 +81,7 @@ def dataset_info(name: str, path: str | None = None, *, demo_train: int = 5000, 
         return DatasetInfo(classes, demo_train, demo_test)
     if name in ("cifar10", "cifar100"):
         return DatasetInfo(classes, *CIFAR_SIZES)
-    return DatasetInfo(classes, *image_folder_sizes(path, seed=seed))
+    return DatasetInfo(classes, *image_folder_sizes(path, test_fraction=test_fraction))
 
 
 def dataset_classes(name: str, path: str | None = None) -> int:
@@ -169,13 +183,15 @@ def load_dataset(
     demo_train: int = 5000,
     demo_test: int = 2000,
     seed: int = 0,
+    test_fraction: float = DEFAULT_TEST_FRACTION,
 ) -> DataBundle:
     """Load one of :data:`DATASETS` into memory.
 
     ``path`` is required for ``cifar10`` (``cifar-10-batches-py`` or its parent), ``cifar100``
     (``cifar-100-python`` or its parent) and ``imagefolder``; the demo ignores it. ``image_size`` is
     the side of the square images of the demo and of image folders (CIFAR is always 32). ``seed``
-    draws the demo images and the image folder's train/test split. CIFAR is normalised with the
+    draws the demo images; an image folder's split does not depend on it (``test_fraction`` of each
+    class, by a fixed rule: :mod:`.imagefolder`). CIFAR is normalised with the
     literature's per-channel statistics; the demo and image folders with those of their training split.
     """
     key = name.strip().lower() if isinstance(name, str) else name
@@ -199,7 +215,7 @@ def load_dataset(
         if key == "cifar10":
             return _bundle(load_cifar10(path), key, CIFAR10_MEAN, CIFAR10_STD)
         return _bundle(load_cifar100(path), key, CIFAR100_MEAN, CIFAR100_STD)
-    splits = load_image_folder(path, image_size=image_size, seed=seed)
+    splits = load_image_folder(path, image_size=image_size, test_fraction=test_fraction)
     return _bundle(splits, key, *channel_mean_std(splits.train_images))
 
 
