@@ -136,14 +136,14 @@ class BalanceConfig:
     Before the student's first step the trainer measures every term on ``batches`` training batches:
     its loss and the norm of its gradient at the student's parameters, each relative to the
     cross-entropy's. A term whose weight is ``"auto"`` (every term, with ``auto = true``) gets the
-    weight that makes its gradient ``target`` times the cross-entropy's; a term that starts above
-    ``warn_ratio`` times the cross-entropy (loss or gradient) is warned about.
+    weight that makes its gradient ``target`` times the cross-entropy's; a term whose gradient starts
+    above ``warn_ratio`` times the cross-entropy's is warned about.
     """
 
     auto: bool = False         # every term's weight chosen as for weight = "auto"
     target: float = 0.1        # an auto weight makes the term's gradient this fraction of the cross-entropy's
     batches: int = 4           # calibration batches (0: no measurement; "auto" weights need at least 1)
-    warn_ratio: float = 1.0    # warn when a term starts above this multiple of the cross-entropy
+    warn_ratio: float = 1.0    # warn when a term's gradient starts above this multiple of the cross-entropy's
 
 
 @dataclass

@@ -250,3 +250,19 @@ def test_a_run_that_trains_its_teacher_is_measured_after_training_it(tmp_path):
     assert balance.teacher_trained
     kinds = [(type(e).__name__, getattr(e, "stage", "")) for e in events]
     assert kinds.index(("StageStarted", "teacher")) < kinds.index(("LossBalance", "")) < kinds.index(("StageStarted", "student"))
+
+
+def test_the_progress_bar_prints_the_balance(tmp_path):
+    import io
+
+    from featdistill_core.cli.output import ProgressBar
+    from featdistill_core.events import TermBalance
+
+    term = TermBalance(name="hint:layer3<-layer3", field="pairs[0]", method="hint", stage="student", weight=1.0,
+                       auto=False, loss=2.95, grad_norm=1.0, loss_ratio=1.3, grad_ratio=1.7, warning="too loud")
+    stream = io.StringIO()
+    ProgressBar(stream=stream)(LossBalance(batches=4, task_loss=2.27, task_grad_norm=1.0, target=0.1, warn_ratio=1.0,
+                                           terms=(term,)))
+    text = stream.getvalue()
+    assert "loss balance on 4 training batches: task loss 2.27" in text
+    assert "hint:layer3<-layer3: weight 1; starts at 1.3× the cross-entropy (gradient 1.7×) — warning: too loud" in text

@@ -36,11 +36,16 @@ def test_a_sweep_of_two_methods_and_two_seeds(tmp_path):
     assert [c.key for c in plan.candidates] == [BASELINE, "at", "kd"]
     at = plan.candidates[1]
     assert at.layers == "layer1←layer1; layer2←layer2; layer3←layer3" and at.weight == "1000"
+    # teacher 1 epoch + baseline, at and kd, 2 seeds, 1 epoch each, 128 // 32 = 4 steps per epoch
+    assert plan.total_steps == 4 + 3 * 2 * 4
     events = []
     runner = CompareRunner(plan)
     runner.subscribe(events.append)
+    estimator = SweepEstimator(plan)
+    runner.subscribe(estimator.update)
     result = runner.run()
     assert result.finished and not result.stopped
+    assert estimator.done == plan.total_steps and estimator.fraction == 1.0
     assert result.teacher.status == "done" and (Path(result.teacher.run_dir) / "teacher.safetensors").is_file()
     started = [e for e in events if isinstance(e, EntryStarted) and e.count]
     assert [(e.candidate, e.seed) for e in started] == [(k, s) for k in (BASELINE, "at", "kd") for s in (0, 1)]
@@ -192,17 +197,6 @@ def test_an_init_stage_method_gets_an_init_stage_and_auto_weights(tmp_path):
     assert [s.stage for s in run.stages] == ["teacher", "init", "student"]
     recipe = {c.key: c for c in plan.candidates}["recipe+auto"]
     assert not recipe.placeable and "no distillation terms" in recipe.refusal
-
-
-def test_the_estimator_covers_the_whole_sweep(tmp_path):
-    plan = plan_compare(_base(tmp_path), "kd", "0,1", folder=tmp_path / "cmp")
-    # teacher 1 epoch + baseline and kd, 2 seeds, 1 epoch each, 128 // 32 = 4 steps per epoch
-    assert plan.total_steps == 4 + 2 * 2 * 4
-    estimator = SweepEstimator(plan)
-    runner = CompareRunner(plan)
-    runner.subscribe(estimator.update)
-    runner.run()
-    assert estimator.done == plan.total_steps and estimator.fraction == 1.0
 
 
 def test_a_damaged_or_foreign_folder_is_named(tmp_path):
