@@ -148,8 +148,3 @@ def make_side_legend(plot: pg.PlotItem, min_width: int = 0) -> SideLegend:
     plot.layout.setAlignment(legend, QtCore.Qt.AlignmentFlag.AlignTop | QtCore.Qt.AlignmentFlag.AlignLeft)
     plot.legend = legend
     return legend
-
-
-def text_colour() -> QtGui.QColor:
-    """The theme's foreground as a QColor (for Qt widgets drawn next to the plots)."""
-    return QtGui.QColor(FOREGROUND)

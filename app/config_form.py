@@ -1,37 +1,41 @@
 """The run's configuration as forms: "Models & data", "Layers & pairs" and "Training" tabs.
 
-:class:`ConfigForm` shows a :class:`~featdistill_core.config.RunConfig` (:meth:`ConfigForm.set_config`)
-and reads one back (:meth:`ConfigForm.config`). Validation is the core's: the quick form checks of
-:func:`~featdistill_core.config.check_values` run as the user types; the full check
-(:func:`~featdistill_core.validate.validate_run`: models, weights files, layers, pairs, device) runs
-before Start. Either one raises a :class:`~featdistill_core.config.ConfigError` whose ``field``
-(e.g. ``optim.lr``, ``pairs[1].teacher``) says which widget gets the red border and the message.
+One table, :data:`FIELDS`, names every field of the run file the form shows — its path in the run
+file (``"optim.lr"``), its label, editor, tooltip, tab and group, and when it applies — and drives
+all three things the form does with fields: building the pages, showing a config
+(:meth:`ConfigForm.set_config`) and reading one back (:meth:`ConfigForm.config`). A setting the form
+does not show (one a newer featdistill added, say) keeps the value of the config last shown.
+
+Validation is the core's. The quick form checks (:func:`featdistill_core.check_values`) run as the
+user types; the full check (:func:`featdistill_core.validate_run`: models, weights files, layers,
+pairs, device) runs in the training worker before Start. Both report every problem with its field
+(``Problem.field``, e.g. ``optim.lr`` or ``pairs[1].teacher``): every one is marked at once — a red
+border and the message at the field, a pair's row in the table — and a mark goes when its field is
+edited (or, for the quick checks, as soon as the problem is gone).
 """
 
 from __future__ import annotations
 
-import re
+import copy
+import dataclasses
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 
 from PySide6 import QtCore, QtWidgets
 
-from featdistill_core.config import (
-    ConfigError, DataConfig, KDConfig, MonitorConfig, OptimConfig, RunConfig, StudentConfig, TeacherConfig,
-    check_values,
+from featdistill_core import (
+    DATASET_TITLES, DATASETS, FIXED_IMAGE_SIZES, KD_METHOD, METHODS, NEEDS_PATH, ConfigError, DatasetError,
+    KDConfig, Problem, Problems, RunConfig, available_devices, check_values, dataset_classes, field_parts,
+    list_models,
 )
-from featdistill_core.device import available_devices
-from featdistill_core.models import list_models
-from featdistill_core.validate import count_classes
 
-from app.fields import ChoiceCombo, FieldBox, FloatEdit, IntListEdit, PathEdit, int_spin
+from app.fields import (
+    CheckField, ChoiceCombo, FieldBox, FloatEdit, FloatSpin, IntListEdit, IntSpin, PathEdit, TextField,
+)
 from app.layer_picker import LayerLoader
 from app.layers_panel import LayersPanel
+from app.pair_table import init_stage_methods
 
-DATASET_LABELS = [
-    ("demo", "Demo shapes (built in, generated from the seed)"),
-    ("cifar10", "CIFAR-10 (its python-version folder)"),
-    ("cifar100", "CIFAR-100 (its python-version folder)"),
-    ("imagefolder", "Image folder (one sub-folder per class)"),
-]
 OPTIMIZER_LABELS = [("sgd", "SGD with momentum"), ("adamw", "AdamW")]
 SCHEDULE_LABELS = [
     ("constant", "constant"),
@@ -39,11 +43,13 @@ SCHEDULE_LABELS = [
     ("cosine", "cosine annealing to 0"),
 ]
 WEIGHTS_FILTER = "Weights (*.safetensors *.pt *.pth);;All files (*)"
-_KNOWN_CLASS_COUNTS = {"demo": 10, "cifar10": 10, "cifar100": 100}
-_PAIR_FIELD = re.compile(r"^pairs\[(\d+)\]")
+PAIRS = "pairs"                  # the run file's list of terms: its problems are marked in the pair table
+DEFAULT_CLASSES = 10             # while a data set's classes cannot be counted yet
+SUGGESTED_TEACHER_EPOCHS = 5     # shown when the teacher is not trained, for when the box gets ticked
 
 MODELS_TAB, LAYERS_TAB, TRAINING_TAB = 0, 1, 2
 LABEL_WIDTH = 175         # the same label column on every page, so fields line up
+_KEEP = object()
 
 
 class ModelCombo(QtWidgets.QComboBox):
@@ -70,21 +76,201 @@ class ModelCombo(QtWidgets.QComboBox):
         self.setCurrentText(name)
 
 
+def _device_combo() -> ChoiceCombo:
+    combo = ChoiceCombo()
+    for option in available_devices():
+        combo.addItem(option.label, option.spec)
+        if not option.available:
+            combo.model().item(combo.count() - 1).setEnabled(False)
+    return combo
+
+
+# ---- the table -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Field:
+    """One field of the run file on the form.
+
+    ``enabled(form)`` says when it applies (else it is greyed out); a field with ``unused`` set then
+    gives the run file that value instead of the editor's (and shows ``suggested`` when the run file
+    holds ``unused``). ``attr`` names the editor as an attribute of the form.
+    """
+
+    path: str
+    attr: str
+    label: str
+    editor: Callable[[], QtWidgets.QWidget]
+    tooltip: str
+    tab: int
+    group: str
+    enabled: Callable[["ConfigForm"], bool] | None = None
+    unused: object = _KEEP
+    suggested: object = _KEEP
+
+
+def _trains_teacher(form: "ConfigForm") -> bool:
+    return form.teacher_train.isChecked()
+
+
+def _dataset(form: "ConfigForm") -> str:
+    return form.data_name.value()
+
+
+TEACHER, STUDENT, DATA = ("Teacher — the trained network to learn from", "Student — the network being trained",
+                          "Dataset")
+LENGTH, OPTIM, TASK, RUN, LIVE = "Length", "Optimizer", "Task loss", "Run", "Live view"
+SHORTHAND = "shorthand"          # the [kd] table's fields, placed on the Layers page
+
+
+def _shorthand_fields() -> list[Field]:
+    """The ``[kd]`` table's fields: its weight, then each of its method's options it holds."""
+    method = METHODS[KD_METHOD]
+    fields = [Field("kd.weight", "kd_weight", "Weight", lambda: FloatSpin(0.0, 1e6, 3),
+                    f"Weight of one {method.short_name} term, {method.formula} ({method.paper}). "
+                    "0 turns it off.", LAYERS_TAB, SHORTHAND)]
+    for spec_field in dataclasses.fields(KDConfig):
+        spec = method.options.get(spec_field.name)
+        if spec is None:
+            continue
+        top = spec.maximum if spec.maximum is not None else 1e6
+        fields.append(Field(f"kd.{spec_field.name}", f"kd_{spec_field.name}", spec_field.name.capitalize(),
+                            lambda top=top: FloatSpin(0.0, top, 2), spec.help[:1].upper() + spec.help[1:] + ".",
+                            LAYERS_TAB, SHORTHAND))
+    return fields
+
+
+def _fields() -> tuple[Field, ...]:
+    m, t = MODELS_TAB, TRAINING_TAB
+    return (
+        Field("teacher.arch", "teacher_arch", "Architecture", ModelCombo,
+              "The teacher's architecture: a built-in model (see `featdistill models`), or your own factory as "
+              "package.module:function (called with num_classes), or torchvision:NAME / timm:NAME.", m, TEACHER),
+        Field("teacher.train_epochs", "teacher_epochs", "Teacher epochs", lambda: IntSpin(0, 100000),
+              "How many epochs to train the teacher first.", m, TEACHER,
+              enabled=_trains_teacher, unused=0, suggested=SUGGESTED_TEACHER_EPOCHS),
+        Field("teacher.weights", "teacher_weights", "Weights file",
+              lambda: PathEdit(folder=False, caption="Teacher weights", file_filter=WEIGHTS_FILTER,
+                               placeholder="a .safetensors or state-dict .pt/.pth file"),
+              "The trained teacher's weights: .safetensors, or a state-dict .pt/.pth (loaded with "
+              "weights_only=True, so a file can never run code).", m, TEACHER,
+              enabled=lambda form: not _trains_teacher(form), unused=""),
+        Field("student.arch", "student_arch", "Architecture", ModelCombo,
+              "The student's architecture: a built-in model, package.module:function, or torchvision:NAME / "
+              "timm:NAME.", m, STUDENT),
+        Field("student.weights", "student_weights", "Starting weights",
+              lambda: PathEdit(folder=False, caption="Student weights", file_filter=WEIGHTS_FILTER,
+                               placeholder="optional; empty = random initialisation"),
+              "Optional weights to start the student from (.safetensors or state-dict .pt/.pth).", m, STUDENT),
+        Field("data.name", "data_name", "Dataset",
+              lambda: ChoiceCombo([(name, DATASET_TITLES.get(name, name)) for name in DATASETS]),
+              "What to train on. The demo is generated, nothing is downloaded; CIFAR needs its python-version "
+              "folder (cifar-10-batches-py / cifar-100-python); an image folder has one sub-folder per class "
+              "(optionally inside train/ and test/).", m, DATA),
+        Field("data.path", "data_path", "Folder",
+              lambda: PathEdit(folder=True, caption="Dataset folder", placeholder="the dataset's folder"),
+              "The folder the CIFAR files or the class sub-folders are in. Not used by the demo.", m, DATA,
+              enabled=lambda form: _dataset(form) in NEEDS_PATH),
+        Field("data.image_size", "image_size", "Image size", lambda: IntSpin(8, 4096, " px"),
+              "Image-folder images are resized to this square size; CIFAR and the demo are 32×32.", m, DATA,
+              enabled=lambda form: _dataset(form) in NEEDS_PATH and _dataset(form) not in FIXED_IMAGE_SIZES),
+        Field("data.augment", "augment", "", lambda: CheckField("Augment training images"),
+              "Random crop with 4 pixels of padding and horizontal flip on the training split.", m, DATA),
+        Field("data.demo_train", "demo_train", "Demo training images", lambda: IntSpin(0, 10**7),
+              "How many demo images to generate for training.", m, DATA,
+              enabled=lambda form: _dataset(form) not in NEEDS_PATH),
+        Field("data.demo_test", "demo_test", "Demo test images", lambda: IntSpin(0, 10**7),
+              "How many demo images to generate for testing.", m, DATA,
+              enabled=lambda form: _dataset(form) not in NEEDS_PATH),
+        *_shorthand_fields(),
+        Field("epochs", "epochs", "Epochs", lambda: IntSpin(0, 100000),
+              "Epochs of the student's main stage (0 only trains the teacher).", t, LENGTH),
+        Field("batch_size", "batch_size", "Batch size", lambda: IntSpin(0, 65536), "Images per training step.",
+              t, LENGTH),
+        Field("init_epochs", "init_epochs", "Initialisation epochs", lambda: IntSpin(0, 100000),
+              "Epochs of the distillation-only stage for pairs whose stage is 'init' (the original recipe of: "
+              f"{init_stage_methods()}); 0 for none.", t, LENGTH),
+        Field("optim.name", "optimizer", "Optimizer", lambda: ChoiceCombo(OPTIMIZER_LABELS),
+              "SGD with momentum (the CIFAR recipes) or AdamW.", t, OPTIM),
+        Field("optim.lr", "lr", "Learning rate", FloatEdit,
+              "Initial learning rate, e.g. 0.05 for SGD on CIFAR, 1e-3 for AdamW.", t, OPTIM),
+        Field("optim.momentum", "momentum", "Momentum", FloatEdit, "SGD momentum, between 0 and 1 (0.9 usually).",
+              t, OPTIM, enabled=lambda form: form.optimizer.value() == "sgd"),
+        Field("optim.weight_decay", "weight_decay", "Weight decay", FloatEdit,
+              "L2 penalty (SGD) or decoupled decay (AdamW); 5e-4 in the CIFAR recipes.", t, OPTIM),
+        Field("optim.schedule", "schedule", "Schedule", lambda: ChoiceCombo(SCHEDULE_LABELS),
+              "How the learning rate changes over the epochs.", t, OPTIM),
+        Field("optim.milestones", "milestones", "Milestones", IntListEdit,
+              "For the step schedule: epochs at which the learning rate is multiplied by gamma, e.g. 150, 180, 210.",
+              t, OPTIM, enabled=lambda form: form.schedule.value() == "step"),
+        Field("optim.gamma", "gamma", "Gamma", FloatEdit,
+              "For the step schedule: the factor applied at each milestone (0.1 usually).", t, OPTIM,
+              enabled=lambda form: form.schedule.value() == "step"),
+        Field("ce_weight", "ce_weight", "Cross-entropy weight", FloatEdit,
+              "Weight of the student's cross-entropy on the labels (1 usually; 0 for distillation only).", t, TASK),
+        Field("name", "run_name", "Run name", TextField, "Names the run folder: OUTPUT/NAME-date-time.", t, RUN),
+        Field("output_dir", "output_dir", "Output folder",
+              lambda: PathEdit(folder=True, caption="Output folder", placeholder="runs"),
+              "Where run folders are written (metrics, snapshots, weights).", t, RUN),
+        Field("device", "device", "Device", _device_combo, "Where to train. auto = the first CUDA GPU, else "
+              "Apple MPS, else the CPU. Devices this machine lacks are greyed out.", t, RUN),
+        Field("mixed_precision", "mixed_precision", "",
+              lambda: CheckField("Mixed precision (float16 on CUDA, bfloat16 on CPU)"),
+              "Faster training on GPUs with autocast; the losses are still computed in float32.", t, RUN),
+        Field("seed", "seed", "Seed", lambda: IntSpin(0, 2**31 - 1),
+              "Seeds the data order, augmentation and initialisation: the same seed gives the same run on the CPU.",
+              t, RUN),
+        Field("monitor.log_every", "log_every", "Log every", lambda: IntSpin(0, 10**6, " steps"),
+              "Steps between two points of the loss curves (losses are averaged over them).", t, LIVE),
+        Field("monitor.snapshot_every", "snapshot_every", "Attention snapshot every",
+              lambda: IntSpin(0, 10**6, " steps"),
+              "Steps between two attention-map snapshots (0: only at epoch ends).", t, LIVE),
+        Field("monitor.probe_images", "probe_images", "Probe images", lambda: IntSpin(0, 256),
+              "How many fixed test images the attention maps are recorded on.", t, LIVE),
+    )
+
+
+FIELDS: tuple[Field, ...] = _fields()
+TAB_TITLES = {MODELS_TAB: "Models && data", LAYERS_TAB: "Layers && pairs", TRAINING_TAB: "Training"}
+TAB_TOOLTIPS = {MODELS_TAB: "Teacher, student and dataset.", LAYERS_TAB: "Which layers to distil, and how.",
+                TRAINING_TAB: "Epochs, optimizer, device, output folder."}
+_CHANGE_SIGNALS = ("valueChanged", "currentIndexChanged", "textChanged", "toggled", "changed")
+
+
+def _get(config, path: str):
+    for part in path.split("."):
+        config = getattr(config, part)
+    return config
+
+
+def _set(config, path: str, value) -> None:
+    *parents, name = path.split(".")
+    for part in parents:
+        config = getattr(config, part)
+    setattr(config, name, value)
+
+
+# ---- the form ------------------------------------------------------------------------------------------
+
+
 class ConfigForm(QtWidgets.QTabWidget):
     """Every setting of a run. ``changed`` fires on any edit."""
 
     changed = QtCore.Signal()
-    validityChanged = QtCore.Signal(str)      # "" when the quick check passes, else the message
+    validityChanged = QtCore.Signal(str)      # "" when no problem is marked, else one line per problem
     layersLoaded = QtCore.Signal()            # the layer trees and pair checks are up to date
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("configForm")
         self._boxes: dict[str, tuple[FieldBox, int]] = {}
+        self._editors: dict[str, QtWidgets.QWidget] = {}
         self._config = RunConfig()
         self._loading = False
         self._layers_key: tuple | None = None
         self._model_errors: dict[str, str] = {}   # models that cannot be built stay marked
+        self._found: list[Problem] = []           # problems found by the run's validation, until edited
+        self._marked: list[Problem] = []          # what is marked now
         self._layers_pending = False
         self._quick_timer = QtCore.QTimer(self)       # the quick check runs 250 ms after the last edit
         self._quick_timer.setSingleShot(True)
@@ -92,20 +278,66 @@ class ConfigForm(QtWidgets.QTabWidget):
         self._quick_timer.timeout.connect(self.check_quick)
         self._loader = LayerLoader(self)
         self._loader.loaded.connect(self._layers_loaded)
-        self._build_models_page()
         self.layers = LayersPanel()
-        self._register("kd.weight", self.layers.kd_weight_box, LAYERS_TAB)
-        self._register("kd.temperature", self.layers.kd_temperature_box, LAYERS_TAB)
-        self.layers.changed.connect(self._edited)
-        self._build_training_page()
-        self.insertTab(LAYERS_TAB, self.layers, "Layers && pairs")
-        self.setTabToolTip(MODELS_TAB, "Teacher, student and dataset.")
-        self.setTabToolTip(LAYERS_TAB, "Which layers to distil, and how.")
-        self.setTabToolTip(TRAINING_TAB, "Epochs, optimizer, device, output folder.")
+        self._build_pages()
+        self.layers.changed.connect(self._pairs_edited)
         self.set_config(RunConfig())
 
     # ---- building the pages ------------------------------------------------------------------
-    def _page(self, title: str) -> tuple[QtWidgets.QVBoxLayout, QtWidgets.QScrollArea]:
+    def _build_pages(self) -> None:
+        forms: dict[tuple[int, str], QtWidgets.QFormLayout] = {}
+        pages: dict[int, QtWidgets.QVBoxLayout] = {}
+        for tab in (MODELS_TAB, LAYERS_TAB, TRAINING_TAB):
+            if tab == LAYERS_TAB:
+                self.addTab(self.layers, TAB_TITLES[tab])
+            else:
+                pages[tab] = self._page(TAB_TITLES[tab])
+            self.setTabToolTip(tab, TAB_TOOLTIPS[tab])
+        for field in FIELDS:
+            editor = field.editor()
+            if isinstance(editor, (QtWidgets.QAbstractSpinBox, FloatEdit, IntListEdit)) and field.tab != LAYERS_TAB:
+                editor.setMaximumWidth(220)      # numbers need no full-width boxes
+            box = FieldBox(editor, field.tooltip)
+            self._boxes[field.path] = (box, field.tab)
+            self._editors[field.path] = editor
+            setattr(self, field.attr, editor)
+            if field.tab == LAYERS_TAB:
+                self.layers.add_shorthand_field(field.label, box, field.tooltip)
+            else:
+                form = forms.get((field.tab, field.group))
+                if form is None:
+                    form = forms[(field.tab, field.group)] = self._group(pages[field.tab], field.group)
+                form.addRow(self._label(field.label, field.tooltip, editor), box)
+                if field.path == "teacher.arch":
+                    self._add_teacher_toggle(form)
+            for signal_name in _CHANGE_SIGNALS:
+                signal = getattr(editor, signal_name, None)
+                if isinstance(signal, QtCore.SignalInstance):
+                    signal.connect(lambda *_args, path=field.path: self._edited(path))
+        for layout in pages.values():
+            layout.addStretch(1)
+        for path, slot in (("data.name", self._update_enabled), ("optim.name", self._update_enabled),
+                           ("optim.schedule", self._update_enabled)):
+            self._editors[path].currentIndexChanged.connect(slot)
+        self.data_name.currentIndexChanged.connect(self._data_shape_changed)
+        self.image_size.valueChanged.connect(self._data_shape_changed)
+        self.data_path.line_edit.editingFinished.connect(self._data_shape_changed)
+        self.teacher_arch.modelChosen.connect(self.refresh_layers)
+        self.student_arch.modelChosen.connect(self.refresh_layers)
+
+    def _add_teacher_toggle(self, form: QtWidgets.QFormLayout) -> None:
+        """The box that says whether the teacher is trained first (no weights file), or loaded."""
+        self.teacher_train = QtWidgets.QCheckBox("Train the teacher first (no weights file)")
+        self.teacher_train.setObjectName("trainTeacherCheck")
+        self.teacher_train.setToolTip("Train the teacher from scratch on the dataset before distilling; "
+                                      "for when you have no trained teacher.")
+        spacer = QtWidgets.QLabel()
+        spacer.setMinimumWidth(LABEL_WIDTH)
+        form.addRow(spacer, self.teacher_train)
+        self.teacher_train.toggled.connect(lambda *_: self._edited("teacher.train_epochs", "teacher.weights"))
+        self.teacher_train.toggled.connect(self._update_enabled)
+
+    def _page(self, title: str) -> QtWidgets.QVBoxLayout:
         inner = QtWidgets.QWidget()
         layout = QtWidgets.QVBoxLayout(inner)
         scroll = QtWidgets.QScrollArea()
@@ -113,195 +345,37 @@ class ConfigForm(QtWidgets.QTabWidget):
         scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
         scroll.setWidget(inner)
         self.addTab(scroll, title)
-        return layout, scroll
+        return layout
 
-    def _group(self, layout: QtWidgets.QVBoxLayout, title: str) -> QtWidgets.QFormLayout:
+    @staticmethod
+    def _group(layout: QtWidgets.QVBoxLayout, title: str) -> QtWidgets.QFormLayout:
         group = QtWidgets.QGroupBox(title)
         form = QtWidgets.QFormLayout(group)
         form.setFieldGrowthPolicy(QtWidgets.QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         layout.addWidget(group)
         return form
 
-    def _field(self, form: QtWidgets.QFormLayout, label: str, name: str, editor: QtWidgets.QWidget,
-               tooltip: str, tab: int) -> QtWidgets.QWidget:
-        if isinstance(editor, (QtWidgets.QAbstractSpinBox, FloatEdit, IntListEdit)):
-            editor.setMaximumWidth(220)      # numbers need no full-width boxes
-        box = FieldBox(editor, tooltip)
-        label_widget = QtWidgets.QLabel(label)
-        label_widget.setMinimumWidth(LABEL_WIDTH)
-        label_widget.setToolTip(tooltip)
-        label_widget.setBuddy(editor)
-        form.addRow(label_widget, box)
-        self._register(name, box, tab)
-        for signal_name in ("valueChanged", "currentIndexChanged", "textChanged", "toggled", "changed"):
-            signal = getattr(editor, signal_name, None)
-            if isinstance(signal, QtCore.SignalInstance):
-                signal.connect(self._edited)
-        return editor
-
-    def _register(self, name: str, box: FieldBox, tab: int) -> None:
-        self._boxes[name] = (box, tab)
-
-    def _build_models_page(self) -> None:
-        layout, _ = self._page("Models && data")
-        tab = MODELS_TAB
-
-        teacher = self._group(layout, "Teacher — the trained network to learn from")
-        self.teacher_arch = self._field(teacher, "Architecture", "teacher.arch", ModelCombo(),
-            "The teacher's architecture: a built-in model (see `featdistill models`), or your own factory as "
-            "package.module:function (called with num_classes), or torchvision:NAME / timm:NAME.", tab)
-        self.teacher_train = QtWidgets.QCheckBox("Train the teacher first (no weights file)")
-        self.teacher_train.setObjectName("trainTeacherCheck")
-        self.teacher_train.setToolTip("Train the teacher from scratch on the dataset before distilling; "
-                                      "for when you have no trained teacher.")
-        spacer = QtWidgets.QLabel()
-        spacer.setMinimumWidth(LABEL_WIDTH)
-        teacher.addRow(spacer, self.teacher_train)
-        self.teacher_train.toggled.connect(self._edited)
-        self.teacher_train.toggled.connect(self._update_enabled)
-        self.teacher_epochs = self._field(teacher, "Teacher epochs", "teacher.train_epochs", int_spin(0, 100000),
-            "How many epochs to train the teacher first.", tab)
-        self.teacher_weights = self._field(teacher, "Weights file", "teacher.weights",
-            PathEdit(folder=False, caption="Teacher weights", file_filter=WEIGHTS_FILTER,
-                     placeholder="a .safetensors or state-dict .pt/.pth file"),
-            "The trained teacher's weights: .safetensors, or a state-dict .pt/.pth (loaded with "
-            "weights_only=True, so a file can never run code).", tab)
-
-        student = self._group(layout, "Student — the network being trained")
-        self.student_arch = self._field(student, "Architecture", "student.arch", ModelCombo(),
-            "The student's architecture: a built-in model, package.module:function, or torchvision:NAME / "
-            "timm:NAME.", tab)
-        self.student_weights = self._field(student, "Starting weights", "student.weights",
-            PathEdit(folder=False, caption="Student weights", file_filter=WEIGHTS_FILTER,
-                     placeholder="optional; empty = random initialisation"),
-            "Optional weights to start the student from (.safetensors or state-dict .pt/.pth).", tab)
-        self.teacher_arch.modelChosen.connect(self.refresh_layers)
-        self.student_arch.modelChosen.connect(self.refresh_layers)
-
-        data = self._group(layout, "Dataset")
-        self.data_name = self._field(data, "Dataset", "data.name", ChoiceCombo(DATASET_LABELS),
-            "What to train on. The demo is generated, nothing is downloaded; CIFAR needs its python-version "
-            "folder (cifar-10-batches-py / cifar-100-python); an image folder has one sub-folder per class "
-            "(optionally inside train/ and test/).", tab)
-        self.data_path = self._field(data, "Folder", "data.path",
-            PathEdit(folder=True, caption="Dataset folder", placeholder="the dataset's folder"),
-            "The folder the CIFAR files or the class sub-folders are in. Not used by the demo.", tab)
-        self.image_size = self._field(data, "Image size", "data.image_size", int_spin(8, 4096, " px"),
-            "Image-folder images are resized to this square size; CIFAR and the demo are 32×32.", tab)
-        self.augment = self._field(data, "", "data.augment", QtWidgets.QCheckBox("Augment training images"),
-            "Random crop with 4 pixels of padding and horizontal flip on the training split.", tab)
-        self.demo_train = self._field(data, "Demo training images", "data.demo_train", int_spin(0, 10**7),
-            "How many demo images to generate for training.", tab)
-        self.demo_test = self._field(data, "Demo test images", "data.demo_test", int_spin(0, 10**7),
-            "How many demo images to generate for testing.", tab)
-        self.data_name.currentIndexChanged.connect(self._update_enabled)
-        self.data_name.currentIndexChanged.connect(self._data_shape_changed)
-        self.image_size.valueChanged.connect(self._data_shape_changed)
-        self.data_path.line_edit.editingFinished.connect(self._data_shape_changed)
-        layout.addStretch(1)
-
-    def _build_training_page(self) -> None:
-        layout, _ = self._page("Training")
-        tab = TRAINING_TAB
-
-        length = self._group(layout, "Length")
-        self.epochs = self._field(length, "Epochs", "epochs", int_spin(0, 100000),
-            "Epochs of the student's main stage (0 only trains the teacher).", tab)
-        self.batch_size = self._field(length, "Batch size", "batch_size", int_spin(0, 65536),
-            "Images per training step.", tab)
-        self.init_epochs = self._field(length, "Initialisation epochs", "init_epochs", int_spin(0, 100000),
-            "Epochs of the distillation-only stage for pairs whose stage is 'init' (FSP's recipe); 0 for none.", tab)
-
-        optim = self._group(layout, "Optimizer")
-        self.optimizer = self._field(optim, "Optimizer", "optim.name", ChoiceCombo(OPTIMIZER_LABELS),
-            "SGD with momentum (the CIFAR recipes) or AdamW.", tab)
-        self.lr = self._field(optim, "Learning rate", "optim.lr", FloatEdit(),
-            "Initial learning rate, e.g. 0.05 for SGD on CIFAR, 1e-3 for AdamW.", tab)
-        self.momentum = self._field(optim, "Momentum", "optim.momentum", FloatEdit(),
-            "SGD momentum, between 0 and 1 (0.9 usually).", tab)
-        self.weight_decay = self._field(optim, "Weight decay", "optim.weight_decay", FloatEdit(),
-            "L2 penalty (SGD) or decoupled decay (AdamW); 5e-4 in the CIFAR recipes.", tab)
-        self.schedule = self._field(optim, "Schedule", "optim.schedule", ChoiceCombo(SCHEDULE_LABELS),
-            "How the learning rate changes over the epochs.", tab)
-        self.milestones = self._field(optim, "Milestones", "optim.milestones", IntListEdit(),
-            "For the step schedule: epochs at which the learning rate is multiplied by gamma, e.g. 150, 180, 210.", tab)
-        self.gamma = self._field(optim, "Gamma", "optim.gamma", FloatEdit(),
-            "For the step schedule: the factor applied at each milestone (0.1 usually).", tab)
-        self.optimizer.currentIndexChanged.connect(self._update_enabled)
-        self.schedule.currentIndexChanged.connect(self._update_enabled)
-
-        losses = self._group(layout, "Task loss")
-        self.ce_weight = self._field(losses, "Cross-entropy weight", "ce_weight", FloatEdit(),
-            "Weight of the student's cross-entropy on the labels (1 usually; 0 for distillation only).", tab)
-
-        run = self._group(layout, "Run")
-        self.run_name = self._field(run, "Run name", "name", QtWidgets.QLineEdit(),
-            "Names the run folder: OUTPUT/NAME-date-time.", tab)
-        self.output_dir = self._field(run, "Output folder", "output_dir",
-            PathEdit(folder=True, caption="Output folder", placeholder="runs"),
-            "Where run folders are written (metrics, snapshots, weights).", tab)
-        self.device = self._field(run, "Device", "device", ChoiceCombo(), "Where to train. auto = the first "
-            "CUDA GPU, else Apple MPS, else the CPU. Devices this machine lacks are greyed out.", tab)
-        for option in available_devices():
-            self.device.addItem(option.label, option.spec)
-            if not option.available:
-                self.device.model().item(self.device.count() - 1).setEnabled(False)
-        self.mixed_precision = self._field(run, "", "mixed_precision",
-            QtWidgets.QCheckBox("Mixed precision (float16 on CUDA, bfloat16 on CPU)"),
-            "Faster training on GPUs with autocast; the losses are still computed in float32.", tab)
-        self.seed = self._field(run, "Seed", "seed", int_spin(0, 2**31 - 1),
-            "Seeds the data order, augmentation and initialisation: the same seed gives the same run on the CPU.", tab)
-
-        monitor = self._group(layout, "Live view")
-        self.log_every = self._field(monitor, "Log every", "monitor.log_every", int_spin(0, 10**6, " steps"),
-            "Steps between two points of the loss curves (losses are averaged over them).", tab)
-        self.snapshot_every = self._field(monitor, "Attention snapshot every", "monitor.snapshot_every",
-            int_spin(0, 10**6, " steps"), "Steps between two attention-map snapshots (0: only at epoch ends).", tab)
-        self.probe_images = self._field(monitor, "Probe images", "monitor.probe_images", int_spin(0, 256),
-            "How many fixed test images the attention maps are recorded on.", tab)
-        layout.addStretch(1)
+    @staticmethod
+    def _label(text: str, tooltip: str, editor: QtWidgets.QWidget) -> QtWidgets.QLabel:
+        label = QtWidgets.QLabel(text)
+        label.setMinimumWidth(LABEL_WIDTH)
+        label.setToolTip(tooltip)
+        label.setBuddy(editor)
+        return label
 
     # ---- reading and writing a config --------------------------------------------------------
     def set_config(self, config: RunConfig) -> None:
         """Show ``config`` in the forms (the layer trees are rebuilt for its models)."""
         self._loading = True
         try:
-            c = config
-            self._config = c
-            self.teacher_arch.set_value(c.teacher.arch)
-            self.teacher_train.setChecked(c.trains_teacher)
-            self.teacher_epochs.setValue(c.teacher.train_epochs if c.teacher.train_epochs > 0 else 5)
-            self.teacher_weights.setText(c.teacher.weights)
-            self.student_arch.set_value(c.student.arch)
-            self.student_weights.setText(c.student.weights)
-            self.data_name.set_value(c.data.name)
-            self.data_path.setText(c.data.path)
-            self.image_size.setValue(c.data.image_size)
-            self.augment.setChecked(c.data.augment)
-            self.demo_train.setValue(c.data.demo_train)
-            self.demo_test.setValue(c.data.demo_test)
-            self.epochs.setValue(c.epochs)
-            self.batch_size.setValue(c.batch_size)
-            self.init_epochs.setValue(c.init_epochs)
-            self.optimizer.set_value(c.optim.name)
-            self.lr.set_value(c.optim.lr)
-            self.momentum.set_value(c.optim.momentum)
-            self.weight_decay.set_value(c.optim.weight_decay)
-            self.schedule.set_value(c.optim.schedule)
-            self.milestones.set_value(c.optim.milestones)
-            self.gamma.set_value(c.optim.gamma)
-            self.ce_weight.set_value(c.ce_weight)
-            self.run_name.setText(c.name)
-            self.output_dir.setText(c.output_dir)
-            self.device.set_value(c.device)
-            self.mixed_precision.setChecked(c.mixed_precision)
-            self.seed.setValue(c.seed)
-            self.log_every.setValue(c.monitor.log_every)
-            self.snapshot_every.setValue(c.monitor.snapshot_every)
-            self.probe_images.setValue(c.monitor.probe_images)
-            self.layers.kd_weight.setValue(c.kd.weight)
-            self.layers.kd_temperature.setValue(c.kd.temperature)
-            self.layers.pair_table.set_pairs(c.pairs)
+            self._config = copy.deepcopy(config)
+            for field in FIELDS:
+                value = _get(config, field.path)
+                if field.suggested is not _KEEP and value == field.unused:
+                    value = field.suggested
+                self._editors[field.path].set_value(value)
+            self.teacher_train.setChecked(config.trains_teacher)
+            self.layers.pair_table.set_pairs(config.pairs)
             self.layers.clear_message()
         finally:
             self._loading = False
@@ -312,115 +386,79 @@ class ConfigForm(QtWidgets.QTabWidget):
         self.check_quick()
 
     def config(self, check: bool = True) -> RunConfig:
-        """The run the forms describe. With ``check``, the quick checks run (:class:`ConfigError`)."""
-        trains_teacher = self.teacher_train.isChecked()
-        config = RunConfig(
-            name=self.run_name.text().strip(),
-            seed=self.seed.value(),
-            device=self.device.value(),
-            mixed_precision=self.mixed_precision.isChecked(),
-            epochs=self.epochs.value(),
-            batch_size=self.batch_size.value(),
-            ce_weight=self.ce_weight.value("ce_weight"),
-            init_epochs=self.init_epochs.value(),
-            output_dir=self.output_dir.text(),
-            teacher=TeacherConfig(
-                arch=self.teacher_arch.value(),
-                weights="" if trains_teacher else self.teacher_weights.text(),
-                train_epochs=self.teacher_epochs.value() if trains_teacher else 0,
-            ),
-            student=StudentConfig(arch=self.student_arch.value(), weights=self.student_weights.text()),
-            data=DataConfig(
-                name=self.data_name.value(),
-                path=self.data_path.text(),
-                image_size=self.image_size.value(),
-                augment=self.augment.isChecked(),
-                demo_train=self.demo_train.value(),
-                demo_test=self.demo_test.value(),
-            ),
-            optim=OptimConfig(
-                name=self.optimizer.value(),
-                lr=self.lr.value("optim.lr"),
-                momentum=self.momentum.value("optim.momentum"),
-                weight_decay=self.weight_decay.value("optim.weight_decay"),
-                schedule=self.schedule.value(),
-                milestones=self.milestones.value("optim.milestones"),
-                gamma=self.gamma.value("optim.gamma"),
-            ),
-            kd=KDConfig(weight=self.layers.kd_weight.value(), temperature=self.layers.kd_temperature.value()),
-            monitor=MonitorConfig(
-                log_every=self.log_every.value(),
-                snapshot_every=self.snapshot_every.value(),
-                probe_images=self.probe_images.value(),
-            ),
-            pairs=self.layers.pair_table.pairs(),
-        )
-        if check:
-            check_values(config)
+        """The run the forms describe. Raises :class:`ConfigError` with every problem: the fields
+        that cannot be read (a number typed as text) and, with ``check``, the quick checks'."""
+        config, problems = self._read(check)
+        if problems:
+            raise ConfigError.from_problems(problems)
         return config
+
+    def _read(self, check: bool) -> tuple[RunConfig, list[Problem]]:
+        config = copy.deepcopy(self._config)       # keeps what the form does not show
+        problems = Problems()
+        for field in FIELDS:
+            if field.unused is not _KEEP and not self._enabled(field):
+                value = field.unused
+            else:
+                try:
+                    value = self._editors[field.path].value()
+                except ValueError as exc:
+                    problems.add(field.path, str(exc))
+                    continue
+            _set(config, field.path, value)
+        config.pairs = self.layers.pair_table.pairs()
+        unreadable = {p.field for p in problems}
+        if check:
+            try:
+                check_values(config)
+            except ConfigError as error:
+                for problem in error.problems:
+                    if problem.field not in unreadable:
+                        problems.add(problem.field, problem.message)
+        return config, list(problems)
 
     # ---- validation --------------------------------------------------------------------------
     def check_quick(self) -> ConfigError | None:
-        """Run the form checks (no model is built); mark the first problem at its field."""
+        """Run the form checks (no model is built) and mark every problem, with those the last
+        validation found that are not edited yet; returns the form checks' error (None if none)."""
         self._quick_timer.stop()
-        try:
-            self.config(check=True)
-        except ConfigError as error:
-            self.show_error(error, focus=False)
-            self.validityChanged.emit(str(error))
-            return error
-        self.clear_errors()
-        self.validityChanged.emit("")
-        return None
+        _config, problems = self._read(check=True)
+        self._mark(problems + self._found)
+        return ConfigError.from_problems(problems) if problems else None
 
     def check_before_start(self) -> RunConfig:
-        """The form checks and every pair's shape check; marks and raises the first problem.
+        """The form checks and every pair's layer check; marks every problem and raises them together.
 
-        What needs the models built and the weights loaded (:func:`validate_run`) is checked by the
-        training worker off the GUI thread; its error comes back to :meth:`show_error`.
+        What needs the models built and the weights loaded (:func:`featdistill_core.validate_run`) is
+        checked by the training worker off the GUI thread; its problems come back to :meth:`show_error`.
         """
         self.refresh_layers()            # a model name typed but not confirmed yet is picked up here
-        try:
-            config = self.config(check=True)
-            if not self._layers_pending:
-                for index, check in enumerate(self.layers.pair_table.checks()):
-                    if not check.ok:
-                        raise ConfigError(f"pairs[{index}]", check.reason)
-        except ConfigError as error:
-            self.show_error(error, focus=True)
-            self.validityChanged.emit(str(error))
-            raise
-        self.clear_errors()
-        self.validityChanged.emit("")
+        self._found = []
+        config, problems = self._read(check=True)
+        if not self._layers_pending:
+            table = self.layers.pair_table
+            marked = {field_parts(p.field)[1] for p in problems if self._pair_index(p.field) is not None}
+            for index, check in enumerate(table.checks()):
+                if not check.ok and index not in marked:
+                    side = table.faulty_side(index)
+                    problems.append(Problem(f"{PAIRS}[{index}]" + (f".{side}" if side else ""), check.reason))
+        self._mark(problems, focus=True)
+        if problems:
+            raise ConfigError.from_problems(problems)
         return config
 
-    def show_error(self, error: ConfigError, focus: bool = True) -> bool:
-        """Mark ``error`` at its field (red border and message); True when a field was found."""
-        self.clear_errors()
-        field = error.field
-        match = _PAIR_FIELD.match(field)
-        if match:
-            self.layers.pair_table.mark_row(int(match.group(1)), error.reason)
-            if focus:
-                self.setCurrentIndex(LAYERS_TAB)
-            return True
-        entry = self._boxes.get(field)
-        if entry is None:
-            return False
-        box, tab = entry
-        box.show_error(error.reason)
-        if focus:
-            self.setCurrentIndex(tab)
-            box.editor.setFocus()
-        return True
+    def show_error(self, error: ConfigError, focus: bool = True) -> list[Problem]:
+        """Mark every problem of ``error`` (from the run's validation) at its field, until that field
+        is edited; returns the problems that name no field of the form (the file as a whole)."""
+        self._found = list(error.problems)
+        _config, quick = self._read(check=True)
+        found_fields = {p.field for p in self._found}
+        return self._mark(self._found + [p for p in quick if p.field not in found_fields], focus=focus)
 
     def clear_errors(self) -> None:
         """Remove every mark, except those of models that cannot be built (see :meth:`refresh_layers`)."""
-        for field, (box, _tab) in self._boxes.items():
-            if field in self._model_errors:
-                box.show_error(self._model_errors[field])
-            else:
-                box.clear_error()
+        self._found = []
+        self._mark([])
 
     def field_error(self, field: str) -> str:
         """The message shown at ``field`` ("" when none): for tests and automation."""
@@ -428,43 +466,95 @@ class ConfigForm(QtWidgets.QTabWidget):
         return entry[0].error if entry else ""
 
     def field_widget(self, field: str) -> QtWidgets.QWidget | None:
-        entry = self._boxes.get(field)
-        return entry[0].editor if entry else None
+        return self._editors.get(field)
+
+    def _mark(self, problems: Iterable[Problem], focus: bool = False) -> list[Problem]:
+        """Mark each problem at its field (or its pair's row), every other mark removed; returns the
+        problems that name no field of the form."""
+        problems = list(problems)
+        self._marked = problems
+        at_fields: dict[str, list[str]] = {}
+        at_rows: dict[int, list[str]] = {}
+        elsewhere: list[Problem] = []
+        first_tab: tuple[int, QtWidgets.QWidget | None] | None = None
+        for problem in problems:
+            index = self._pair_index(problem.field)
+            if index is not None:
+                rest = ".".join(str(part) for part in field_parts(problem.field)[2:])
+                at_rows.setdefault(index, []).append(f"{rest}: {problem.message}" if rest else problem.message)
+                first_tab = first_tab or (LAYERS_TAB, None)
+                continue
+            path = self._field_for(problem.field)
+            if path is None:
+                elsewhere.append(problem)
+                continue
+            at_fields.setdefault(path, []).append(problem.message)
+            first_tab = first_tab or (self._boxes[path][1], self._editors[path])
+        for path, (box, _tab) in self._boxes.items():
+            messages = at_fields.get(path) or ([self._model_errors[path]] if path in self._model_errors else [])
+            if messages:
+                box.show_error("\n".join(dict.fromkeys(messages)))
+            else:
+                box.clear_error()
+        table = self.layers.pair_table
+        table.clear_marks()
+        for index, messages in at_rows.items():
+            table.mark_row(index, "; ".join(dict.fromkeys(messages)))
+        if focus and first_tab is not None:
+            self.setCurrentIndex(first_tab[0])
+            if first_tab[1] is not None:
+                first_tab[1].setFocus()
+        self.validityChanged.emit("\n".join(str(p) for p in problems))
+        return elsewhere
+
+    def _pair_index(self, field: str) -> int | None:
+        """The pair-table row a problem at ``field`` belongs to (``pairs[2].teacher`` → 2), or None."""
+        parts = field_parts(field)
+        if len(parts) >= 2 and parts[0] == PAIRS and isinstance(parts[1], int) \
+                and parts[1] < self.layers.pair_table.rowCount():
+            return parts[1]
+        return None
+
+    def _field_for(self, field: str) -> str | None:
+        """The form field that shows a problem at ``field``: that field, or the first one inside it
+        (a problem with the whole ``[kd]`` table is shown at its first field)."""
+        if field in self._boxes:
+            return field
+        return next((path for path in self._boxes if field and path.startswith(field + ".")), None)
 
     # ---- reactions ----------------------------------------------------------------------------
-    def _edited(self, *_args) -> None:
+    def _edited(self, *paths: str) -> None:
         if self._loading:
             return
+        self._found = [p for p in self._found if self._field_for(p.field) not in paths]
         self._quick_timer.start()
         self.changed.emit()
 
+    def _pairs_edited(self) -> None:
+        if self._loading:
+            return
+        self._found = [p for p in self._found if field_parts(p.field)[:1] != (PAIRS,)]
+        self._quick_timer.start()
+        self.changed.emit()
+
+    def _enabled(self, field: Field) -> bool:
+        return field.enabled is None or field.enabled(self)
+
     def _update_enabled(self, *_args) -> None:
-        trains = self.teacher_train.isChecked()
-        self.teacher_epochs.setEnabled(trains)
-        self.teacher_weights.setEnabled(not trains)
-        dataset = self.data_name.value()
-        self.data_path.setEnabled(dataset != "demo")
-        self.image_size.setEnabled(dataset == "imagefolder")
-        self.demo_train.setEnabled(dataset == "demo")
-        self.demo_test.setEnabled(dataset == "demo")
-        self.momentum.setEnabled(self.optimizer.value() == "sgd")
-        step = self.schedule.value() == "step"
-        self.milestones.setEnabled(step)
-        self.gamma.setEnabled(step)
+        for field in FIELDS:
+            if field.enabled is not None:
+                self._editors[field.path].setEnabled(field.enabled(self))
 
     def _data_shape_changed(self, *_args) -> None:
         if not self._loading:
             self.refresh_layers()
 
     def num_classes(self) -> int:
-        """Classes of the chosen dataset (10 when an image folder cannot be read yet)."""
-        name = self.data_name.value()
-        if name in _KNOWN_CLASS_COUNTS:
-            return _KNOWN_CLASS_COUNTS[name]
+        """Classes of the chosen dataset, counted by the core (10 while they cannot be counted yet)."""
         try:
-            return count_classes(RunConfig(data=DataConfig(name=name, path=self.data_path.text())))
-        except ConfigError:
-            return 10
+            return dataset_classes(self.data_name.value(), self.data_path.text() or None)
+        except DatasetError:
+            return DEFAULT_CLASSES
 
     def set_editable(self, editable: bool) -> None:
         """Lock the pages during a run; the tabs stay clickable so the set-up can still be read."""
@@ -482,12 +572,11 @@ class ConfigForm(QtWidgets.QTabWidget):
     def refresh_layers(self) -> None:
         """List the models' layers again when a model, the class count or the image size changed.
 
-        Done in the background (:class:`~app.layer_picker.LayerLoader`); ``layersLoaded`` fires when
-        the trees and the pair checks are up to date.
+        Done in the background (:class:`~app.layer_picker.LayerLoader`), at the image size the run
+        will use; ``layersLoaded`` fires when the trees and the pair checks are up to date.
         """
-        size = self.image_size.value() if self.data_name.value() == "imagefolder" else 32
         archs = (self.teacher_arch.value(), self.student_arch.value())
-        key = (archs, self.num_classes(), size)
+        key = (archs, self.num_classes(), self.image_size.value())
         if key == self._layers_key:
             return
         self._layers_key = key
@@ -500,13 +589,12 @@ class ConfigForm(QtWidgets.QTabWidget):
     def _layers_loaded(self, key, results) -> None:
         if key != self._layers_key:
             return
-        for field, (arch, layers, error) in zip(("teacher.arch", "student.arch"), results):
+        for field, (arch, _layers, error) in zip(("teacher.arch", "student.arch"), results):
             if error and arch:
                 self._model_errors[field] = error
-                self._boxes[field][0].show_error(error)
             else:
                 self._model_errors.pop(field, None)
-                self._boxes[field][0].clear_error()
         self.layers.set_models(results[0], results[1])
         self._layers_pending = False
+        self._mark(self._marked)
         self.layersLoaded.emit()

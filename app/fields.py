@@ -1,15 +1,17 @@
 """Small input widgets for the run form, each able to show a validation message at itself.
 
+Every editor here has the same two methods, so the form can drive all of them from one table
+(:data:`app.config_form.FIELDS`): ``value()`` — the value for the run file, raising ``ValueError``
+with a message when the text cannot be read (a number typed as "fast") — and ``set_value(v)``.
+
 Every field is wrapped in a :class:`FieldBox`: the input, and below it a red line that appears when
-the core's validation names this field (``ConfigError.field``). The input then gets a red border
-(the ``invalid`` dynamic property, styled by :data:`INVALID_STYLE`).
+a problem names this field (``Problem.field``). The input then gets a red border (the ``invalid``
+dynamic property, styled by :data:`INVALID_STYLE`).
 """
 
 from __future__ import annotations
 
 from PySide6 import QtCore, QtWidgets
-
-from featdistill_core.config import ConfigError
 
 ERROR_COLOUR = "#b00020"
 INVALID_STYLE = f"""
@@ -68,12 +70,49 @@ def _set_invalid(widget: QtWidgets.QWidget, invalid: bool) -> None:
     widget.style().polish(widget)
 
 
-def int_spin(minimum: int = 0, maximum: int = 10**9, suffix: str = "") -> QtWidgets.QSpinBox:
-    spin = QtWidgets.QSpinBox()
-    spin.setRange(minimum, maximum)
-    spin.setSuffix(suffix)
-    spin.setKeyboardTracking(False)
-    return spin
+class IntSpin(QtWidgets.QSpinBox):
+    """A whole number in ``[minimum, maximum]``, read when editing finishes."""
+
+    def __init__(self, minimum: int = 0, maximum: int = 10**9, suffix: str = ""):
+        super().__init__()
+        self.setRange(minimum, maximum)
+        self.setSuffix(suffix)
+        self.setKeyboardTracking(False)
+
+    def set_value(self, value: int) -> None:
+        self.setValue(int(value))
+
+
+class FloatSpin(QtWidgets.QDoubleSpinBox):
+    """A number in ``[minimum, maximum]`` with a fixed number of decimals."""
+
+    def __init__(self, minimum: float = 0.0, maximum: float = 1e6, decimals: int = 3):
+        super().__init__()
+        self.setRange(minimum, maximum)
+        self.setDecimals(decimals)
+
+    def set_value(self, value: float) -> None:
+        self.setValue(float(value))
+
+
+class CheckField(QtWidgets.QCheckBox):
+    """True or false."""
+
+    def value(self) -> bool:
+        return self.isChecked()
+
+    def set_value(self, value: bool) -> None:
+        self.setChecked(bool(value))
+
+
+class TextField(QtWidgets.QLineEdit):
+    """One line of text, surrounding spaces removed."""
+
+    def value(self) -> str:
+        return self.text().strip()
+
+    def set_value(self, value: str) -> None:
+        self.setText(value)
 
 
 class FloatEdit(QtWidgets.QLineEdit):
@@ -82,12 +121,12 @@ class FloatEdit(QtWidgets.QLineEdit):
     def set_value(self, value: float) -> None:
         self.setText(repr(float(value)))
 
-    def value(self, field: str) -> float:
+    def value(self) -> float:
         text = self.text().strip()
         try:
             return float(text)
         except ValueError:
-            raise ConfigError(field, f"must be a number; got {text!r}") from None
+            raise ValueError(f"must be a number; got {text!r}") from None
 
 
 class IntListEdit(QtWidgets.QLineEdit):
@@ -96,14 +135,14 @@ class IntListEdit(QtWidgets.QLineEdit):
     def set_value(self, values: list[int]) -> None:
         self.setText(", ".join(str(v) for v in values))
 
-    def value(self, field: str) -> list[int]:
+    def value(self) -> list[int]:
         text = self.text().strip()
         if not text:
             return []
         try:
             return [int(part) for part in text.replace(";", ",").split(",") if part.strip()]
         except ValueError:
-            raise ConfigError(field, f"must be whole numbers separated by commas, e.g. 150, 180; got {text!r}") from None
+            raise ValueError(f"must be whole numbers separated by commas, e.g. 150, 180; got {text!r}") from None
 
 
 class ChoiceCombo(QtWidgets.QComboBox):
@@ -155,6 +194,11 @@ class PathEdit(QtWidgets.QWidget):
 
     def setText(self, text: str) -> None:  # noqa: N802 (Qt naming, so it reads like the other editors)
         self.line_edit.setText(text)
+
+    value = text
+
+    def set_value(self, text: str) -> None:
+        self.setText(text)
 
     def browse(self) -> None:
         start = self.text() or self.start_directory

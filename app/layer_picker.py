@@ -1,9 +1,13 @@
-"""Pick layers of a model: a tree of its named modules with their output shapes, and a filter box.
+"""Pick layers of a model: a tree of its named modules with their shapes, and a filter box.
 
-The shapes come from the core's introspection (:func:`featdistill_core.layers.list_layers`, one
-forward pass at batch 1 without gradients). Building a large model and running it takes up to a few
-seconds on a CPU, so :class:`LayerLoader` does it on a short-lived background thread and caches the
+The layers and their shapes come from the core (:func:`featdistill_core.model_layers`: the model
+built and one image run through it, without gradients). That takes up to a few seconds on a CPU for
+a large model, so :class:`LayerLoader` does it on a short-lived background thread and caches the
 result by (architecture, number of classes, image size): switching back to a model is instant.
+
+A tree shows the shape the chosen method reads (:meth:`LayerPicker.set_taps`): what each layer
+outputs, or for a method that taps a layer's input (e.g. the embedding entering the classifier),
+what it receives.
 """
 
 from __future__ import annotations
@@ -13,8 +17,7 @@ import threading
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from featdistill_core.layers import LayerInfo, list_layers
-from featdistill_core.models import create_model
+from featdistill_core import LayerInfo, Taps, model_layers
 
 PATH_ROLE = QtCore.Qt.ItemDataRole.UserRole
 
@@ -22,10 +25,10 @@ _cache: dict[tuple[str, int, int], tuple[LayerInfo, ...] | str] = {}
 _cache_lock = threading.Lock()
 
 
-def model_layers(arch: str, num_classes: int, image_size: int) -> tuple[LayerInfo, ...]:
-    """Every named module of a freshly built ``arch`` with its output shape on a 3×S×S input.
+def cached_layers(arch: str, num_classes: int, image_size: int) -> tuple[LayerInfo, ...]:
+    """:func:`featdistill_core.model_layers` on a 3×S×S input, cached by its arguments.
 
-    Cached. Raises ``ValueError`` with a one-line message when the model cannot be built or cannot
+    Raises ``ValueError`` with the core's one-line message when the model cannot be built or cannot
     run on that input (the message is cached too, so a bad name is not retried at every refresh).
     """
     key = (arch, num_classes, image_size)
@@ -33,14 +36,9 @@ def model_layers(arch: str, num_classes: int, image_size: int) -> tuple[LayerInf
         cached = _cache.get(key)
     if cached is None:
         try:
-            model = create_model(arch, num_classes)
-        except Exception as exc:  # noqa: BLE001 - a user's factory may raise anything
-            cached = _one_line(exc)
-        else:
-            try:
-                cached = tuple(list_layers(model, (3, image_size, image_size)))
-            except Exception as exc:  # noqa: BLE001 - a model that cannot run on this input
-                cached = f"{arch}: a forward pass on a 1×3×{image_size}×{image_size} input failed: {_one_line(exc)}"
+            cached = tuple(model_layers(arch, num_classes, (3, image_size, image_size)))
+        except ValueError as exc:
+            cached = str(exc)
         with _cache_lock:
             _cache[key] = cached
     if isinstance(cached, str):
@@ -51,11 +49,6 @@ def model_layers(arch: str, num_classes: int, image_size: int) -> tuple[LayerInf
 def is_cached(arch: str, num_classes: int, image_size: int) -> bool:
     with _cache_lock:
         return (arch, num_classes, image_size) in _cache
-
-
-def _one_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 LayerResult = tuple[str, "list[LayerInfo] | None", str]   # (arch, layers or None, error message)
@@ -114,7 +107,7 @@ class LayerLoader(QtCore.QObject):
                 results.append((arch, None, "Choose a model."))
                 continue
             try:
-                results.append((arch, list(model_layers(arch, num_classes, image_size)), ""))
+                results.append((arch, list(cached_layers(arch, num_classes, image_size)), ""))
             except ValueError as exc:
                 results.append((arch, None, str(exc)))
         return results
@@ -138,16 +131,19 @@ def format_shape(shape: tuple[int, ...] | None) -> str:
 
 
 class LayerPicker(QtWidgets.QWidget):
-    """A filter box above a tree of one model's layers. Several layers may be selected (FSP)."""
+    """A filter box above a tree of one model's layers. Several layers may be selected, in the
+    model's order (for methods that pair more than one layer per side)."""
 
     selectionChanged = QtCore.Signal()
     COLUMNS = ("Layer", "Type", "Output shape")
+    SHAPE_TITLES = {Taps.OUTPUT: "Output shape", Taps.INPUT: "Input shape", Taps.LOGITS: "Output shape"}
 
     def __init__(self, role: str, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
         self.role = role
         self._layers: dict[str, LayerInfo] = {}
         self._items: dict[str, QtWidgets.QTreeWidgetItem] = {}
+        self._taps = Taps.OUTPUT
 
         self.title = QtWidgets.QLabel(f"<b>{role.capitalize()} layers</b>")
         self.filter_edit = QtWidgets.QLineEdit()
@@ -167,9 +163,10 @@ class LayerPicker(QtWidgets.QWidget):
         self.tree.setUniformRowHeights(True)
         self.tree.setAlternatingRowColors(True)
         self.tree.setToolTip(
-            f"The {role}'s named modules and the shape of what each outputs for one image "
-            "(channels×height×width). Select a layer here and one in the other tree, then "
-            "'Add pair'. FSP needs two layers on each side: Ctrl+click the second."
+            f"The {role}'s named modules and the shape of what each outputs (or, for a method that "
+            "reads a layer's input, receives) for one image (channels×height×width). Select a layer "
+            "here and one in the other tree, then 'Add pair'. For a method that pairs several layers "
+            "per side, Ctrl+click to select more; they are taken in the model's order."
         )
         header = self.tree.header()
         header.setStretchLastSection(False)
@@ -209,22 +206,45 @@ class LayerPicker(QtWidgets.QWidget):
         for info in self._layers.values():
             parent_path = info.path.rsplit(".", 1)[0] if "." in info.path else ""
             parent = self._items.get(parent_path)
-            item = QtWidgets.QTreeWidgetItem([info.path.rsplit(".", 1)[-1], info.type_name, format_shape(info.shape)])
+            item = QtWidgets.QTreeWidgetItem([info.path.rsplit(".", 1)[-1], info.type_name, ""])
             item.setData(0, PATH_ROLE, info.path)
-            tip = f"{info.path} · {info.type_name} · output {format_shape(info.shape)} · {info.num_params:,} parameters"
-            for column in range(len(self.COLUMNS)):
-                item.setToolTip(column, tip)
-            if info.shape is None:  # a module whose output is not a tensor cannot be matched
-                item.setFlags(item.flags() & ~QtCore.Qt.ItemFlag.ItemIsSelectable)
-                item.setForeground(0, QtGui.QBrush(QtGui.QColor("#909090")))
             if parent is None:
                 self.tree.addTopLevelItem(item)
             else:
                 parent.addChild(item)
             self._items[info.path] = item
+        self._show_shapes()
         self.tree.expandToDepth(0)
         self._apply_filter(self.filter_edit.text())
         self.select_paths([p for p in selected if p in self._items])
+
+    def set_taps(self, taps: str) -> None:
+        """Show the shape a method with these ``taps`` reads: each layer's output, or its input."""
+        if taps != self._taps:
+            self._taps = taps
+            self._show_shapes()
+
+    def _show_shapes(self) -> None:
+        self.tree.headerItem().setText(2, self.SHAPE_TITLES.get(self._taps, "Output shape"))
+        grey = QtGui.QBrush(QtGui.QColor("#909090"))
+        for path, item in self._items.items():
+            info = self._layers[path]
+            shape = info.tapped_shape(self._taps)
+            item.setText(2, format_shape(shape))
+            tip = (f"{info.path} · {info.type_name} · output {format_shape(info.shape)} · "
+                   f"input {format_shape(info.input_shape)} · {info.num_params:,} parameters")
+            for column in range(len(self.COLUMNS)):
+                item.setToolTip(column, tip)
+            usable = shape is not None      # a module that gives no tensor here cannot be matched
+            flags = item.flags()
+            item.setFlags(flags | QtCore.Qt.ItemFlag.ItemIsSelectable if usable
+                          else flags & ~QtCore.Qt.ItemFlag.ItemIsSelectable)
+            if usable:
+                item.setData(0, QtCore.Qt.ItemDataRole.ForegroundRole, None)
+            else:
+                item.setForeground(0, grey)
+            if not usable:
+                item.setSelected(False)
 
     def show_loading(self) -> None:
         """Empty the tree and say that the layers are being listed."""
@@ -241,7 +261,7 @@ class LayerPicker(QtWidgets.QWidget):
 
     # ---- selection -------------------------------------------------------------------------
     def selected_paths(self) -> list[str]:
-        """The selected layers' paths in the model's order (so FSP's first layer comes first)."""
+        """The selected layers' paths in the model's order (a multi-layer term takes them so)."""
         chosen = {item.data(0, PATH_ROLE) for item in self.tree.selectedItems()}
         return [path for path in self._layers if path in chosen]
 

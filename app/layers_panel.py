@@ -1,23 +1,49 @@
-"""The "Layers & pairs" page: the teacher's and the student's layer trees, the pair table, and KD.
+"""The "Layers & pairs" page: the teacher's and the student's layer trees, the pair table, and the
+``[kd]`` shorthand's fields.
 
-To add a pair, select a layer in each tree (two for FSP), choose the method and press "Add pair".
-A pair whose shapes no adapter can match is refused with the reason, before it reaches the table.
-"Suggest pairs" pairs the last layer of each stage of equal spatial size
-(:func:`featdistill_core.layers.suggest_pairs`).
+To add a pair, choose a method, select its layers in each tree (as many as the method takes: one,
+two, or several in the model's order; none for a method on the logits) and press "Add pair". A pair
+whose layers the method cannot match is refused with the reason, before it reaches the table.
+"Suggest pairs" places the chosen method at its reference layers (:func:`featdistill_core.place_method`:
+every shared stage, the middle stage, consecutive stages, the embedding or the logits).
+
+Everything the page says about a method comes from :data:`featdistill_core.METHODS`.
 """
 
 from __future__ import annotations
 
+import html
+
 from PySide6 import QtCore, QtWidgets
 
-from featdistill_core.config import PairConfig
-from featdistill_core.layers import LayerInfo, suggest_pairs
-from featdistill_core.losses.methods import METHODS, PairCheck, validate_options
+from featdistill_core import (
+    KD_METHOD, METHODS, LayerInfo, PairCheck, PairConfig, PlacementError, Taps, place_method, validate_options,
+)
 
-from app.fields import FieldBox
 from app.layer_picker import LayerPicker
 from app.method_help import show_method_help
-from app.pair_table import ADAPTER_COLOUR, OK_COLOUR, REFUSED_COLOUR, PairTable, method_label
+from app.pair_table import ADAPTER_COLOUR, OK_COLOUR, REFUSED_COLOUR, PairTable, method_label, methods_tooltip
+
+MUTED_COLOUR = "#707070"
+DEFAULT_PLACEMENT = "stages"       # the method first chosen: the first one placed at every shared stage
+
+
+def default_method() -> str:
+    """The method the page starts with: the first registered one placed at every shared stage."""
+    return next((key for key, info in METHODS.items() if info.placement == DEFAULT_PLACEMENT), next(iter(METHODS)))
+
+
+def selection_hint(key: str) -> str:
+    """What to select in the trees for method ``key``, in words."""
+    info = METHODS[key]
+    if info.on_logits:
+        return f"<b>{html.escape(info.title)}</b> works on the logits: no layers to select; press <b>Add pair</b>."
+    layers = info.layers
+    several = layers.maximum is None or layers.maximum > 1
+    what = "input" if info.taps == Taps.INPUT else "output"
+    how = " (Ctrl+click for more than one; they are taken in the model's order)" if several else ""
+    return (f"<b>{html.escape(info.title)}</b> takes {html.escape(layers.describe())}, reading each layer's "
+            f"{what}: select them in each tree{how}, then <b>Add pair</b>.")
 
 
 class LayersPanel(QtWidgets.QWidget):
@@ -35,17 +61,15 @@ class LayersPanel(QtWidgets.QWidget):
 
         self.method_combo = QtWidgets.QComboBox()
         self.method_combo.setObjectName("pairMethodCombo")
-        for key in METHODS:
+        for key, info in METHODS.items():
             self.method_combo.addItem(method_label(key), key)
-        self.method_combo.setCurrentIndex(self.method_combo.findData("at"))
+            self.method_combo.setItemData(self.method_combo.count() - 1, info.summary,
+                                          QtCore.Qt.ItemDataRole.ToolTipRole)
+        self.method_combo.setCurrentIndex(self.method_combo.findData(default_method()))
         self.method_combo.setSizeAdjustPolicy(
             QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.method_combo.setMinimumContentsLength(14)
-        self.method_combo.setToolTip(
-            "How the selected layers are matched: hint (FitNets: reproduce the teacher's features through "
-            "a regressor), at (attention transfer: match where the layers look), fsp (flow between two "
-            "layers: select two layers in each tree)."
-        )
+        self.method_combo.setToolTip(methods_tooltip("How the selected layers are matched ('?' explains the chosen one):"))
         self.method_help_button = QtWidgets.QToolButton()
         self.method_help_button.setText("?")
         self.method_help_button.setToolTip("What the chosen method does: formula, paper, options.")
@@ -55,19 +79,19 @@ class LayersPanel(QtWidgets.QWidget):
         self.weight_spin.setRange(0.0, 1e6)
         self.weight_spin.setDecimals(3)
         self.weight_spin.setMaximumWidth(110)
+        weights = ", ".join(f"{key} {info.default_weight:g}" for key, info in METHODS.items())
         self.weight_spin.setToolTip("Weight of the new pair's loss. Each method starts at the weight of its "
-                                    "CIFAR reference recipe (hint 100, at 1000, fsp 1).")
-        self.method_combo.currentIndexChanged.connect(self._method_changed)
-        self._method_changed()
+                                    f"reference recipe ({weights}).")
         self.add_button = QtWidgets.QPushButton("Add pair")
         self.add_button.setObjectName("addPairButton")
         self.add_button.setToolTip("Pair the layer(s) selected in the teacher tree with those selected in the "
-                                   "student tree, using the chosen method. Refused if the shapes cannot be matched.")
+                                   "student tree (none for a method on the logits), using the chosen method. "
+                                   "Refused if the method cannot match them.")
         self.add_button.clicked.connect(self.add_selected_pair)
         self.suggest_button = QtWidgets.QPushButton("Suggest pairs")
         self.suggest_button.setObjectName("suggestPairsButton")
-        self.suggest_button.setToolTip("Pair the last layer of each stage of equal spatial size in both networks, "
-                                       "with the chosen method.")
+        self.suggest_button.setToolTip("Add the chosen method at its reference layers on these two networks "
+                                       "(e.g. every stage of equal spatial size in both).")
         self.suggest_button.clicked.connect(self.suggest)
 
         controls = QtWidgets.QHBoxLayout()
@@ -94,36 +118,22 @@ class LayersPanel(QtWidgets.QWidget):
                        self.pair_table.itemSelectionChanged):
             signal.connect(self._update_pair_details)
 
-        self.kd_weight = QtWidgets.QDoubleSpinBox()
-        self.kd_weight.setRange(0.0, 1e6)
-        self.kd_weight.setDecimals(3)
-        self.kd_temperature = QtWidgets.QDoubleSpinBox()
-        self.kd_temperature.setRange(0.0, 1000.0)
-        self.kd_temperature.setDecimals(2)
-        self.kd_weight_box = FieldBox(self.kd_weight, "Weight of the logit distillation term "
-                                      "KL(softmax(t/T) ‖ softmax(s/T))·T² (Hinton et al. 2015). 0 turns it off.")
-        self.kd_temperature_box = FieldBox(self.kd_temperature, "Temperature T that softens both networks' "
-                                           "class probabilities (4 in the CIFAR recipes).")
-        kd_group = QtWidgets.QGroupBox("Logit distillation (KD) — optional, on top of the pairs")
-        kd_layout = QtWidgets.QHBoxLayout(kd_group)
-        kd_layout.addWidget(QtWidgets.QLabel("Weight"))
-        kd_layout.addWidget(self.kd_weight_box)
-        kd_layout.addSpacing(12)
-        kd_layout.addWidget(QtWidgets.QLabel("Temperature"))
-        kd_layout.addWidget(self.kd_temperature_box)
-        kd_layout.addStretch(1)
-        self.kd_weight.valueChanged.connect(self.changed)
-        self.kd_temperature.valueChanged.connect(self.changed)
+        shorthand = METHODS[KD_METHOD]
+        self.shorthand_group = QtWidgets.QGroupBox(f"{shorthand.title} — optional, on top of the pairs")
+        self.shorthand_group.setToolTip(f"The run file's [kd] table: a shorthand for one {shorthand.short_name} "
+                                        "term (the same as adding it to the pairs).")
+        self._shorthand_layout = QtWidgets.QHBoxLayout(self.shorthand_group)
+        self._shorthand_layout.addStretch(1)
 
-        hint = QtWidgets.QLabel("Select a layer in each tree (two for FSP, with Ctrl+click), choose a method, "
-                                "then <b>Add pair</b>.")
-        hint.setWordWrap(True)
+        self.selection_label = QtWidgets.QLabel()
+        self.selection_label.setObjectName("pairSelectionHint")
+        self.selection_label.setWordWrap(True)
         pairs_label = QtWidgets.QLabel("<b>Distilled pairs</b>")
 
         upper = QtWidgets.QWidget()
         upper_layout = QtWidgets.QVBoxLayout(upper)
         upper_layout.setContentsMargins(0, 0, 0, 0)
-        upper_layout.addWidget(hint)
+        upper_layout.addWidget(self.selection_label)
         upper_layout.addWidget(trees, 1)
         upper_layout.addLayout(controls)
         upper_layout.addWidget(self.message)
@@ -133,7 +143,7 @@ class LayersPanel(QtWidgets.QWidget):
         lower_layout.addWidget(pairs_label)
         lower_layout.addWidget(self.pair_table, 1)
         lower_layout.addWidget(self.pair_details)
-        lower_layout.addWidget(kd_group)
+        lower_layout.addWidget(self.shorthand_group)
         split = QtWidgets.QSplitter(QtCore.Qt.Orientation.Vertical)
         split.setObjectName("layersPairsSplitter")
         split.addWidget(upper)
@@ -144,6 +154,21 @@ class LayersPanel(QtWidgets.QWidget):
         layout = QtWidgets.QVBoxLayout(self)
         layout.addWidget(split)
 
+        self.method_combo.currentIndexChanged.connect(self._method_changed)
+        self._method_changed()
+
+    # ---- the [kd] shorthand's fields (built by the form from its field table) -----------------
+    def add_shorthand_field(self, label: str, box: QtWidgets.QWidget, tooltip: str) -> None:
+        """Place one field of the ``[kd]`` shorthand in its group (before the closing stretch)."""
+        label_widget = QtWidgets.QLabel(label)
+        label_widget.setToolTip(tooltip)
+        at = self._shorthand_layout.count() - 1
+        if at > 0:
+            self._shorthand_layout.insertSpacing(at, 12)
+            at += 1
+        self._shorthand_layout.insertWidget(at, label_widget)
+        self._shorthand_layout.insertWidget(at + 1, box)
+
     # ---- models ----------------------------------------------------------------------------
     def set_models(self, teacher: tuple[str, list[LayerInfo] | None, str],
                    student: tuple[str, list[LayerInfo] | None, str]) -> None:
@@ -151,56 +176,64 @@ class LayersPanel(QtWidgets.QWidget):
         for picker, (arch, layers, error) in ((self.teacher_picker, teacher), (self.student_picker, student)):
             picker.set_title(f"<b>{picker.role.capitalize()}</b> · {arch or '(none)'}")
             picker.set_layers(layers, error)
-        self.pair_table.set_shapes(self.teacher_picker.shapes(), self.student_picker.shapes())
+        self.pair_table.set_layers(self.teacher_picker.layers(), self.student_picker.layers(),
+                                   teacher[0] or "the teacher", student[0] or "the student")
 
     # ---- adding pairs ------------------------------------------------------------------------
     def add_selected_pair(self) -> PairCheck:
-        """Add a pair from the trees' selections; refuse (and say why) when it cannot work."""
+        """Add a pair of the chosen method from the trees' selections (none for a method on the
+        logits); refuse (and say why) when it cannot work."""
         method = self.method_combo.currentData()
         info = METHODS[method]
-        teacher = self.teacher_picker.selected_paths()
-        student = self.student_picker.selected_paths()
-        count = info.layers_per_side
-        if len(teacher) != count or len(student) != count:
-            layers = "one layer" if count == 1 else f"{count} layers"
-            return self._refuse(PairCheck(ok=False, reason=(
-                f"{info.title} needs {layers} selected in each tree; "
-                f"selected {len(teacher)} in the teacher and {len(student)} in the student")))
-        pair = PairConfig(method=method, teacher=teacher, student=student,
-                          weight=self.weight_spin.value(), options=validate_options(method, {}))
+        if info.on_logits:
+            teacher, student = [], []
+        else:
+            teacher = self.teacher_picker.selected_paths()
+            student = self.student_picker.selected_paths()
+            if len(teacher) != len(student) or not info.layers.allows(len(teacher)):
+                return self._refuse(PairCheck(ok=False, reason=(
+                    f"{info.title} takes {info.layers.describe()}: select them in each tree; "
+                    f"selected {len(teacher)} in the teacher and {len(student)} in the student")))
+        pair = self._new_pair(method, teacher, student)
         check = self.pair_table.check(pair)
         if not check.ok:
             return self._refuse(check)
         self.pair_table.add_pair(pair)
-        self._say(f"Added {method}: {' + '.join(teacher)} ↔ {' + '.join(student)} "
+        where = "on the logits" if info.on_logits else f"{' + '.join(teacher)} ↔ {' + '.join(student)}"
+        self._say(f"Added {method}: {where} "
                   f"({'direct' if check.adapter in ('', 'none') else 'via ' + check.adapter}).", OK_COLOUR)
         return check
 
     def suggest(self) -> list[PairConfig]:
-        """Add the suggested pairs (those not in the table yet) with the chosen method."""
+        """Add the chosen method at its reference placement (the pairs not in the table yet)."""
         method = self.method_combo.currentData()
-        if METHODS[method].layers_per_side != 1:
-            self._say(f"Suggestions pair single layers; choose hint or at (not {method}).", REFUSED_COLOUR)
+        try:
+            terms = place_method(method, list(self.teacher_picker.layers().values()),
+                                 list(self.student_picker.layers().values()))
+        except PlacementError as exc:
+            self._say(f"No pairs to suggest: {exc}.", REFUSED_COLOUR)
             return []
-        teacher_layers = list(self.teacher_picker.layers().values())
-        student_layers = list(self.student_picker.layers().values())
         existing = {(p.method, tuple(p.teacher), tuple(p.student)) for p in self.pair_table.pairs()}
         added = []
-        for teacher, student in suggest_pairs(teacher_layers, student_layers):
-            if (method, (teacher,), (student,)) in existing:
+        for teacher, student in terms:
+            if (method, tuple(teacher), tuple(student)) in existing:
                 continue
-            pair = PairConfig(method=method, teacher=[teacher], student=[student],
-                              weight=self.weight_spin.value(), options=validate_options(method, {}))
+            pair = self._new_pair(method, teacher, student)
             if self.pair_table.check(pair).ok:
                 self.pair_table.add_pair(pair)
                 added.append(pair)
         if added:
-            names = ", ".join(f"{p.teacher[0]}↔{p.student[0]}" for p in added)
+            names = ", ".join(f"{'+'.join(p.teacher)}↔{'+'.join(p.student)}" if p.teacher else "logits"
+                              for p in added)
             self._say(f"Suggested {len(added)} {method} pair(s): {names}.", OK_COLOUR)
         else:
-            self._say("No new pairs to suggest: no further stages of equal spatial size in both networks.",
-                      REFUSED_COLOUR)
+            self._say(f"No new pairs to suggest: the table has {METHODS[method].title} at every place "
+                      "its recipe puts it on these networks.", REFUSED_COLOUR)
         return added
+
+    def _new_pair(self, method: str, teacher: list[str], student: list[str]) -> PairConfig:
+        return PairConfig(method=method, teacher=list(teacher), student=list(student),
+                          weight=self.weight_spin.value(), options=validate_options(method, {}))
 
     def _update_pair_details(self) -> None:
         """Below the table, the full match text of the selected row (or of the first refused one)."""
@@ -209,15 +242,16 @@ class LayersPanel(QtWidgets.QWidget):
         selected = [index.row() for index in table.selectionModel().selectedRows()]
         refused = [i for i in range(count) if table.row_state(i)[0] == "refused"]
         if count == 0:
-            text, colour = ("No pairs yet: the student learns from the labels only (and from the teacher's "
-                            "logits if the KD weight below is above 0)."), "#707070"
+            shorthand = METHODS[KD_METHOD]
+            text, colour = ("No pairs yet: the student learns from the labels only (and from the "
+                            f"{shorthand.short_name} term below if its weight is above 0)."), MUTED_COLOUR
         elif selected or refused:
             index = selected[0] if selected else refused[0]
             state, match = table.row_state(index)
             text = f"Pair {index + 1}: {match}"
-            colour = {"direct": OK_COLOUR, "adapter": ADAPTER_COLOUR, "refused": REFUSED_COLOUR}.get(state, "#707070")
+            colour = {"direct": OK_COLOUR, "adapter": ADAPTER_COLOUR, "refused": REFUSED_COLOUR}.get(state, MUTED_COLOUR)
         else:
-            text, colour = f"{count} pair(s), all can be matched. Select a row to see how.", "#707070"
+            text, colour = f"{count} pair(s), all can be matched. Select a row to see how.", MUTED_COLOUR
         self.pair_details.setStyleSheet(f"color: {colour};")
         self.pair_details.setText(text)
 
@@ -233,4 +267,9 @@ class LayersPanel(QtWidgets.QWidget):
         self.message.setText(text)
 
     def _method_changed(self) -> None:
-        self.weight_spin.setValue(METHODS[self.method_combo.currentData()].default_weight)
+        key = self.method_combo.currentData()
+        info = METHODS[key]
+        self.weight_spin.setValue(info.default_weight)
+        self.selection_label.setText(selection_hint(key))
+        for picker in (self.teacher_picker, self.student_picker):
+            picker.set_taps(info.taps)

@@ -17,11 +17,10 @@ from pathlib import Path
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from featdistill_core.config import ConfigError, RunConfig, load_config, save_config
-from featdistill_core.demo import demo_config
-from featdistill_core.events import Failed, Finished, StageStarted
-from featdistill_core.losses.methods import METHODS
-from featdistill_core.runfolder import RunFolderError, load_run
+from featdistill_core import (
+    METHODS, ConfigError, Failed, Finished, Progress, RunConfig, RunFolderError, Stage, StageStarted, demo_config,
+    format_duration, load_config, load_run, plan_stages, save_config,
+)
 
 from app import settings as app_settings
 from app.attention_view import AttentionView
@@ -29,13 +28,22 @@ from app.config_form import ConfigForm
 from app.fields import INVALID_STYLE
 from app.method_help import show_method_help
 from app.plots import AccuracyPlot, LossPlot
-from app.worker import STAGE_TITLES, Progress, TrainingWorker, config_error_from_failed, format_duration
+from app.worker import TrainingWorker, config_error_from_failed
 
 WINDOW_TITLE = "featdistill — feature-distillation workbench"
 RUN_FILE_FILTER = "Run files (*.toml);;All files (*)"
 STATUS_COLOURS = {"info": "#202020", "ok": "#1b7f3b", "error": "#b00020", "busy": "#0b5394"}
 PROGRESS_STEPS = 1000
-STAGE_NAMES = {"teacher": "Teacher", "init": "Init", "student": "Student"}
+VALIDITY_LINES = 4        # problems listed under the form; more are counted
+
+
+def problems_text(error: ConfigError, shown: int = 3) -> str:
+    """Every problem of ``error`` on one line: ``field: message; field: message …``."""
+    problems = [str(problem) for problem in error.problems]
+    if len(problems) == 1:
+        return problems[0]
+    more = f"; and {len(problems) - shown} more" if len(problems) > shown else ""
+    return f"{len(problems)} problems — " + "; ".join(problems[:shown]) + more
 
 
 class MainWindow(QtWidgets.QMainWindow):
@@ -56,6 +64,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.show_error_dialogs = True        # tests may turn the message boxes off
         self.error_box: QtWidgets.QMessageBox | None = None
         self._shown_once = False
+        self._plan: tuple = ()                # the stage plan of the run under way
 
         self.setStyleSheet(INVALID_STYLE)
         self.form = ConfigForm()
@@ -245,18 +254,28 @@ class MainWindow(QtWidgets.QMainWindow):
         """The run the forms describe (raises :class:`ConfigError` if it is not valid)."""
         return self.form.config(check=True)
 
-    def _ready_text(self, config: RunConfig) -> str:
-        stages = []
-        if config.trains_teacher:
-            stages.append(f"train the teacher {config.teacher.arch} for {config.teacher.train_epochs} epoch(s)")
-        pairs = ", ".join(p.method for p in config.pairs) or "no layer pairs"
-        stages.append(f"distil {config.student.arch} for {config.epochs} epoch(s) ({pairs}"
-                      + (", KD" if config.kd.weight > 0 else "") + ")")
-        return "Ready. Press Start to " + " and then ".join(stages) + "."
+    @staticmethod
+    def _ready_text(config: RunConfig) -> str:
+        """What Start will do: the run's stage plan (:func:`featdistill_core.plan_stages`) in words."""
+        terms = ", ".join(term.method for term in config.terms) or "no distillation term"
+        steps = []
+        for planned in plan_stages(config):
+            if planned.stage is Stage.TEACHER:
+                steps.append(f"train the teacher {config.teacher.arch} for {planned.epochs} epoch(s)")
+            elif planned.stage is Stage.INIT:
+                steps.append(f"initialise {config.student.arch} for {planned.epochs} epoch(s) "
+                             "with the init-stage terms")
+            else:
+                steps.append(f"distil {config.student.arch} for {planned.epochs} epoch(s) ({terms})")
+        return "Ready. Press Start to " + (" and then ".join(steps) or "check the run") + "."
 
     def _validity_changed(self, message: str) -> None:
-        if message:
-            self.validity_label.setText(f"⚠ {message}")
+        lines = [line for line in message.splitlines() if line]
+        if lines:
+            shown = lines[:VALIDITY_LINES]
+            if len(lines) > VALIDITY_LINES:
+                shown.append(f"… and {len(lines) - VALIDITY_LINES} more, marked in red")
+            self.validity_label.setText("\n".join(f"⚠ {line}" for line in shown))
             self.validity_label.show()
         else:
             self.validity_label.hide()
@@ -304,7 +323,7 @@ class MainWindow(QtWidgets.QMainWindow):
             config = self.form.config(check=True)
         except ConfigError as error:
             self.form.show_error(error)
-            self.set_status(f"Not saved: {error}", "error")
+            self.set_status(f"Not saved: {problems_text(error)}", "error")
             return False
         path = Path(path)
         if path.suffix == "":
@@ -370,11 +389,15 @@ class MainWindow(QtWidgets.QMainWindow):
         try:
             config = self.form.check_before_start()
         except ConfigError as error:
-            self.set_status(f"Cannot start — fix the marked field: {error}", "error")
+            self.set_status(f"Cannot start — fix the marked fields: {problems_text(error)}", "error")
             return False
         self.clear_live_view()
         self.viewed_run = None
+        self._plan = plan_stages(config)
         self.worker.start(config)
+        self.progress_bar.setFormat("Checking the run…")
+        self.set_status("Checking the run (building the models, loading the weights, checking every pair)…",
+                        "busy")
         self._update_controls()
         return True
 
@@ -400,21 +423,28 @@ class MainWindow(QtWidgets.QMainWindow):
         self.progress_bar.setFormat("Not started")
         self.speed_label.clear()
 
+    def stage_heading(self, stage) -> str:
+        """``"Stage 2 of 3 — Distilling the student"``: a stage's place in the run's plan and its title."""
+        stage = Stage(stage)
+        order = [planned.stage for planned in self._plan]
+        if stage not in order:
+            return stage.title
+        return f"Stage {order.index(stage) + 1} of {len(order)} — {stage.title}"
+
     def _run_started(self, run_dir: str) -> None:
-        self.progress_bar.setFormat("Checking the run…")
-        self.set_status(f"Checking the run (building the models, loading the data)… Output: {run_dir}", "busy")
+        self.progress_bar.setFormat("Loading the data…")
+        self.set_status(f"The run passed its checks; loading the data… Output: {run_dir}", "busy")
 
     def _stage_started(self, event: StageStarted) -> None:
         self.loss_plot.note_stage(event.stage)          # the stage boxes name it before its first point
         self.accuracy_plot.note_stage(event.stage)
-        title = STAGE_TITLES.get(event.stage, event.stage)
-        self.set_status(f"{title}: {event.epochs} epoch(s) of {event.steps_per_epoch} steps. "
-                        f"Output: {event.run_dir}", "busy")
+        self.set_status(f"{self.stage_heading(event.stage)}: {event.epochs} epoch(s) of {event.steps_per_epoch} "
+                        f"steps. Output: {event.run_dir}", "busy")
 
     def _epochs_received(self, events: list) -> None:
         last = events[-1]
-        who = "teacher" if last.stage == "teacher" else "student"
-        text = (f"{STAGE_TITLES.get(last.stage, last.stage)} — epoch {last.epoch}/{last.epochs} done: "
+        who = "teacher" if Stage(last.stage) is Stage.TEACHER else "student"
+        text = (f"{self.stage_heading(last.stage)} — epoch {last.epoch}/{last.epochs} done: "
                 f"{who} train {last.train_acc:.1f} %, test {last.test_acc:.1f} %")
         if last.teacher_acc is not None:
             text += f" (teacher {last.teacher_acc:.1f} %)"
@@ -424,7 +454,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.progress_bar.setValue(int(p.fraction * PROGRESS_STEPS))
         paused = " · PAUSED" if self.worker.paused else ""
         self.progress_bar.setFormat(
-            f"{STAGE_NAMES.get(p.stage, p.stage)} ({p.stage_index}/{p.stage_count}) · "
+            f"Stage {p.stage_index} of {p.stage_count} — {p.stage.title} · "
             f"epoch {p.epoch}/{p.epochs} · step {p.step}/{p.total_steps}{paused}"
         )
         speed = f"{p.images_per_sec:,.0f} img/s" if p.images_per_sec else "– img/s"
@@ -453,7 +483,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def _run_refused(self, error: ConfigError) -> None:
         self.form.show_error(error, focus=True)
         self.progress_bar.setFormat("Not started")
-        self.set_status(f"Cannot start — fix the marked field: {error}", "error")
+        self.set_status(f"Cannot start — fix the marked fields: {problems_text(error)}", "error")
 
     def _run_ended(self) -> None:
         self._update_controls()

@@ -1,8 +1,8 @@
 """The short explanation of each distillation method, shown from the "?" of a pair's row.
 
-Everything shown comes from the core's method catalogue
-(:data:`featdistill_core.losses.methods.METHODS`): title, formula, paper, summary and options, so
-the window never tells a different story from the code that computes the loss.
+Everything shown comes from the core's method registry (:data:`featdistill_core.METHODS`): title,
+formula, paper, summary, layers, what it taps, its reference weight and stage, and options, so the
+window never tells a different story from the code that computes the loss.
 """
 
 from __future__ import annotations
@@ -11,19 +11,26 @@ import html
 
 from PySide6 import QtCore, QtWidgets
 
-from featdistill_core.losses.methods import METHODS
+from featdistill_core import METHODS, Stage, Taps
+
+
+TAPS_TEXT = {
+    Taps.OUTPUT: "it reads what each chosen layer outputs",
+    Taps.INPUT: "it reads what each chosen layer receives (its input)",
+}
 
 
 def method_help_html(key: str) -> str:
     """Rich text describing method ``key``: what it matches, its formula, its paper, its options."""
     info = METHODS[key]
     esc = html.escape
-    layers = "one layer" if info.layers_per_side == 1 else f"{info.layers_per_side} layers"
+    layers = info.layers.describe() if info.on_logits else f"{info.layers.describe()}; {TAPS_TEXT[info.taps]}"
+    stage = "the initialisation stage" if info.default_stage == Stage.INIT else "the main stage, with the task loss"
     parts = [
         f"<h3>{esc(info.title)} <span style='color:#707070'>({esc(info.key)})</span></h3>",
         f"<p>{esc(info.summary)}</p>",
-        f"<p><b>Layers:</b> {layers} on each side (teacher and student). "
-        f"<b>Default weight:</b> {info.default_weight:g}</p>",
+        f"<p><b>Layers:</b> {esc(layers)}.<br>"
+        f"<b>Reference recipe:</b> weight {info.default_weight:g}, in {stage}.</p>",
         "<p><b>Loss:</b></p>",
         f"<pre style='font-size:10pt'>{esc(info.formula)}</pre>",
         f"<p><b>Paper:</b> {esc(info.paper)}</p>",

@@ -1,7 +1,8 @@
 """The table of distilled layer pairs: one row per (teacher layer(s) ↔ student layer(s), method).
 
 Each row shows at once whether its layers can be matched, using the core's
-:func:`featdistill_core.losses.methods.check_pair` on the layers' output shapes:
+:func:`featdistill_core.check_term_layers` on the two models' layers (their outputs, or their inputs
+for a method that taps a layer's input; nothing for a method on the logits):
 
 * ``✓ direct`` — the shapes match as they are;
 * ``✓ via …`` — they match through an adapter, which the text names (a 1×1 conv regressor, pooling);
@@ -9,18 +10,24 @@ Each row shows at once whether its layers can be matched, using the core's
 
 A row's method can be changed in place; its weight is edited in the row; its options (and its
 stage: with the task loss, or only in the initialisation stage) through the row's "Options…" button;
-its "?" explains the method.
+its "?" explains the method. Every list, help text and option editor comes from the method registry
+(:data:`featdistill_core.METHODS`): the table names no method itself.
+
+A problem found by the run's validation can be shown in a row (:meth:`PairTable.mark_row`) until
+the row changes or :meth:`PairTable.clear_marks`.
 """
 
 from __future__ import annotations
 
 import copy
+import html
 from dataclasses import dataclass
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from featdistill_core.config import PAIR_STAGES, PairConfig
-from featdistill_core.losses.methods import METHODS, PairCheck, check_pair, validate_options
+from featdistill_core import (
+    METHODS, PAIR_STAGES, LayerInfo, PairCheck, PairConfig, Stage, check_term_layers, validate_options,
+)
 
 from app.method_help import show_method_help
 
@@ -30,14 +37,31 @@ REFUSED_COLOUR = "#b00020"
 PENDING_COLOUR = "#707070"
 
 STAGE_LABELS = {
-    "joint": "with the task loss (main stage)",
-    "init": "only in the initialisation stage (before the main stage)",
+    Stage.STUDENT.value: "with the task loss (main stage)",
+    Stage.INIT.value: "only in the initialisation stage (before the main stage)",
 }
+NO_LAYERS_TEXT = "(logits)"
 
 
 def method_label(key: str) -> str:
-    """``"at"`` → ``"at — Attention transfer"``, for combo boxes."""
+    """A method's key and title for combo boxes, e.g. ``"key — Title"``."""
     return f"{key} — {METHODS[key].title}"
+
+
+def methods_tooltip(intro: str) -> str:
+    """``intro`` followed by one line per registered method: its key, title and layers per side."""
+    lines = [f"{key}: {info.title} — {info.layers.describe()}" for key, info in METHODS.items()]
+    return intro + "\n" + "\n".join(lines)
+
+
+def init_stage_methods() -> str:
+    """The titles of the methods whose reference recipe uses them in the initialisation stage."""
+    return ", ".join(info.title for info in METHODS.values() if info.default_stage == Stage.INIT) or "none"
+
+
+def layers_text(paths: list[str]) -> str:
+    """A pair's layers of one side as the table shows them."""
+    return "\n".join(paths) if paths else NO_LAYERS_TEXT
 
 
 def describe_check(check: PairCheck) -> tuple[str, str]:
@@ -47,18 +71,6 @@ def describe_check(check: PairCheck) -> tuple[str, str]:
     if check.adapter in ("", "none"):
         return "direct", "✓ direct: the shapes match as they are"
     return "adapter", f"✓ via {check.adapter}"
-
-
-def check_layers(method: str, teacher: list[str], student: list[str], options: dict,
-                 teacher_shapes: dict, student_shapes: dict) -> PairCheck:
-    """:func:`check_pair` on layer paths; a path that is missing or outputs no tensor is refused."""
-    for side, paths, shapes in (("teacher", teacher, teacher_shapes), ("student", student, student_shapes)):
-        for path in paths:
-            if path not in shapes:
-                return PairCheck(ok=False, reason=f"the {side} has no layer {path!r}")
-            if shapes[path] is None:
-                return PairCheck(ok=False, reason=f"the {side}'s layer {path!r} does not output a tensor")
-    return check_pair(method, [student_shapes[p] for p in student], [teacher_shapes[p] for p in teacher], options)
 
 
 def options_summary(pair: PairConfig) -> str:
@@ -72,7 +84,7 @@ def options_summary(pair: PairConfig) -> str:
             parts.append(f"{name}={value:g}")
         else:
             parts.append(f"{name}={value}")
-    if pair.stage != "joint":
+    if pair.stage != Stage.STUDENT:
         parts.append(f"{pair.stage} stage")
     return ", ".join(parts) or "(none)"
 
@@ -104,8 +116,8 @@ class PairOptionsDialog(QtWidgets.QDialog):
         self.stage_combo.setCurrentIndex(max(0, self.stage_combo.findData(pair.stage)))
         self.stage_combo.setToolTip(
             "When this loss is used: together with the task loss during the main stage, or only in a "
-            "distillation-only initialisation stage before it (FSP's original recipe; set its length "
-            "with 'Initialisation epochs' on the Training tab)."
+            "distillation-only initialisation stage before it (the original recipe of: "
+            f"{init_stage_methods()}; set its length with 'Initialisation epochs' on the Training tab)."
         )
         form.addRow("stage", self.stage_combo)
         buttons = QtWidgets.QDialogButtonBox(
@@ -113,9 +125,10 @@ class PairOptionsDialog(QtWidgets.QDialog):
         )
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
-        header = QtWidgets.QLabel(
-            f"<b>{info.title}</b>: teacher {' + '.join(pair.teacher)} ↔ student {' + '.join(pair.student)}."
-            "<br>Hover an option for what it does.")
+        where = ("on the two networks' logits" if info.on_logits else
+                 f"teacher {' + '.join(pair.teacher) or '–'} ↔ student {' + '.join(pair.student) or '–'}")
+        header = QtWidgets.QLabel(f"<b>{html.escape(info.title)}</b>: {html.escape(where)}."
+                                  "<br>Hover an option for what it does.")
         layout = QtWidgets.QVBoxLayout(self)
         layout.addWidget(header)
         layout.addLayout(form)
@@ -135,13 +148,15 @@ class PairOptionsDialog(QtWidgets.QDialog):
             return box
         if spec.type is int:
             spin = QtWidgets.QSpinBox()
-            spin.setRange(int(spec.minimum) if spec.minimum is not None else -10**9, 10**9)
+            spin.setRange(int(spec.minimum) if spec.minimum is not None else -10**9,
+                          int(min(spec.maximum, 2**31 - 1)) if spec.maximum is not None else 10**9)
             spin.setValue(int(value))
             return spin
         if spec.type is float:
             spin = QtWidgets.QDoubleSpinBox()
             spin.setDecimals(4)
-            spin.setRange(spec.minimum if spec.minimum is not None else -1e9, 1e9)
+            spin.setRange(spec.minimum if spec.minimum is not None else -1e9,
+                          spec.maximum if spec.maximum is not None else 1e9)
             spin.setValue(float(value))
             return spin
         edit = QtWidgets.QLineEdit(str(value))
@@ -171,6 +186,9 @@ class _Row:
     method_combo: QtWidgets.QComboBox
     weight_spin: QtWidgets.QDoubleSpinBox
     options_button: QtWidgets.QPushButton
+    side: str = ""                 # the side the check faults ("teacher", "student" or "")
+    mark: str = ""                 # a problem shown from outside (validation), until the row changes
+    put_aside: tuple | None = None  # the layers kept while the row's method takes none
 
 
 class PairTable(QtWidgets.QTableWidget):
@@ -205,30 +223,41 @@ class PairTable(QtWidgets.QTableWidget):
             "'?' explains the method; ✕ removes the pair."
         )
         self._rows: list[_Row] = []
-        self._teacher_shapes: dict = {}
-        self._student_shapes: dict = {}
+        self._teacher_layers: dict[str, LayerInfo] = {}
+        self._student_layers: dict[str, LayerInfo] = {}
+        self._names = ("the teacher", "the student")
         self.pending = False          # True while the layer lists are being computed
         self.options_dialog: PairOptionsDialog | None = None
 
-    # ---- shapes ----------------------------------------------------------------------------
-    def set_shapes(self, teacher_shapes: dict, student_shapes: dict) -> None:
-        """The layers' output shapes of the current models; every row is checked again."""
+    # ---- layers ----------------------------------------------------------------------------
+    def set_layers(self, teacher_layers: dict[str, LayerInfo], student_layers: dict[str, LayerInfo],
+                   teacher_name: str = "the teacher", student_name: str = "the student") -> None:
+        """The current models' layers by path (and the models' names, for messages); every row is
+        checked again."""
         self.pending = False
-        self._teacher_shapes = dict(teacher_shapes)
-        self._student_shapes = dict(student_shapes)
+        self._teacher_layers = dict(teacher_layers)
+        self._student_layers = dict(student_layers)
+        self._names = (teacher_name, student_name)
         for index in range(len(self._rows)):
             self._recheck(index)
 
     def set_pending(self) -> None:
-        """The models changed and their layers are being listed: rows say so until :meth:`set_shapes`."""
+        """The models changed and their layers are being listed: rows say so until :meth:`set_layers`."""
         self.pending = True
         for index in range(len(self._rows)):
             self._recheck(index)
 
     def check(self, pair: PairConfig) -> PairCheck:
         """Whether ``pair`` would work with the current models (without adding it)."""
-        return check_layers(pair.method, pair.teacher, pair.student, pair.options,
-                            self._teacher_shapes, self._student_shapes)
+        return self._check(pair)[0]
+
+    def _check(self, pair: PairConfig) -> tuple[PairCheck, str]:
+        return check_term_layers(pair.method, pair.teacher, pair.student, pair.options,
+                                 self._teacher_layers, self._student_layers, *self._names)
+
+    def faulty_side(self, index: int) -> str:
+        """``"teacher"``/``"student"`` when row ``index``'s check faults that side's layers, else ``""``."""
+        return self._rows[index].side
 
     # ---- rows ------------------------------------------------------------------------------
     def pairs(self) -> list[PairConfig]:
@@ -265,23 +294,33 @@ class PairTable(QtWidgets.QTableWidget):
         item = self.item(index, self.MATCH_COLUMN)
         return item.data(QtCore.Qt.ItemDataRole.UserRole), item.text()
 
-    def mark_row(self, index: int, message: str) -> None:
-        """Show a validation message from outside (e.g. the run check) in row ``index``'s match cell."""
-        if 0 <= index < len(self._rows):
-            self._set_match(index, "refused", f"✗ {message}")
-            self.selectRow(index)
+    def mark_row(self, index: int, message: str) -> bool:
+        """Show a problem found outside the row (the run's validation) in row ``index``'s match cell,
+        until the row changes or :meth:`clear_marks`; False when there is no such row."""
+        if not 0 <= index < len(self._rows):
+            return False
+        self._rows[index].mark = message
+        self._show_state(index)
+        return True
+
+    def clear_marks(self) -> None:
+        """Every row shows its own check again."""
+        for index, row in enumerate(self._rows):
+            if row.mark:
+                row.mark = ""
+                self._show_state(index)
 
     def _append(self, pair: PairConfig) -> None:
         index = self.rowCount()
         self.insertRow(index)
         method_combo = QtWidgets.QComboBox()
-        for key in METHODS:
+        for key, info in METHODS.items():
             method_combo.addItem(key, key)
-            method_combo.setItemData(method_combo.count() - 1, METHODS[key].title, QtCore.Qt.ItemDataRole.ToolTipRole)
+            method_combo.setItemData(method_combo.count() - 1, f"{info.title} — {info.layers.describe()}",
+                                     QtCore.Qt.ItemDataRole.ToolTipRole)
         method_combo.setCurrentIndex(method_combo.findData(pair.method))
         method_combo.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToContents)
-        method_combo.setToolTip("The distillation method of this pair: hint (FitNets), at (attention transfer), "
-                                "fsp (flow of solution procedure, two layers per side).")
+        method_combo.setToolTip(methods_tooltip("The distillation method of this pair:"))
         weight_spin = QtWidgets.QDoubleSpinBox()
         weight_spin.setRange(0.0, 1e6)
         weight_spin.setDecimals(3)
@@ -299,10 +338,9 @@ class PairTable(QtWidgets.QTableWidget):
 
         row = _Row(pair, PairCheck(ok=False), method_combo, weight_spin, options_button)
         self._rows.append(row)
-        for column, text in ((1, "\n".join(pair.teacher)), (2, "\n".join(pair.student))):
-            item = QtWidgets.QTableWidgetItem(text)
-            item.setToolTip(text)
-            self.setItem(index, column, item)
+        for column in (1, 2):
+            self.setItem(index, column, QtWidgets.QTableWidgetItem())
+        self._show_layers(index)
         self.setCellWidget(index, 0, method_combo)
         self.setCellWidget(index, 3, weight_spin)
         self.setCellWidget(index, 4, options_button)
@@ -317,14 +355,35 @@ class PairTable(QtWidgets.QTableWidget):
         remove_button.clicked.connect(lambda _c=False, r=row: self.remove_pair(self._rows.index(r)))
         self._recheck(index)
 
+    def _show_layers(self, index: int) -> None:
+        pair = self._rows[index].pair
+        for column, paths in ((1, pair.teacher), (2, pair.student)):
+            item = self.item(index, column)
+            item.setText(layers_text(paths))
+            item.setToolTip(layers_text(paths) if paths else "This method works on the logits: no layers.")
+
     def _recheck(self, index: int) -> None:
         row = self._rows[index]
         if self.pending:
-            row.check = PairCheck(ok=False, reason="the models' layers are being listed")
+            row.check, row.side = PairCheck(ok=False, reason="the models' layers are being listed"), ""
+        else:
+            row.check, row.side = self._check(row.pair)
+        self._show_state(index)
+
+    def _show_state(self, index: int) -> None:
+        row = self._rows[index]
+        if row.mark:
+            self._set_match(index, "refused", f"✗ {row.mark}")
+        elif self.pending:
             self._set_match(index, "pending", "… checking (listing the models' layers)")
-            return
-        row.check = self.check(row.pair)
-        self._set_match(index, *describe_check(row.check))
+        else:
+            self._set_match(index, *describe_check(row.check))
+
+    def _changed(self, row: _Row) -> None:
+        """Row ``row``'s pair was edited: its mark goes, it is checked again."""
+        row.mark = ""
+        self._recheck(self._rows.index(row))
+        self.pairsChanged.emit()
 
     def _set_match(self, index: int, state: str, text: str) -> None:
         colour = {"direct": OK_COLOUR, "adapter": ADAPTER_COLOUR, "pending": PENDING_COLOUR}.get(state, REFUSED_COLOUR)
@@ -339,16 +398,25 @@ class PairTable(QtWidgets.QTableWidget):
         method = row.method_combo.currentData()
         if method == row.pair.method:
             return
-        row.pair.method = method
-        row.pair.options = validate_options(method, {})
+        pair = row.pair
+        if METHODS[method].on_logits and (pair.teacher or pair.student):
+            row.put_aside = (pair.teacher, pair.student)      # kept for a later method that takes layers
+            pair.teacher, pair.student = [], []
+        elif not METHODS[method].on_logits and not (pair.teacher or pair.student) and row.put_aside:
+            pair.teacher, pair.student = row.put_aside
+        pair.method = method
+        pair.options = validate_options(method, {})
+        self._show_layers(self._rows.index(row))
+        row.weight_spin.blockSignals(True)
         row.weight_spin.setValue(METHODS[method].default_weight)   # scales differ by orders of magnitude
-        row.options_button.setText(options_summary(row.pair))
-        self._recheck(self._rows.index(row))
-        self.pairsChanged.emit()
+        row.weight_spin.blockSignals(False)
+        pair.weight = float(row.weight_spin.value())
+        row.options_button.setText(options_summary(pair))
+        self._changed(row)
 
     def _weight_changed(self, row: _Row, value: float) -> None:
         row.pair.weight = float(value)
-        self.pairsChanged.emit()
+        self._changed(row)
 
     # ---- dialogs ---------------------------------------------------------------------------
     def edit_options(self, index: int) -> PairOptionsDialog:
@@ -363,8 +431,7 @@ class PairTable(QtWidgets.QTableWidget):
             row.pair.options = dialog.options()
             row.pair.stage = dialog.stage()
             row.options_button.setText(options_summary(row.pair))
-            self._recheck(self._rows.index(row))
-            self.pairsChanged.emit()
+            self._changed(row)
 
         dialog.accepted.connect(apply)
         self.options_dialog = dialog

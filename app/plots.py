@@ -32,16 +32,17 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtWidgets
 
 from app import colormaps
-from featdistill_core.events import EpochEvent, StepEvent
+from app.rounding import round_up
+from featdistill_core import EpochEvent, Stage, StepEvent
 
-MAIN_STAGE = "student"
+MAIN_STAGE = Stage.STUDENT.value
 TOTAL = "total"
 LOG_FLOOR = 1e-6          # values below this are drawn at this value on a log axis (log of ≤ 0 is NaN)
 MAX_SMOOTHING = 0.999
 THROTTLE_FROM = 50_000    # curves longer than this are redrawn only when the new points show (see LossPlot)
 REDRAW_LAG_S = 0.5        # ... or when this long has passed since their last redraw
 REDRAW_INTERVAL_S = 0.1   # new points reach pyqtgraph at most this often (10 Hz)
-ROUND_MANTISSAS = (1.0, 2.0, 5.0, 10.0)   # right end of the step axis (× 10^k), at most the stage's length
+ROUND_MANTISSAS = (1.0, 2.0, 5.0)   # right end of the step axis (× 10^k), at most the stage's length
 Y_DIVISIONS = 8           # the loss axis's box edges are multiples of about (max − min) / 8
 LOG_Y_STEP = 0.25         # ... or, on a log axis, quarter decades
 EMPTY_BOX = (0.0, 1.0, 0.0, 1.0)   # the range while the plotted stage has no point yet
@@ -126,22 +127,12 @@ def ema(values, alpha: float, initial: float | None = None) -> np.ndarray:
 
 def round_above(value: float) -> float:
     """The smallest of :data:`ROUND_MANTISSAS` × 10^k that is ≥ ``value`` (``value`` > 0), else 1."""
-    if not math.isfinite(value) or value <= 0:
-        return 1.0
-    power = 10.0 ** math.floor(math.log10(value))
-    for mantissa in ROUND_MANTISSAS:
-        if mantissa * power >= value * (1 - 1e-12):
-            return mantissa * power
-    return 10.0 * power
+    return round_up(value, ROUND_MANTISSAS)
 
 
 def round_step(span: float) -> float:
     """A grid step of 1, 2, 2.5 or 5 × 10^k, about ``span / Y_DIVISIONS``."""
-    if not math.isfinite(span) or span <= 0:
-        return 1.0
-    target = span / Y_DIVISIONS
-    power = 10.0 ** math.floor(math.log10(target))
-    return next(m * power for m in (1.0, 2.0, 2.5, 5.0, 10.0) if m * power >= target * (1 - 1e-12))
+    return round_up(span / Y_DIVISIONS) if math.isfinite(span) and span > 0 else 1.0
 
 
 def round_box(x_lo: float, x_hi: float, y_lo: float, y_hi: float, log_y: bool,
@@ -535,12 +526,6 @@ class LossPlot(QtWidgets.QWidget):
         """Plot ``stage`` and stop following the run."""
         self.stage_box.select(stage)
         self._place_all()
-
-    def set_curve_visible(self, name: str, visible: bool) -> None:
-        """Show or hide curve ``name`` (what clicking its legend entry does)."""
-        self._place_all()
-        self._named(name).item.setVisible(bool(visible))
-        self.legend.update()
 
     def is_curve_visible(self, name: str) -> bool:
         """Whether curve ``name`` is drawn (it must also belong to the plotted stage to be seen)."""

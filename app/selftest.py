@@ -17,8 +17,7 @@ from pathlib import Path
 
 from PySide6 import QtCore, QtWidgets
 
-from featdistill_core.config import RunConfig
-from featdistill_core.demo import demo_config
+from featdistill_core import RunConfig, demo_config
 
 from app.config_form import LAYERS_TAB
 

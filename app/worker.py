@@ -1,33 +1,36 @@
 """Training off the GUI thread, with results coalesced for the window.
 
-:class:`TrainingWorker` runs :meth:`featdistill_core.trainer.Trainer.run` on a plain Python thread.
+:class:`TrainingWorker` runs a run on a plain Python thread, from start to end: first the full check
+of the run (:func:`featdistill_core.validate_run`: models built, weights files loaded, layers and
+pairs checked, device), then :class:`featdistill_core.Trainer` on the checked run, then its ``run()``.
+Building the models takes seconds for a large network, so none of it happens on the GUI thread. A
+refusal comes back as ``refused(ConfigError)`` with every problem, each naming its field, and no run
+folder is made; once the trainer exists, ``runStarted(run_dir)`` says where its folder will be.
+
 The trainer calls its subscribers on that thread; the worker's subscriber only appends the event to
 a thread-safe queue. A timer on the GUI thread drains the queue :data:`DRAIN_HZ` times a second and
 hands each kind of event to the window as one list, so the window redraws at most that often,
 whatever the step rate. The GUI thread never waits on training: start, pause, resume and stop only
-set flags the trainer checks at its next step.
-
-Before training, the worker thread runs the full check of the run
-(:func:`featdistill_core.validate.validate_run`: models, weights files, layers, pairs, device); a
-problem comes back as ``refused(ConfigError)`` with the field to mark, and no run folder is made.
+set flags the trainer checks at its next step (a pause or stop asked for while the run is still
+being checked is handed to the trainer as soon as it exists). Progress is the core's estimate
+(:class:`featdistill_core.ProgressEstimator`) over the run's stage plan.
 """
 
 from __future__ import annotations
 
 import queue
-import re
 import threading
 import traceback
 from dataclasses import dataclass
 
 from PySide6 import QtCore
 
-from featdistill_core.config import ConfigError, RunConfig
-from featdistill_core.events import AttentionSnapshot, EpochEvent, Failed, Finished, StageStarted, StepEvent
-from featdistill_core.validate import validate_run
+from featdistill_core import (
+    AttentionSnapshot, ConfigError, EpochEvent, Failed, Finished, Problem, ProgressEstimator, RunConfig, StageStarted,
+    StepEvent, plan_stages, validate_run,
+)
 
 DRAIN_HZ = 10              # deliveries (so window repaints) a second: live enough, and the CPU stays with training
-_FIELD = re.compile(r"^((?:pairs\[\d+\])(?:\.[a-z_]+)?|[a-z_]+(?:\.[a-z_]+)?): (.+)$", re.DOTALL)
 _torch_warmed_up = False
 _warm_up_thread: threading.Thread | None = None
 
@@ -66,44 +69,11 @@ def warm_up_torch_in_background() -> None:
 
 
 def config_error_from_failed(failed: Failed) -> ConfigError | None:
-    """The :class:`ConfigError` behind a ``Failed`` event, with its field, when it was one."""
-    if failed.kind != "ConfigError":
+    """The run-file problems behind a ``Failed`` event (``Failed.problems``), or None when it was
+    not about the run file."""
+    if not failed.problems:
         return None
-    match = _FIELD.match(failed.error)
-    if match is None:
-        return ConfigError("", failed.error)
-    return ConfigError(match.group(1), match.group(2))
-
-
-@dataclass(frozen=True)
-class Progress:
-    """Where a run is, for the progress bar and the status line."""
-
-    stage: str
-    stage_index: int          # 1-based
-    stage_count: int
-    epoch: int
-    epochs: int
-    step: int                 # within the stage
-    total_steps: int          # of the stage
-    images_per_sec: float
-    eta_seconds: float | None  # for the whole run (later stages estimated at the same speed)
-    fraction: float            # of the whole run's steps, 0..1
-
-
-STAGE_TITLES = {"teacher": "Training the teacher", "init": "Initialisation stage", "student": "Distilling the student"}
-
-
-def planned_stages(config: RunConfig) -> list[tuple[str, int]]:
-    """(stage, epochs) in the order the trainer runs them."""
-    stages = []
-    if config.trains_teacher:
-        stages.append(("teacher", config.teacher.train_epochs))
-    if any(pair.stage == "init" for pair in config.pairs) and config.init_epochs > 0:
-        stages.append(("init", config.init_epochs))
-    if config.epochs > 0:
-        stages.append(("student", config.epochs))
-    return stages
+    return ConfigError.from_problems(Problem(*problem) for problem in failed.problems)
 
 
 @dataclass(frozen=True)
@@ -111,42 +81,9 @@ class _Refused:
     error: ConfigError
 
 
-class _ProgressTracker:
-    """Turns stage and step events into :class:`Progress` (speed smoothed over recent steps)."""
-
-    def __init__(self, config: RunConfig):
-        self.stages = planned_stages(config)
-        self.batch_size = config.batch_size
-        self.stage: StageStarted | None = None
-        self.steps_per_epoch = 0
-        self.images_per_sec = 0.0
-        self.last: StepEvent | None = None
-
-    def stage_started(self, event: StageStarted) -> None:
-        self.stage = event
-        self.steps_per_epoch = event.steps_per_epoch
-        self.last = None
-
-    def step(self, event: StepEvent) -> None:
-        self.last = event
-        if event.images_per_sec > 0:
-            alpha = 0.3 if self.images_per_sec else 1.0
-            self.images_per_sec += alpha * (event.images_per_sec - self.images_per_sec)
-
-    def progress(self) -> Progress | None:
-        if self.stage is None:
-            return None
-        names = [name for name, _ in self.stages]
-        index = names.index(self.stage.stage) if self.stage.stage in names else 0
-        step = self.last.step if self.last else 0
-        epoch = self.last.epoch if self.last else 1
-        done = sum(epochs * self.steps_per_epoch for _, epochs in self.stages[:index]) + step
-        total = sum(epochs * self.steps_per_epoch for _, epochs in self.stages) or 1
-        eta = None
-        if self.images_per_sec > 0:
-            eta = (total - done) * self.batch_size / self.images_per_sec
-        return Progress(self.stage.stage, index + 1, max(len(self.stages), 1), epoch, self.stage.epochs, step,
-                        self.stage.total_steps, self.images_per_sec, eta, min(done / total, 1.0))
+@dataclass(frozen=True)
+class _TrainerReady:
+    run_dir: str
 
 
 class TrainingWorker(QtCore.QObject):
@@ -168,9 +105,11 @@ class TrainingWorker(QtCore.QObject):
         super().__init__(parent)
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
-        self._trainer = None
-        self._tracker: _ProgressTracker | None = None
-        self.trainer_factory = trainer_factory   # None: featdistill_core.trainer.Trainer; tests inject fakes
+        self._trainer = None                     # set by the training thread once the run is checked
+        self._lock = threading.Lock()            # between the trainer's arrival and pause/stop
+        self._paused = False
+        self._estimator: ProgressEstimator | None = None
+        self.trainer_factory = trainer_factory   # None: featdistill_core.Trainer; tests inject fakes
         self._stop_requested = threading.Event()
         self._timer = QtCore.QTimer(self)
         self._timer.setInterval(1000 // DRAIN_HZ)
@@ -185,48 +124,63 @@ class TrainingWorker(QtCore.QObject):
 
     @property
     def paused(self) -> bool:
-        return self._trainer is not None and self._trainer.paused
+        return self.running and self._paused
 
     @property
     def run_dir(self) -> str:
-        return str(self._trainer.run_dir) if self._trainer is not None else ""
+        """The run folder; "" until the run has been checked and its trainer made."""
+        trainer = self._trainer
+        return str(trainer.run_dir) if trainer is not None else ""
 
     # ---- control (GUI thread; none of these waits for training) -------------------------------
     def start(self, config: RunConfig, run_dir: str | None = None, validate: bool = True) -> None:
+        """Check ``config`` and train it on the background thread (``validate=False`` hands the
+        config to the trainer factory unchecked: the real trainer then checks it itself)."""
         if self.running:
             raise RuntimeError("a run is already in progress; stop it first")
-        from featdistill_core.trainer import Trainer
-
+        if self.trainer_factory is None:
+            from featdistill_core import Trainer
+            factory = Trainer
+        else:
+            factory = self.trainer_factory
         warm_up_torch()
-        factory = self.trainer_factory or Trainer
-        self._trainer = factory(config, run_dir)
-        self._trainer.subscribe(self._queue.put)
-        self._tracker = _ProgressTracker(config)
+        self._trainer = None
+        self._paused = False
+        self._estimator = ProgressEstimator(plan_stages(config), config.batch_size)
         self._stop_requested.clear()
-        self._thread = threading.Thread(target=self._run, args=(config, self._trainer, validate),
+        self._thread = threading.Thread(target=self._run, args=(config, run_dir, validate, factory),
                                         name="featdistill-training", daemon=True)
         self._thread.start()
         self._timer.start()
-        self.runStarted.emit(str(self._trainer.run_dir))
 
     def pause(self) -> None:
-        if self._trainer is not None and not self._trainer.paused:
-            self._trainer.pause()
-            self.pausedChanged.emit(True)
+        if not self.running or self._paused:
+            return
+        with self._lock:
+            self._paused = True
+            if self._trainer is not None:
+                self._trainer.pause()
+        self.pausedChanged.emit(True)
 
     def resume(self) -> None:
-        if self._trainer is not None and self._trainer.paused:
-            self._trainer.resume()
-            self.pausedChanged.emit(False)
+        if not self.running or not self._paused:
+            return
+        with self._lock:
+            self._paused = False
+            if self._trainer is not None:
+                self._trainer.resume()
+        self.pausedChanged.emit(False)
 
     def stop(self) -> None:
-        """Ask the run to stop at its next step (a paused run wakes up to stop)."""
+        """Ask the run to stop at its next step (a paused run wakes up to stop; a run still being
+        checked stops before training)."""
         self._stop_requested.set()
-        if self._trainer is not None:
-            was_paused = self._trainer.paused
-            self._trainer.request_stop()
-            if was_paused:
-                self.pausedChanged.emit(False)
+        with self._lock:
+            was_paused, self._paused = self._paused, False
+            if self._trainer is not None:
+                self._trainer.request_stop()
+        if was_paused and self.running:
+            self.pausedChanged.emit(False)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Block until the thread has ended (used when the window closes); True if it has."""
@@ -239,20 +193,29 @@ class TrainingWorker(QtCore.QObject):
         return True
 
     # ---- the training thread -------------------------------------------------------------------
-    def _run(self, config: RunConfig, trainer, validate: bool) -> None:
+    def _run(self, config: RunConfig, run_dir: str | None, validate: bool, factory) -> None:
         try:
-            if validate:
-                validate_run(config)
+            run = validate_run(config) if validate else config
+            trainer = None if self._stop_requested.is_set() else factory(run, run_dir)
         except ConfigError as error:
             self._queue.put(_Refused(error))
             return
         except Exception as exc:  # noqa: BLE001 - reported to the user, never lost
-            self._queue.put(Failed(error=str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
-                                   kind=type(exc).__name__, details=traceback.format_exc()))
+            lines = str(exc).strip().splitlines()
+            self._queue.put(Failed(error=lines[0] if lines else type(exc).__name__, kind=type(exc).__name__,
+                                   details=traceback.format_exc()))
             return
-        if self._stop_requested.is_set():
+        with self._lock:
+            stopped = self._stop_requested.is_set()
+            if not stopped:
+                trainer.subscribe(self._queue.put)
+                self._trainer = trainer
+                if self._paused:
+                    trainer.pause()
+        if stopped:                                   # stopped while the run was being checked
             self._queue.put(Finished(metrics={}, run_dir="", stopped=True))
             return
+        self._queue.put(_TrainerReady(str(trainer.run_dir)))
         try:
             trainer.run()
         except Exception:  # noqa: BLE001 - the trainer has emitted Failed (with the traceback) already
@@ -294,21 +257,23 @@ class TrainingWorker(QtCore.QObject):
                 snapshots.clear()
 
         for event in events:
+            if isinstance(event, (StepEvent, StageStarted)) and self._estimator is not None:
+                self._estimator.update(event)
             if isinstance(event, StepEvent):
                 steps.append(event)
-                self._tracker.step(event)
             elif isinstance(event, EpochEvent):
                 epochs.append(event)
             elif isinstance(event, AttentionSnapshot):
                 snapshots.append(event)
             elif isinstance(event, StageStarted):
                 flush()                       # curves of one stage before the next one starts
-                self._tracker.stage_started(event)
                 self.stageStarted.emit(event)
+            elif isinstance(event, _TrainerReady):
+                self.runStarted.emit(event.run_dir)
             else:
                 ends.append(event)
         flush()
-        progress = self._tracker.progress() if self._tracker else None
+        progress = self._estimator.progress() if self._estimator else None
         if progress is not None:
             self.progressChanged.emit(progress)
         for event in ends:
@@ -318,13 +283,3 @@ class TrainingWorker(QtCore.QObject):
                 self.failed.emit(event)
             elif isinstance(event, _Refused):
                 self.refused.emit(event.error)
-
-
-def format_duration(seconds: float | None) -> str:
-    """``75`` → ``"1:15"``, ``3725`` → ``"1:02:05"``; ``None`` → ``"–"``."""
-    if seconds is None or seconds != seconds or seconds == float("inf"):
-        return "–"
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"

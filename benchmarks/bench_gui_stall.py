@@ -139,6 +139,7 @@ def instrument() -> CallClock:
     do) and the plot views' paintEvent; before the window is built."""
     import pyqtgraph as pg
 
+    from app.attention_scene import AttentionScene
     from app.attention_view import AttentionView
     from app.main_window import MainWindow
     from app.plots import AccuracyPlot, LossPlot
@@ -152,7 +153,7 @@ def instrument() -> CallClock:
     clock.wrap(AccuracyPlot, "_redraw", "AccuracyPlot: draw epochs")                # a turn after add_epochs
     clock.wrap(AttentionView, "add_snapshots", "AttentionView.add_snapshots")
     clock.wrap(AttentionView, "_render_pending", "AttentionView: draw snapshot")     # a turn after add_snapshots
-    clock.wrap(AttentionView, "_build_next", "AttentionView: build a pair")          # one pair per turn
+    clock.wrap(AttentionScene, "_build_next", "AttentionView: build a pair")          # one pair per turn
     clock.wrap(LossPlot, "_place_next", "LossPlot: put a curve on")                 # one curve per turn
     clock.wrap(MainWindow, "_show_progress", "MainWindow._show_progress")
     clock.wrap(MainWindow, "_epochs_received", "MainWindow._epochs_received")

@@ -23,29 +23,32 @@ __version__ = "0.2.0"
 
 _PUBLIC = {
     "featdistill_core.config": (
-        "AUTO_WEIGHT", "BalanceConfig", "DataConfig", "KDConfig", "MonitorConfig", "OPTIMIZERS", "OptimConfig", "PAIR_STAGES", "PairConfig",
+        "AUTO_WEIGHT", "BalanceConfig", "DataConfig", "KD_METHOD", "KDConfig", "MonitorConfig", "OPTIMIZERS",
+        "OptimConfig", "PAIR_STAGES", "PairConfig",
         "RunConfig", "SCHEDULES", "StudentConfig", "TeacherConfig", "check_values", "checked", "config_from_dict",
         "config_from_toml", "config_to_toml", "load_config", "save_config", "term_names",
     ),
-    "featdistill_core.errors": ("ConfigError", "Problem", "Problems"),
+    "featdistill_core.errors": ("ConfigError", "Problem", "Problems", "field_parts"),
     "featdistill_core.stages": ("PlannedStage", "Stage", "plan_stages"),
     "featdistill_core.events": (
         "AttentionSnapshot", "EpochEvent", "Failed", "Finished", "LossBalance", "PairMaps", "StageStarted",
         "StepEvent", "TermBalance",
     ),
     "featdistill_core.losses": (
-        "METHODS", "Method", "OptionSpec", "PairCheck", "check_pair", "get_method", "register_method",
-        "validate_options",
+        "LayerCount", "METHODS", "Method", "OptionSpec", "PairCheck", "Taps", "check_pair", "get_method",
+        "register_method", "validate_options",
     ),
     "featdistill_core.validate": ("TermPlan", "ValidatedRun", "check_term_layers", "model_layers", "validate_run"),
-    "featdistill_core.data": ("DATASETS", "DATASET_TITLES", "DatasetError", "SPLIT_RULES", "dataset_classes",
-                              "dataset_info", "load_dataset"),
+    "featdistill_core.data": (
+        "DATASETS", "DATASET_TITLES", "DatasetError", "FIXED_IMAGE_SIZES", "NEEDS_PATH", "SPLIT_RULES", "dataset_classes",
+        "dataset_info", "load_dataset",
+    ),
     "featdistill_core.models": ("create_model", "list_models", "load_weights", "register_model", "save_weights"),
     "featdistill_core.layers": ("LayerInfo", "list_layers", "stage_outputs", "suggest_pairs"),
+    "featdistill_core.placement": ("PlacementError", "place_method"),
     "featdistill_core.device": ("DeviceOption", "available_devices", "resolve_device"),
     "featdistill_core.runfolder": ("RunFolderError", "RunRecord", "load_run", "read_balance"),
     "featdistill_core.balance": ("measure_run",),
-    "featdistill_core.placement": ("PlacementError", "place_method"),
     "featdistill_core.compare": (
         "BASELINE", "RECIPE", "WEIGHT_MODES", "Candidate", "CompareEntry", "CompareFolderError", "ComparePlan",
         "CompareResult", "CompareRunner", "EntryFinished", "EntryStarted", "LeaderboardRow", "SweepEstimator",

@@ -43,7 +43,8 @@ MAX_PATH_LENGTH = 4096
 MAX_NAME_LENGTH = 120
 
 __all__ = [
-    "AUTO_WEIGHT", "BalanceConfig", "ConfigError", "DataConfig", "KDConfig", "MonitorConfig", "OptimConfig", "PairConfig", "Problem",
+    "AUTO_WEIGHT", "BalanceConfig", "ConfigError", "DataConfig", "KD_METHOD", "KDConfig", "MonitorConfig", "OptimConfig",
+    "PairConfig", "Problem",
     "RunConfig", "StudentConfig", "TeacherConfig", "check_values", "checked", "config_from_dict",
     "config_from_toml", "config_to_dict", "config_to_toml", "load_config", "read_config", "read_run_file",
     "save_config", "term_names", "with_absolute_paths",
@@ -85,9 +86,13 @@ class OptimConfig:
     gamma: float = 0.1
 
 
+KD_METHOD = "kd"
+"""The method the ``[kd]`` table is a shorthand for (one term of it, on the logits)."""
+
+
 @dataclass
 class KDConfig:
-    """Shorthand for one logit-KD term (method ``"kd"``): ``weight`` 0 means none."""
+    """Shorthand for one logit-KD term (method :data:`KD_METHOD`): ``weight`` 0 means none."""
 
     weight: float = 0.0
     temperature: float = 4.0
@@ -178,7 +183,7 @@ class RunConfig:
         """Every distillation term: the ``[kd]`` shorthand (as a ``"kd"`` term, first) and the pairs."""
         terms = []
         if self.kd.weight > 0:
-            terms.append(PairConfig("kd", [], [], self.kd.weight, Stage.STUDENT.value,
+            terms.append(PairConfig(KD_METHOD, [], [], self.kd.weight, Stage.STUDENT.value,
                                     {"temperature": self.kd.temperature}))
         return terms + list(self.pairs)
 
@@ -577,7 +582,7 @@ def collect_value_problems(config: RunConfig, problems: Problems) -> None:
         problems.add("optim.milestones", f"must be increasing epochs from 1 to {MAX_EPOCH}; got {_short(milestones)}")
     if not problems.has("kd") and c.kd.weight > 0:
         try:
-            validate_options("kd", {"temperature": c.kd.temperature})
+            validate_options(KD_METHOD, {"temperature": c.kd.temperature})
         except ValueError as exc:
             if not problems.has("kd.temperature"):
                 problems.add("kd.temperature", str(exc).split("; ", 1)[-1] if "; got" in str(exc) else str(exc))

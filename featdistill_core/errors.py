@@ -12,12 +12,26 @@ mark every bad field at once::
     problems.raise_if_any()      # ConfigError with both
 
 ``str(error)`` is one ``field: message`` line per problem; ``error.field`` and ``error.reason`` are the
-first problem's, for code that handles one.
+first problem's, for code that handles one. :func:`field_parts` splits a field path into its parts
+(``"pairs[3].teacher"`` → ``("pairs", 3, "teacher")``), for code that places a problem at a widget.
 """
 
 from __future__ import annotations
 
+import re
 from typing import Iterable, NamedTuple
+
+
+_PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
+
+
+def field_parts(field: str) -> tuple[str | int, ...]:
+    """The parts of a field path: names as strings, list indices as ints.
+
+    ``"optim.lr"`` → ``("optim", "lr")``, ``"pairs[3].teacher"`` → ``("pairs", 3, "teacher")``,
+    ``""`` (the file as a whole) → ``()``.
+    """
+    return tuple(int(index) if index else name for name, index in _PART.findall(field or ""))
 
 
 class Problem(NamedTuple):
@@ -94,4 +108,4 @@ class Problems:
             raise ConfigError.from_problems(self._items)
 
 
-__all__ = ["ConfigError", "Problem", "Problems"]
+__all__ = ["ConfigError", "Problem", "Problems", "field_parts"]

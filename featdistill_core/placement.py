@@ -52,6 +52,9 @@ def place_method(method: str, teacher_layers: Sequence[LayerInfo], student_layer
     if kind == "middle_stage":
         t, s = stages[len(stages) // 2]
         return [([t], [s])]
+    if kind == "last_stage":
+        t, s = stages[-1]                      # stages run from the largest spatial size to the smallest
+        return [([t], [s])]
     if kind == "all_stages":
         return [([t for t, _ in stages], [s for _, s in stages])]
     if kind == "stage_pairs":

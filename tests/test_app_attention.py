@@ -11,10 +11,12 @@ pytest.importorskip("pytestqt")
 
 from PySide6 import QtCore  # noqa: E402
 
-from app.attention_view import (  # noqa: E402
-    ROLES, AttentionView, display_image, mosaic, mosaic_tile, nice_ceiling, nice_ticks, robust_bound, tile_rows,
+from app.attention_maps import (  # noqa: E402
+    ROLES, display_image, mosaic, mosaic_tile, nice_ticks, robust_bound, tile_rows,
 )
-from featdistill_core.events import AttentionSnapshot, PairMaps  # noqa: E402
+from app.attention_view import AttentionView  # noqa: E402
+from app.rounding import round_up  # noqa: E402
+from featdistill_core import AttentionSnapshot, PairMaps  # noqa: E402
 
 SHOTS = Path("/tmp/featdistill_shots")
 PROBES = 6
@@ -53,10 +55,13 @@ def shown(view, pair, probe, role):
     return view.displayed_array(pair, probe, role)
 
 
-def test_nice_ceiling_rounds_up_to_readable_bounds():
-    cases = {0.7: 1.0, 1.0: 1.0, 1.2: 2.0, 2.2: 2.5, 3.0: 5.0, 7.0: 10.0, 0.03: 0.05, 0.0: 1.0, float("nan"): 1.0}
+def test_round_up_rounds_up_to_readable_bounds():
+    cases = {0.7: 1.0, 1.0: 1.0, 1.2: 2.0, 2.2: 2.5, 3.0: 5.0, 7.0: 10.0, 0.03: 0.05, 0.0: 1.0, float("nan"): 1.0,
+             -3.0: 1.0, float("inf"): 1.0}
     for value, expected in cases.items():
-        assert nice_ceiling(value) == pytest.approx(expected), value
+        assert round_up(value) == pytest.approx(expected), value
+    # other mantissas: the plots' step axis ends at 1, 2 or 5 × 10^k
+    assert [round_up(v, (1.0, 2.0, 5.0)) for v in (2.2, 5.0, 5.1, 101)] == [5.0, 5.0, 10.0, 200.0]
 
 
 def test_maps_on_screen_are_the_events_arrays(view):
@@ -121,8 +126,8 @@ def test_teacher_and_student_share_one_fixed_scale_and_the_difference_is_symmetr
     view.add_snapshots([snap])
     teacher_values = np.concatenate([p.teacher.ravel() for p in snap.pairs])
     diff_values = np.concatenate([np.abs(p.student - p.teacher).ravel() for p in snap.pairs])
-    hi = nice_ceiling(float(np.percentile(teacher_values, 99.5)))
-    d = nice_ceiling(float(np.percentile(diff_values, 99.5)))
+    hi = round_up(float(np.percentile(teacher_values, 99.5)))
+    d = round_up(float(np.percentile(diff_values, 99.5)))
     assert view.levels() == {"maps": (0.0, hi), "difference": (-d, d)}
 
     items = view.image_items()
@@ -137,8 +142,8 @@ def test_teacher_and_student_share_one_fixed_scale_and_the_difference_is_symmetr
         assert tuple(item.getLevels()) == (-d, d)
         np.testing.assert_array_equal(item.lut, diffs[0].lut)
     assert not np.array_equal(maps[0].lut, diffs[0].lut)
-    assert view._map_bar.levels() == (0.0, hi)
-    assert view._diff_bar.levels() == (-d, d)
+    assert view.scene.map_bar.levels() == (0.0, hi)
+    assert view.scene.diff_bar.levels() == (-d, d)
 
 
 def test_scales_only_grow_so_a_replay_compares_like_with_like(view):
@@ -158,7 +163,7 @@ def test_pair_header_reports_mean_absolute_difference(view):
     now = float(np.mean(np.abs(pair_late.student - pair_late.teacher)))
     before = float(np.mean(np.abs(pair_early.student - pair_early.teacher)))
     assert now < before
-    text = view._headers[pair_late.name].text
+    text = view.scene.header_text(pair_late.name)
     assert f"{now:.3f}" in text and f"first snapshot {before:.3f}" in text
     assert "at:layer2&lt;-layer2" in text          # escaped, shown as written
 
@@ -192,7 +197,7 @@ def test_choosing_probe_images(view):
     for index in (0, 2, 5):                             # none ticked: a note instead of the rows
         view.probe_list.item(index).setCheckState(QtCore.Qt.CheckState.Unchecked)
     assert view.shown_probes() == [] and view.image_items() == {}
-    assert "no probe image ticked" in view._title.text
+    assert "no probe image ticked" in view.scene.title_text()
 
 
 def test_slider_replays_an_older_snapshot_and_pins_it(view, qtbot):
@@ -254,10 +259,10 @@ def test_a_new_pair_layout_rebuilds_the_rows(view):
 def test_a_snapshot_is_drawn_on_later_event_loop_turns_one_pair_at_a_time(view, qtbot):
     snap = make_snapshot(1, pairs=(("at:a<-a", 4), ("at:b<-b", 2), ("at:c<-c", 2)))
     built = []
-    view._build_timer.timeout.connect(lambda: built.append(len(view._blocks)))
+    view.scene.build_timer.timeout.connect(lambda: built.append(len(view.scene.blocks)))
     view.add_snapshots([snap])
-    assert view.current_index() == 0 and not view._blocks           # the worker's hand-over returns at once
-    qtbot.waitUntil(lambda: len(view._blocks) == 3, timeout=1000)    # drawn by the event loop ...
+    assert view.current_index() == 0 and not view.scene.blocks           # the worker's hand-over returns at once
+    qtbot.waitUntil(lambda: len(view.scene.blocks) == 3, timeout=1000)    # drawn by the event loop ...
     assert built == [1, 2, 3]                                        # ... one pair per turn
     np.testing.assert_array_equal(shown(view, "at:c<-c", 2, "teacher"), snap.pairs[2].teacher[2])
 
@@ -266,7 +271,7 @@ def test_following_a_run_draws_at_most_five_snapshots_a_second(view, qtbot):
     import time
 
     drawn = []
-    view._render_timer.timeout.connect(lambda: drawn.append(view._drawn.step))
+    view._render_timer.timeout.connect(lambda: drawn.append(view.scene.drawn.step))
     started = time.monotonic()
     for step in range(1, 21):
         view.add_snapshots([make_snapshot(step)])
@@ -276,7 +281,7 @@ def test_following_a_run_draws_at_most_five_snapshots_a_second(view, qtbot):
     assert 2 <= len(drawn) <= elapsed / 0.2 + 1.5
     assert view.current_index() == 19 and view.is_live()
     view.show_snapshot(3)                                 # what the user picks is drawn on the next turn
-    qtbot.waitUntil(lambda: view._drawn.step == 4, timeout=1000)
+    qtbot.waitUntil(lambda: view.scene.drawn.step == 4, timeout=1000)
 
 
 def test_inconsistent_snapshots_are_refused_with_one_clear_line(view):
@@ -324,9 +329,9 @@ def test_export_gif_has_one_frame_per_snapshot_and_restores_the_view(view, tmp_p
         assert gif.n_frames == 3
         assert gif.info["duration"] == 200
     assert view.current_index() == 1
-    snap = view._snapshots[1]
+    snap = view.state.snapshots[1]
     np.testing.assert_array_equal(shown(view, snap.pairs[0].name, 0, "student"), snap.pairs[0].student[0])
-    assert "step 20" in view._title.text
+    assert "step 20" in view.scene.title_text()
     with pytest.raises(ValueError, match="GIF frame rate must be above 0"):
         view.export_gif(tmp_path / "x.gif", fps=0)
 
@@ -347,8 +352,35 @@ def test_render_attention_view_for_a_look(view, qtbot):
     SHOTS.mkdir(parents=True, exist_ok=True)
     view.add_snapshots([make_snapshot(s, closeness=s / 500) for s in (0, 100, 200, 300, 400)])
     view.show_snapshot(2)
-    qtbot.waitUntil(lambda: "step 200" in view._title.text, timeout=1000)   # drawn on the next turn
+    qtbot.waitUntil(lambda: "step 200" in view.scene.title_text(), timeout=1000)   # drawn on the next turn
     qtbot.wait(20)
     path = SHOTS / "attention_view.png"
     assert view.grab().save(str(path))
     assert path.stat().st_size > 10_000
+
+
+def test_the_numbers_and_the_timeline_need_no_qt():
+    """The pure parts of the view really are pure: importing them loads neither Qt nor pyqtgraph."""
+    import subprocess
+    import sys
+
+    code = ("import sys, app.attention_maps, app.attention_timeline, app.rounding; "
+            "assert not any(m.startswith(('PySide6', 'pyqtgraph')) for m in sys.modules), 'Qt imported'")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_timeline_state_follows_or_stays_put_without_a_widget():
+    from app.attention_timeline import AttentionTimeline
+
+    timeline = AttentionTimeline()
+    assert timeline.is_live() and timeline.add([make_snapshot(1)]) and timeline.current == 0
+    timeline.current = 0
+    timeline.add([make_snapshot(2), make_snapshot(3)])
+    assert timeline.current == 2                         # was live: follows
+    timeline.current = 1
+    assert not timeline.add([make_snapshot(4)]) and timeline.current == 1    # pinned: stays
+    assert timeline.index(-1) == 3 and timeline.caption(1) == "snapshot 2/4 · step 2 · epoch 1"
+    with pytest.raises(ValueError, match="probe index 9 is out of range"):
+        timeline.set_probes([9])

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import html
+
 import pytest
 
-from featdistill_core.config import ConfigError, PairConfig
-from featdistill_core.demo import demo_config
-from featdistill_core.device import available_devices
-from featdistill_core.losses.methods import METHODS, PairCheck
+from featdistill_core import (
+    METHODS, ConfigError, LayerCount, Method, PairCheck, PairConfig, Problem, Taps, available_devices, demo_config,
+)
+from featdistill_core.losses.registry import Refusal
 
-from app.config_form import LAYERS_TAB, TRAINING_TAB, ConfigForm
+from app.config_form import FIELDS, LAYERS_TAB, TRAINING_TAB, ConfigForm
 from app.method_help import method_help_html
 from app.pair_table import PairOptionsDialog, describe_check, options_summary
 
@@ -68,7 +70,7 @@ def test_core_range_check_is_shown_at_its_field_and_its_tab(form):
     with pytest.raises(ConfigError) as caught:
         form.check_before_start()
     assert caught.value.field == "optim.lr"
-    assert form.field_error("optim.lr") == "must be greater than 0; got 0.0"
+    assert form.field_error("optim.lr") == "must be greater than 0; got 0"
     assert form.currentIndex() == TRAINING_TAB
 
 
@@ -77,7 +79,7 @@ def test_teacher_without_weights_and_not_trained_is_refused_at_the_weights_field
     assert form.teacher_weights.isEnabled()
     with pytest.raises(ConfigError):
         form.check_before_start()
-    assert "weights file is required" in form.field_error("teacher.weights")
+    assert "give its weights file" in form.field_error("teacher.weights")
 
 
 def test_edits_are_checked_shortly_after_typing(qtbot, form):
@@ -191,7 +193,7 @@ def test_fsp_needs_two_layers_on_each_side(form):
     select(panel.teacher_picker, ["layer2"])
     select(panel.student_picker, ["layer2"])
     assert not panel.add_selected_pair().ok
-    assert "needs 2 layers selected in each tree" in panel.message.text()
+    assert "takes 2 layers on each side: select them in each tree" in panel.message.text()
     assert table.rowCount() == before
     select(panel.teacher_picker, ["layer1", "layer2"])
     select(panel.student_picker, ["layer1", "layer2"])
@@ -211,7 +213,7 @@ def test_changing_a_rows_method_rechecks_it(form):
         form.check_before_start()
     assert caught.value.field == "pairs[0].teacher"      # the core's form check: two layers per side
     assert form.currentIndex() == LAYERS_TAB
-    assert "takes 2 layer path(s)" in table.row_state(0)[1]
+    assert "teacher: " in table.row_state(0)[1] and "takes 2 layers on each side" in table.row_state(0)[1]
 
 
 def test_suggest_pairs_matches_stages_of_equal_size(form):
@@ -255,8 +257,8 @@ def test_pair_options_dialog_edits_options_and_stage(qtbot, form):
 def test_method_help_shows_formula_and_paper(qtbot, form):
     dialog = form.layers.pair_table.show_help(0)
     qtbot.addWidget(dialog)
-    html = method_help_html("at")
-    assert "Zagoruyko" in html and "mean_c |F_c|^p" in html
+    text = method_help_html("at")
+    assert "Zagoruyko" in text and "mean_c |F_c|^p" in text
     assert dialog.isVisible()
     dialog.close()
 
@@ -283,3 +285,196 @@ def test_own_model_factory_can_be_typed_in(qtbot, form, tmp_path, monkeypatch):
     assert shapes["0"] == (6, 32, 32) and shapes["4"] == (10,)
     assert form.field_error("student.arch") == ""
     assert form.config().student.arch == "my_models:tiny"
+
+
+# ---- every problem at its field -------------------------------------------------------------------
+
+def test_every_problem_is_marked_at_once_and_each_goes_when_fixed(form):
+    table = form.layers.pair_table
+    form.lr.setText("fast")
+    form.batch_size.setValue(0)
+    combo = table.cellWidget(0, 0)
+    two_layer = next(key for key, info in METHODS.items() if info.layers.minimum == info.layers.maximum == 2)
+    combo.setCurrentIndex(combo.findData(two_layer))
+    error = form.check_quick()
+    assert {"optim.lr", "batch_size", "pairs[0].teacher"} <= {p.field for p in error.problems}
+    assert "must be a number" in form.field_error("optim.lr")
+    assert "must be at least 1" in form.field_error("batch_size")
+    assert table.row_state(0)[0] == "refused" and "takes 2 layers" in table.row_state(0)[1]
+    form.lr.setText("0.01")
+    form.check_quick()
+    assert form.field_error("optim.lr") == "" and "must be at least 1" in form.field_error("batch_size")
+    form.batch_size.setValue(32)
+    combo.setCurrentIndex(combo.findData(form.config(check=False).pairs[1].method))
+    assert form.check_quick() is None
+    assert form.field_error("batch_size") == "" and table.row_state(0)[0] in ("direct", "adapter")
+
+
+def test_problems_found_by_validation_stay_until_their_field_is_edited(form):
+    table = form.layers.pair_table
+    error = ConfigError.from_problems([
+        Problem("teacher.weights", "cannot be read: not a weights file"),
+        Problem("pairs[1].student", "no layer 'x' in demo_student"),
+        Problem("kd", "the shorthand cannot be built"),
+        Problem("", "the run file as a whole"),
+    ])
+    elsewhere = form.show_error(error, focus=True)
+    assert elsewhere == [Problem("", "the run file as a whole")]       # no field: the caller says it
+    assert form.field_error("teacher.weights") == "cannot be read: not a weights file"
+    assert form.field_error("kd.weight") == "the shorthand cannot be built"   # a section: its first field
+    assert table.row_state(1) == ("refused", "✗ student: no layer 'x' in demo_student")
+    assert form.currentIndex() == 0                                     # the first problem's tab
+    form.check_quick()                                                  # another check keeps them
+    assert form.field_error("teacher.weights") and table.row_state(1)[0] == "refused"
+    form.teacher_weights.setText("/elsewhere/teacher.safetensors")      # edited: its mark goes
+    form.check_quick()
+    assert form.field_error("teacher.weights") == "" and table.row_state(1)[0] == "refused"
+    table.cellWidget(1, 3).setValue(2.0)                                # the row changes: its mark goes
+    form.check_quick()
+    assert table.row_state(1)[0] in ("direct", "adapter")
+    assert form.field_error("kd.weight")                                # not edited yet
+
+
+def test_the_form_table_drives_showing_and_reading_every_field(form):
+    config = demo_config()
+    config.name, config.seed, config.device, config.mixed_precision = "other", 7, "cpu", True
+    config.epochs, config.batch_size, config.ce_weight, config.init_epochs = 3, 16, 0.5, 2
+    config.output_dir = "/tmp/elsewhere"
+    config.teacher.train_epochs = 3
+    config.student.weights = "/tmp/student.pt"
+    config.data.augment, config.data.demo_train, config.data.demo_test = True, 300, 100
+    config.optim.name, config.optim.lr, config.optim.momentum = "sgd", 0.1, 0.8
+    config.optim.weight_decay, config.optim.schedule, config.optim.milestones, config.optim.gamma = 1e-4, "step", [2, 3], 0.5
+    config.kd.weight, config.kd.temperature = 0.5, 2.0
+    config.monitor.log_every, config.monitor.snapshot_every, config.monitor.probe_images = 3, 7, 5
+    form.set_config(config)
+    assert form.config() == config
+    for field in FIELDS:
+        assert form.field_widget(field.path) is getattr(form, field.attr)
+        assert field.tooltip and form.field_widget(field.path).toolTip() == field.tooltip
+    # the teacher box decides which of its two fields reaches the run file
+    form.teacher_train.setChecked(False)
+    form.teacher_weights.setText("/tmp/teacher.safetensors")
+    read = form.config(check=False)
+    assert (read.teacher.weights, read.teacher.train_epochs) == ("/tmp/teacher.safetensors", 0)
+
+
+# ---- methods come from the registry ---------------------------------------------------------------
+
+def first_method(condition) -> str:
+    return next(key for key, info in METHODS.items() if condition(info))
+
+
+def test_a_method_on_the_logits_is_added_without_choosing_layers(form):
+    panel = form.layers
+    table = panel.pair_table
+    before = table.rowCount()
+    logits = first_method(lambda info: info.on_logits)
+    panel.method_combo.setCurrentIndex(panel.method_combo.findData(logits))
+    assert "no layers to select" in panel.selection_label.text()
+    select(panel.teacher_picker, ["layer2"])          # a selection is ignored
+    check = panel.add_selected_pair()
+    assert check.ok and table.rowCount() == before + 1
+    added = form.config().pairs[-1]
+    assert (added.method, added.teacher, added.student) == (logits, [], [])
+    assert table.item(before, 1).text() == "(logits)"
+    assert form.check_quick() is None
+
+
+def test_switching_a_row_to_a_method_on_the_logits_puts_its_layers_aside(form):
+    table = form.layers.pair_table
+    combo = table.cellWidget(0, 0)
+    layered = table.pairs()[0]
+    combo.setCurrentIndex(combo.findData(first_method(lambda info: info.on_logits)))
+    assert table.pairs()[0].teacher == [] and table.row_state(0)[0] == "direct"
+    combo.setCurrentIndex(combo.findData(layered.method))
+    assert (table.pairs()[0].teacher, table.pairs()[0].student) == (layered.teacher, layered.student)
+
+
+def _fake_method(monkeypatch, key, layers, taps, check):
+    import torch
+
+    method = Method(key=key, title=f"Test method {key}", paper="-", formula="-", summary="for a test",
+                    options={}, layers=layers, taps=taps, default_weight=1.0, check=check,
+                    build=lambda context: torch.nn.Identity())
+    monkeypatch.setitem(METHODS, key, method)
+    return method
+
+
+def _panel_on_demo_models(qtbot):
+    from app.layer_picker import cached_layers
+    from app.layers_panel import LayersPanel
+
+    panel = LayersPanel()
+    qtbot.addWidget(panel)
+    panel.set_models(("demo_teacher", list(cached_layers("demo_teacher", 10, 32)), ""),
+                     ("demo_student", list(cached_layers("demo_student", 10, 32)), ""))
+    return panel
+
+
+def test_a_method_with_a_layer_range_takes_several_layers_on_each_side(qtbot, monkeypatch):
+    _fake_method(monkeypatch, "many_layers_test", LayerCount(1, None), Taps.OUTPUT, lambda s, t, o: "none")
+    panel = _panel_on_demo_models(qtbot)
+    panel.method_combo.setCurrentIndex(panel.method_combo.findData("many_layers_test"))
+    assert "1 or more layers on each side" in panel.selection_label.text()
+    assert "Ctrl+click" in panel.selection_label.text()
+    select(panel.teacher_picker, ["layer1", "layer2", "layer3"])
+    select(panel.student_picker, ["layer1", "layer2"])
+    assert not panel.add_selected_pair().ok
+    assert "selected 3 in the teacher and 2 in the student" in panel.message.text()
+    select(panel.student_picker, ["layer1", "layer2", "layer3"])
+    assert panel.add_selected_pair().ok
+    assert panel.pair_table.pairs()[-1].student == ["layer1", "layer2", "layer3"]
+
+
+def test_a_method_tapping_layer_inputs_is_checked_on_the_inputs(qtbot, monkeypatch):
+    def vectors_only(student, teacher, options):
+        if any(len(shape) != 1 for shape in student + teacher):
+            raise Refusal("needs flat vectors")
+        return f"linear {student[0][0]}→{teacher[0][0]}"
+
+    _fake_method(monkeypatch, "inputs_test", LayerCount(1, 1), Taps.INPUT, vectors_only)
+    panel = _panel_on_demo_models(qtbot)
+    panel.method_combo.setCurrentIndex(panel.method_combo.findData("inputs_test"))
+    tree = panel.teacher_picker.tree
+    assert tree.headerItem().text(2) == "Input shape"
+    fc = next(tree.topLevelItem(i) for i in range(tree.topLevelItemCount()) if tree.topLevelItem(i).text(0) == "fc")
+    assert fc.text(2) == "64"                           # what fc receives, not its 10 outputs
+    select(panel.teacher_picker, ["fc"])
+    select(panel.student_picker, ["fc"])
+    check = panel.add_selected_pair()
+    assert check.ok and check.adapter == "linear 32→64"
+    select(panel.teacher_picker, ["layer3"])
+    select(panel.student_picker, ["layer3"])
+    assert not panel.add_selected_pair().ok and "needs flat vectors" in panel.message.text()
+    first = first_method(lambda info: info.taps == Taps.OUTPUT)
+    panel.method_combo.setCurrentIndex(panel.method_combo.findData(first))
+    assert tree.headerItem().text(2) == "Output shape" and fc.text(2) == "10"
+
+
+def test_suggest_places_each_method_at_its_reference_layers(form):
+    panel = form.layers
+    panel.pair_table.set_pairs([])
+    logits = first_method(lambda info: info.placement == "logits")
+    panel.method_combo.setCurrentIndex(panel.method_combo.findData(logits))
+    assert [(p.teacher, p.student) for p in panel.suggest()] == [([], [])]
+    middle = first_method(lambda info: info.placement == "middle_stage")
+    panel.method_combo.setCurrentIndex(panel.method_combo.findData(middle))
+    assert [(p.teacher, p.student) for p in panel.suggest()] == [(["layer2"], ["layer2"])]
+    pairs = first_method(lambda info: info.placement == "stage_pairs")
+    panel.method_combo.setCurrentIndex(panel.method_combo.findData(pairs))
+    added = panel.suggest()
+    assert [p.teacher for p in added] == [["layer1", "layer2"], ["layer2", "layer3"]]
+    assert panel.pair_table.rowCount() == 4
+
+
+def test_method_lists_and_help_come_from_the_registry(form):
+    panel = form.layers
+    keys = [panel.method_combo.itemData(i) for i in range(panel.method_combo.count())]
+    assert keys == list(METHODS)
+    row_combo = panel.pair_table.cellWidget(0, 0)
+    assert [row_combo.itemData(i) for i in range(row_combo.count())] == list(METHODS)
+    for key, info in METHODS.items():
+        assert info.title in panel.method_combo.toolTip()
+        text = method_help_html(key)
+        assert html.escape(info.paper) in text and html.escape(info.layers.describe()) in text

@@ -11,10 +11,7 @@ from pathlib import Path
 import pytest
 from PySide6 import QtCore, QtWidgets
 
-from featdistill_core.config import load_config, save_config
-from featdistill_core.demo import demo_config
-from featdistill_core.runfolder import load_run
-from featdistill_core.trainer import Trainer
+from featdistill_core import Stage, Trainer, demo_config, load_config, load_run, save_config
 
 from app import settings as app_settings
 from app.main_window import PROGRESS_STEPS, MainWindow
@@ -69,14 +66,18 @@ def test_constructible_without_arguments_with_named_widgets(qtbot, settings_file
 
 
 def test_a_run_shows_progress_curves_and_attention_then_its_folder_reopens(qtbot, window):
-    progress = []
+    progress, formats = [], []
     window.worker.progressChanged.connect(lambda p: progress.append(p.fraction))
+    window.worker.progressChanged.connect(lambda p: formats.append(window.progress_bar.format()))
     with qtbot.waitSignal(window.runEnded, timeout=RUN_TIMEOUT_MS):
         assert window.start_run()
         assert not window.start_button.isEnabled() and window.stop_button.isEnabled()
     assert "Finished" in window.status_text(), window.status_text()
     assert window.progress_bar.value() == PROGRESS_STEPS
     assert progress and progress == sorted(progress) and progress[-1] == 1.0
+    # the core's stage plan, stage by stage
+    assert any(f.startswith("Stage 1 of 2 — Training the teacher · epoch 1/1") for f in formats), formats
+    assert any(f.startswith("Stage 2 of 2 — Distilling the student · epoch 1/1") for f in formats), formats
     # 6 steps per epoch (150 images / 25), logged every step: both stages have their curves
     x, y = window.loss_plot.curve_data("total")
     assert list(x) == list(range(1, 7)) and all(v > 0 for v in y)
@@ -146,8 +147,10 @@ def test_closing_during_a_run_stops_it_cleanly(qtbot, window, tmp_path, settings
 class ExplodingTrainer(Trainer):
     """The real trainer, failing at the student's first step."""
 
-    def _student_losses(self, images, labels):
-        raise RuntimeError("the loss exploded (test)")
+    def _losses(self, planned, batch, progress):
+        if planned.stage is Stage.STUDENT:
+            raise RuntimeError("the loss exploded (test)")
+        return super()._losses(planned, batch, progress)
 
 
 def test_a_training_error_shows_a_dialog_and_keeps_the_files(qtbot, window):
@@ -174,14 +177,20 @@ def test_start_is_refused_for_an_invalid_form(qtbot, window):
     assert "must be at least 1" in window.form.field_error("batch_size")
 
 
-def test_a_problem_found_by_the_run_check_is_marked_at_its_field(qtbot, window, tmp_path):
+def test_every_problem_found_by_the_run_check_is_marked_at_its_field(qtbot, window, tmp_path):
     window.form.teacher_train.setChecked(False)
     window.form.teacher_weights.setText(str(tmp_path / "no-such-teacher.safetensors"))
+    window.form.student_weights.setText(str(tmp_path / "no-such-student.safetensors"))
     with qtbot.waitSignal(window.runEnded, timeout=RUN_TIMEOUT_MS):
         assert window.start_run()
-    assert window.form.field_error("teacher.weights")
-    assert "Cannot start" in window.status_text()
+        assert window.progress_bar.format() == "Checking the run…"     # checked on the worker thread
+    assert window.form.field_error("teacher.weights") and window.form.field_error("student.weights")
+    assert "Cannot start" in window.status_text() and "2 problems" in window.status_text()
+    assert window.validity_label.text().count("⚠") == 2
     assert not (tmp_path / "runs").exists()
+    window.form.student_weights.setText("")                             # fixed: its mark goes
+    window.form.check_quick()
+    assert window.form.field_error("student.weights") == "" and window.form.field_error("teacher.weights")
 
 
 def test_save_and_open_a_run_file_and_remember_it(qtbot, window, tmp_path, settings_file):

@@ -12,14 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from featdistill_core.config import ConfigError
+from featdistill_core import ConfigError, Failed, Finished, StageStarted, StepEvent, ValidatedRun, demo_config
 from featdistill_core.control import RunControl, StopRequested
-from featdistill_core.demo import demo_config
-from featdistill_core.events import Failed, Finished, StageStarted, StepEvent
 
-from app.worker import (
-    DRAIN_HZ, TrainingWorker, _ProgressTracker, config_error_from_failed, format_duration, planned_stages,
-)
+from app.worker import DRAIN_HZ, TrainingWorker, config_error_from_failed
 
 
 class FakeTrainer:
@@ -202,41 +198,99 @@ def test_starting_twice_is_an_error(qtbot, worker):
         gate.set()
 
 
-def test_progress_spans_every_stage_of_the_run():
+def test_progress_is_the_cores_estimate_over_the_stage_plan(qtbot, worker):
     config = demo_config()
     config.teacher.train_epochs = 2
     config.epochs = 3
     config.batch_size = 32
-    assert planned_stages(config) == [("teacher", 2), ("student", 3)]
-    tracker = _ProgressTracker(config)
-    tracker.stage_started(StageStarted("teacher", 2, 10, 20, "run"))
-    tracker.step(StepEvent("teacher", 5, 1, 20, {"ce": 1.0}, 1.0, 0.1, 320.0))
-    progress = tracker.progress()
+
+    class TwoStages(FakeTrainer):
+        def run(self):
+            self.emit(StageStarted("teacher", 2, 10, 20, "run"))
+            self.emit(StepEvent("teacher", 5, 1, 20, {"ce": 1.0}, 1.0, 0.1, 320.0))
+            finished = Finished(metrics={}, run_dir="run")
+            self.emit(finished)
+            return finished
+
+    worker.trainer_factory = TwoStages
+    seen = []
+    worker.progressChanged.connect(seen.append)
+    with qtbot.waitSignal(worker.runEnded, timeout=10000):
+        worker.start(config, validate=False)
+    progress = seen[-1]
     assert progress.fraction == pytest.approx(5 / 50)         # 5 of (2 + 3) × 10 steps
     assert progress.eta_seconds == pytest.approx(45 * 32 / 320)
     assert (progress.stage_index, progress.stage_count, progress.epoch, progress.epochs) == (1, 2, 1, 2)
-    tracker.stage_started(StageStarted("student", 3, 10, 30, "run"))
-    tracker.step(StepEvent("student", 30, 3, 30, {"ce": 1.0}, 1.0, 0.1, 320.0))
-    assert tracker.progress().fraction == 1.0 and tracker.progress().eta_seconds == 0
+    assert progress.stage.title == "Training the teacher"
 
 
-def test_init_stage_is_planned_only_with_init_pairs():
-    config = demo_config()
-    config.init_epochs = 4
-    assert [s for s, _ in planned_stages(config)] == ["teacher", "student"]
-    config.pairs[0].stage = "init"
-    assert planned_stages(config) == [("teacher", config.teacher.train_epochs), ("init", 4),
-                                      ("student", config.epochs)]
+def test_the_trainer_is_made_on_the_worker_thread_from_the_checked_run(qtbot, worker, tmp_path):
+    made = {}
+
+    class Recording(FakeTrainer):
+        steps = 3
+
+        def __init__(self, run, run_dir=None):
+            made["thread"] = threading.current_thread()
+            made["run"] = run
+            super().__init__(run, str(tmp_path / "the-run"))
+
+    worker.trainer_factory = Recording
+    started = []
+    worker.runStarted.connect(started.append)
+    config = demo_config(output_dir=str(tmp_path / "runs"))
+    config.data.demo_train = 64
+    worker.start(config)
+    assert worker.run_dir == "" and not started          # known only once the run is checked
+    with qtbot.waitSignal(worker.runEnded, timeout=30000):
+        pass
+    assert made["thread"] is not threading.main_thread()
+    assert isinstance(made["run"], ValidatedRun)          # validated once, and the trainer runs that
+    assert started == [str(tmp_path / "the-run")] and worker.run_dir == started[0]
 
 
-def test_format_duration():
-    assert format_duration(75) == "1:15"
-    assert format_duration(3725) == "1:02:05"
-    assert format_duration(None) == "–"
+def test_a_refusal_carries_every_problem(qtbot, worker, tmp_path):
+    config = demo_config(output_dir=str(tmp_path / "runs"))
+    config.teacher.train_epochs = 0
+    config.teacher.weights = str(tmp_path / "missing.safetensors")
+    config.student.arch = "no_such_model"
+    seen = Recorder(worker)
+    with qtbot.waitSignal(worker.runEnded, timeout=30000):
+        worker.start(config)
+    fields = {problem.field for problem in seen.refused[0].problems}
+    assert {"teacher.weights", "student.arch"} <= fields
 
 
-def test_config_error_from_failed_keeps_the_field():
-    error = config_error_from_failed(Failed(error="pairs[1].student: no layer 'x' in demo_student", kind="ConfigError"))
+def test_pause_and_stop_while_the_run_is_checked_reach_the_trainer(qtbot, worker):
+    gate = threading.Event()
+
+    class Slow(FakeTrainer):
+        steps = 100000
+        delay = 0.001
+
+        def __init__(self, run, run_dir=None):
+            gate.wait(10)                       # the run is still being "checked"
+            super().__init__(run, run_dir)
+
+    worker.trainer_factory = Slow
+    seen = Recorder(worker)
+    worker.start(demo_config(), validate=False)
+    worker.pause()
+    assert worker.paused
+    gate.set()
+    qtbot.wait(300)
+    worker.drain()
+    assert seen.steps == []                      # it started paused
+    with qtbot.waitSignal(worker.runEnded, timeout=10000):
+        worker.stop()
+    assert seen.finished and seen.finished[0].stopped
+
+
+def test_config_error_from_failed_keeps_every_field():
+    failed = Failed(error="pairs[1].student: no layer 'x' in demo_student", kind="ConfigError",
+                    field="pairs[1].student",
+                    problems=(("pairs[1].student", "no layer 'x' in demo_student"), ("data.path", "found 3 classes")))
+    error = config_error_from_failed(failed)
     assert (error.field, error.reason) == ("pairs[1].student", "no layer 'x' in demo_student")
-    assert config_error_from_failed(Failed(error="data.path: found 3 classes", kind="ConfigError")).field == "data.path"
+    assert [p.field for p in error.problems] == ["pairs[1].student", "data.path"]
     assert config_error_from_failed(Failed(error="boom", kind="RuntimeError")) is None

@@ -106,7 +106,7 @@ def test_defaults_fill_missing_fields_and_pair_weight():
     ({"data": {"name": "cifar10"}}, "data.path", "needs the folder"),
     ({"teacher": "resnet"}, "teacher", "must be a table"),
     ({"pairs": [{"method": "at", "teacher": ["layer1"], "student": ["layer1"]}]}, "teacher.weights", "train the teacher first"),
-    ({"teacher": {"weights": "t.pt"}, "pairs": [{"method": "crd", "teacher": ["a"], "student": ["b"]}]},
+    ({"teacher": {"weights": "t.pt"}, "pairs": [{"method": "magic", "teacher": ["a"], "student": ["b"]}]},
      "pairs[0].method", "'hint', 'at', 'fsp'"),
     ({"teacher": {"weights": "t.pt"}, "pairs": [{"method": "fsp", "teacher": ["a"], "student": ["b", "c"]}]},
      "pairs[0].teacher", "takes 2 layers on each side"),

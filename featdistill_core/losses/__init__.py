@@ -34,6 +34,12 @@ from .attention import NORMALIZATIONS, AttentionTransferLoss, attention_map, nor
 from .fsp import FSPLoss, flow_matrix
 from .nst import NSTLoss
 from .dkd import DKDLoss
+from .pkt import PKTLoss
+from .rkd import RKDLoss
+from .sp import SPLoss
+from .cc import CCLoss
+from .vid import VIDLoss
+from .crd import CRDLoss
 
 __all__ = sorted(name for name, value in dict(globals()).items()
                  if not name.startswith("_") and not isinstance(value, type(registry)))

@@ -98,12 +98,14 @@ NO_LAYERS = LayerCount(0, 0)
 ONE_LAYER = LayerCount(1, 1)
 TWO_LAYERS = LayerCount(2, 2)
 
-PLACEMENTS = ("stages", "middle_stage", "stage_pairs", "all_stages", "embedding", "logits")
+PLACEMENTS = ("stages", "middle_stage", "last_stage", "stage_pairs", "all_stages", "embedding", "logits")
 """Where a method is placed by default (Suggest pairs, ``featdistill compare``):
 
 * ``stages`` — one term per stage output both networks share a spatial size at (AT, NST);
 * ``middle_stage`` — the middle one of the stage outputs both share (FitNets hint: RepDistiller's and
   mdistiller's ``hint_layer = 2``, the output of ``layer2`` of a 3-stage CIFAR ResNet);
+* ``last_stage`` — the last (smallest) of the stage outputs both share (SP: RepDistiller's ``feat[-2]``,
+  the output of ``layer3`` of a 3-stage CIFAR ResNet);
 * ``stage_pairs`` — consecutive shared stage outputs, two layers per side (FSP);
 * ``all_stages`` — every shared stage output in one term (hierarchical methods);
 * ``embedding`` — the input of the classifier (relational and contrastive methods);
