@@ -50,7 +50,7 @@ from featdistill_core.data import DatasetError, dataset_info
 from featdistill_core.demo import baseline_config
 from featdistill_core.errors import Problems
 from featdistill_core.events import EpochEvent, Failed, StageStarted, StepEvent
-from featdistill_core.losses import METHODS, get_method
+from featdistill_core.losses import METHODS, Taps, get_method
 from featdistill_core.placement import PlacementError, place_method
 from featdistill_core.stages import Stage
 from featdistill_core.trainer import Trainer
@@ -257,7 +257,8 @@ def _recipe_candidate(config: RunConfig, auto: bool) -> Candidate:
     terms = config.terms
     pairs = tuple(config_to_dict(RunConfig(pairs=list(terms)))["pairs"])
     refusal = "" if terms else "the run file has no distillation terms"
-    layers = "; ".join(f"{t.method} {_layers_text(t.teacher, t.student, '')}" for t in terms)
+    layers = "; ".join(f"{t.method} {_layers_text(t.teacher, t.student, t.method)}" if t.teacher
+                       else _layers_text([], [], t.method) for t in terms)
     return Candidate(key=key, method="", title="the run file's terms", auto=auto, layers=layers,
                      weight="auto" if auto else "as written", init_epochs=config.init_epochs, refusal=refusal,
                      pairs=pairs)
@@ -287,9 +288,11 @@ def _weight_text(info, auto: bool) -> str:
 
 
 def _layers_text(teacher, student, method) -> str:
+    """``layer2←layer2``; ``fc input←fc input`` for a method on a layer's input; ``logits``."""
     if not teacher and not student:
         return f"{method}: logits" if method else "logits"
-    return f"{'+'.join(teacher)}←{'+'.join(student)}"
+    tap = " input" if method in METHODS and METHODS[method].taps == Taps.INPUT else ""
+    return f"{'+'.join(teacher)}{tap}←{'+'.join(student)}{tap}"
 
 
 def _candidate_config(base: RunConfig, candidate: Candidate, seed: int) -> RunConfig:
