@@ -38,7 +38,9 @@ _PUBLIC = {
         "LayerCount", "METHODS", "Method", "OptionSpec", "PairCheck", "Taps", "check_pair", "get_method",
         "register_method", "validate_options",
     ),
-    "featdistill_core.validate": ("TermPlan", "ValidatedRun", "check_term_layers", "model_layers", "validate_run"),
+    "featdistill_core.validate": (
+        "TermPlan", "ValidatedRun", "check_term_layers", "initial_student", "model_layers", "validate_run",
+    ),
     "featdistill_core.data": (
         "DATASETS", "DATASET_TITLES", "DatasetError", "FIXED_IMAGE_SIZES", "NEEDS_PATH", "SPLIT_RULES", "dataset_classes",
         "dataset_info", "load_dataset",
@@ -59,6 +61,13 @@ _PUBLIC = {
     "featdistill_core.demo": ("baseline_config", "demo_config", "run_demo"),
     "featdistill_core.progress": ("Progress", "ProgressEstimator", "format_duration"),
     "featdistill_core.runstate": ("RunState",),
+    "featdistill_core.analysis": (
+        "AlignedPair", "AnalysisCancelled", "CKALayer", "CKAResult", "Evaluation", "LAYER_SELECTIONS", "PairCKA",
+        "PairSimilarity", "align_layers", "check_alignable", "cka_map", "cka_map_of_run", "default_pair_count",
+        "evaluate_model", "probe_images", "pairs_as_toml",
+        "per_class_accuracy", "read_pair_cka", "render_cka", "render_confusion", "suggest_pairs_by_cka",
+    ),
+    "featdistill_core.export": ("ExportError", "ExportResult", "FORMATS", "export_student", "onnx_available"),
 }
 _WHERE = {name: module for module, names in _PUBLIC.items() for name in names}
 

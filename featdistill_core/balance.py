@@ -3,8 +3,9 @@
 A method's reference weight suits the recipe it was published with; on another data set, another
 pair of networks or another schedule the same weight can swamp the cross-entropy (a FitNets hint at
 weight 1 starting above it, logit KD at weight 1 starting at five times it) and the student ends up
-worse than trained alone. Before the student's first step, :func:`calibrate` measures every term on
-the first ``balance.batches`` training batches — the very batches training starts with — and
+worse than trained alone. Before the first step of each student-side stage, :func:`calibrate`
+measures the stage's terms on the first ``balance.batches`` training batches — the very batches
+training starts with — and
 
 * reports, for each term, its loss and its gradient relative to the task loss
   (:class:`~featdistill_core.events.LossBalance`, emitted once; the CLI prints it, the run folder
@@ -40,8 +41,10 @@ written in (a test holds it to that).
 term in (DKD's warm-up) is measured at the strength it reaches in this run; the ramp still eases it in.
 
 :func:`measure_run` measures a validated run without training it (``featdistill check``, the window's
-pair table); :func:`calibrate` is the trainer's one call. A resumed run reads the weights it chose
-from ``balance.json`` instead of measuring again.
+pair table); :func:`calibrate` is the trainer's one call, at the start of each student-side stage
+after the stage's terms have run their one-off ``prepare`` (so a stage with an ``"init"`` term gets its
+own report). A resumed run reads the weights it chose from ``balance.json`` instead of measuring
+again.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable, Optional, Sequence
 
 import torch
 
@@ -74,10 +77,13 @@ class BalanceMeasurement:
     grad_norm: tuple[float, ...]
 
 
-def measure_terms(distiller, loader, *, batches: int, stage_epochs: dict[str, int]) -> BalanceMeasurement:
-    """Each term's unweighted loss and gradient norm at the student's parameters, and the cross-entropy's,
-    averaged over the first ``batches`` batches of the loader's epoch 0. Leaves no trace (see the module
-    docstring). ``stage_epochs`` maps ``"init"``/``"student"`` to the stage's epochs (for the progress)."""
+def measure_terms(distiller, loader, *, batches: int, stage_epochs: dict[str, int],
+                  terms: Optional[Sequence[int]] = None) -> BalanceMeasurement:
+    """The unweighted loss and gradient norm at the student's parameters of the terms at ``terms``
+    (indices into ``distiller.terms``; default all), and the cross-entropy's, averaged over the first
+    ``batches`` batches of the loader's epoch 0; the other terms get NaN. Leaves no trace (see the
+    module docstring). ``stage_epochs`` maps ``"init"``/``"student"`` to the stage's epochs."""
+    chosen = list(range(len(distiller.terms))) if terms is None else list(terms)
     student, terms = distiller.student, distiller.term_losses
     params = [p for p in student.parameters() if p.requires_grad]
     saved_student = _clone_state(student)
@@ -86,11 +92,16 @@ def measure_terms(distiller, loader, *, batches: int, stage_epochs: dict[str, in
     modes = (student.training, terms.training)
     count = min(max(int(batches), 0), len(loader))
     n_terms = len(distiller.terms)
-    sums = {"ce": 0.0, "ce_grad": 0.0, "loss": [0.0] * n_terms, "grad": [0.0] * n_terms}
+    nan = float("nan")
+    sums = {"ce": 0.0, "ce_grad": 0.0, "loss": [nan] * n_terms, "grad": [nan] * n_terms}
+    for k in chosen:
+        sums["loss"][k] = sums["grad"][k] = 0.0
     steps_per_epoch = len(loader)
     groups: dict[str, list[int]] = {}
-    for i, plan in enumerate(distiller.terms):
-        groups.setdefault(str(plan.stage), []).append(i)
+    for i in chosen:
+        groups.setdefault(str(distiller.terms[i].stage), []).append(i)
+    if not groups:
+        groups[str(Stage.STUDENT)] = []        # the cross-entropy alone
     try:
         student.train()
         terms.train()
@@ -136,15 +147,22 @@ def auto_weight(target: float, task_grad_norm: float, term_grad_norm: float) -> 
 
 
 def summarise(distiller, measured: BalanceMeasurement, *, ce_weight: float, target: float, warn_ratio: float,
-              teacher_trained: bool = True) -> LossBalance:
-    """The report of a measurement, with auto weights chosen (the distiller itself is not changed)."""
+              teacher_trained: bool = True, terms: Optional[Sequence[int]] = None, stage: str = "",
+              skipped: Optional[dict[int, str]] = None) -> LossBalance:
+    """The report of a measurement of the terms at ``terms`` (default all), with auto weights chosen (the
+    distiller itself is not changed). ``skipped`` maps the index of a term that was not measured to why."""
     scale = ce_weight if ce_weight > 0 else 1.0
     task_loss, task_grad = scale * measured.ce, scale * measured.ce_grad_norm
+    skipped = skipped or {}
     rows = []
-    for plan, loss, grad in zip(distiller.terms, measured.loss, measured.grad_norm):
+    indices = list(range(len(distiller.terms))) if terms is None else list(terms)
+    for k in indices:
+        plan, loss, grad = distiller.terms[k], measured.loss[k], measured.grad_norm[k]
         weight, note, warning = float(plan.weight), "", ""
         finite = math.isfinite(loss) and math.isfinite(grad)
-        if plan.auto:
+        if k in skipped:
+            note = skipped[k]
+        elif plan.auto:
             chosen = auto_weight(target, task_grad, grad) if finite else None
             if chosen is None:
                 note = f"could not be chosen (no usable gradient at the start): kept the reference weight {weight:g}"
@@ -153,7 +171,9 @@ def summarise(distiller, measured: BalanceMeasurement, *, ce_weight: float, targ
                 note = f"chosen for a gradient {target:g}× the cross-entropy's"
         loss_ratio = _ratio(weight * loss, task_loss)
         grad_ratio = _ratio(weight * grad, task_grad)
-        if not finite:
+        if k in skipped:
+            pass
+        elif not finite:
             warning = "its loss or gradient is not finite at the start"
         elif not plan.auto and grad_ratio > warn_ratio:
             warning = (f"its gradient starts at {grad_ratio:.3g}× the cross-entropy's (above {warn_ratio:g}×) and "
@@ -166,29 +186,36 @@ def summarise(distiller, measured: BalanceMeasurement, *, ce_weight: float, targ
             warning=warning, note=note,
         ))
     return LossBalance(batches=measured.batches, task_loss=task_loss, task_grad_norm=task_grad, target=target,
-                       warn_ratio=warn_ratio, terms=tuple(rows), teacher_trained=teacher_trained)
+                       warn_ratio=warn_ratio, terms=tuple(rows), teacher_trained=teacher_trained, stage=stage)
 
 
-def calibrate(distiller, loader, config: RunConfig, *, emit: Callable, run_dir: str | Path | None = None) -> None:
-    """The trainer's call, before each distillation stage: the first time, measure, set the auto weights
-    in the distiller and emit the :class:`LossBalance`; then nothing. A run folder that holds a
-    ``balance.json`` already (a resumed run) gives the weights without a new measurement."""
-    if getattr(distiller, "balance", None) is not None or not distiller.terms:
+def calibrate(distiller, loader, config: RunConfig, *, stage: str, emit: Callable,
+              run_dir: str | Path | None = None) -> None:
+    """The trainer's call, at the start of each student-side stage once its terms are prepared: the first
+    time for ``stage``, measure the stage's terms, set their auto weights in the distiller and emit the
+    stage's :class:`LossBalance`; then nothing. A run folder whose ``balance.json`` holds this stage
+    already (a resumed run) gives the weights without a new measurement."""
+    stage = str(stage)
+    done = getattr(distiller, "balance", None)
+    if done is None:
+        done = distiller.balance = {}
+    indices = distiller.terms_in(stage)
+    if stage in done or not indices:
         return
-    recorded = read_balance(run_dir) if run_dir is not None else None
-    if recorded is not None:
-        _apply(distiller, recorded.weights())
-        distiller.balance = recorded
+    recorded = {r.stage: r for r in read_balance(run_dir)} if run_dir is not None else {}
+    if stage in recorded:
+        _apply(distiller, recorded[stage].weights())
+        done[stage] = recorded[stage]
         return
     if config.balance.batches < 1:
-        distiller.balance = False      # measured never (validation refuses auto weights without batches)
+        done[stage] = None     # never measured (validation refuses auto weights without batches)
         return
     epochs = {str(Stage.INIT): config.init_epochs, str(Stage.STUDENT): config.epochs}
-    measured = measure_terms(distiller, loader, batches=config.balance.batches, stage_epochs=epochs)
+    measured = measure_terms(distiller, loader, batches=config.balance.batches, stage_epochs=epochs, terms=indices)
     report = summarise(distiller, measured, ce_weight=config.ce_weight, target=config.balance.target,
-                       warn_ratio=config.balance.warn_ratio)
+                       warn_ratio=config.balance.warn_ratio, terms=indices, stage=stage)
     _apply(distiller, report.weights())
-    distiller.balance = report
+    done[stage] = report
     emit(report)
 
 
@@ -199,9 +226,12 @@ def measure_run(run, *, batches: Optional[int] = None, device: str | torch.devic
     terms on ``device`` and leaves the run's models and the random generators as they were.
 
     A run that trains its teacher is measured with the teacher as it is now (untrained):
-    ``teacher_trained`` is then False, and the trainer measures again once it has trained it.
+    ``teacher_trained`` is then False, and the trainer measures again once it has trained it. A term
+    with a one-off preparation (FT, OFD: ``prepare``) is not measured here — preparing it can take
+    epochs — and says so; the trainer measures it once prepared. The report's ``stage`` is ``""``:
+    it covers every stage's terms.
     """
-    from featdistill_core.data import load_dataset
+    from featdistill_core.analysis.rundata import close_data, load_run_data
     from featdistill_core.distiller import Distiller
 
     cfg = run.config
@@ -214,12 +244,10 @@ def measure_run(run, *, batches: Optional[int] = None, device: str | torch.devic
     teacher, student = run.teacher, run.student
     modes = (teacher.training, student.training)
     places = (_device_of(teacher), _device_of(student))
-    distiller = None
+    distiller = owned = None
     try:
         if data is None:
-            data = load_dataset(cfg.data.name, cfg.data.path or None, image_size=cfg.data.image_size,
-                                demo_train=cfg.data.demo_train, demo_test=cfg.data.demo_test, seed=cfg.seed,
-                                test_fraction=cfg.data.test_fraction)
+            data = owned = load_run_data(cfg.data, seed=cfg.seed)     # as the trainer loads it
         teacher.to(device).eval()
         student.to(device)
         if run.rng_state:
@@ -229,13 +257,20 @@ def measure_run(run, *, batches: Optional[int] = None, device: str | torch.devic
                               teacher_name=cfg.teacher.arch, student_name=cfg.student.arch).to(device)
         loader = data.train_loader(cfg.batch_size, augment=cfg.data.augment, seed=cfg.seed, device=device)
         epochs = {str(Stage.INIT): cfg.init_epochs, str(Stage.STUDENT): cfg.epochs}
+        skipped = {i: "measured when training starts: it needs its one-off preparation first"
+                   for i, term in enumerate(distiller.term_losses) if getattr(term, "needs_prepare", False)
+                   and not term.is_prepared}
+        measure = [i for i in range(len(run.terms)) if i not in skipped]
         with torch.enable_grad():
-            measured = measure_terms(distiller, loader, batches=count, stage_epochs=epochs)
+            measured = measure_terms(distiller, loader, batches=count, stage_epochs=epochs, terms=measure)
         return summarise(distiller, measured, ce_weight=cfg.ce_weight, target=cfg.balance.target,
-                         warn_ratio=cfg.balance.warn_ratio, teacher_trained=not cfg.trains_teacher)
+                         warn_ratio=cfg.balance.warn_ratio, teacher_trained=not cfg.trains_teacher,
+                         skipped=skipped)
     finally:
         if distiller is not None:
             distiller.close()
+        if owned is not None:
+            close_data(owned)
         teacher.to(places[0]).train(modes[0])
         student.to(places[1]).train(modes[1])
         restore_rng(rng)

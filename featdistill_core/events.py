@@ -106,8 +106,8 @@ class TermBalance:
 
 @dataclass(frozen=True)
 class LossBalance:
-    """Every term's start next to the task loss, measured on the first training batches before the
-    student's first step; emitted once per run, before the first distillation stage."""
+    """How a stage's terms start next to the task loss, measured on the first training batches after
+    the stage's terms are prepared and before its first step; emitted once per student-side stage."""
 
     batches: int              # calibration batches measured
     task_loss: float          # ce_weight · cross-entropy (the cross-entropy itself when ce_weight is 0), mean
@@ -116,6 +116,7 @@ class LossBalance:
     warn_ratio: float         # a term above this ratio (loss or gradient) is warned about
     terms: tuple[TermBalance, ...]
     teacher_trained: bool = True   # False: measured with a teacher this run has not trained yet
+    stage: str = "student"         # the stage whose terms these are ("" : every stage's, measured without training)
 
     @property
     def warnings(self) -> tuple[str, ...]:
@@ -126,7 +127,8 @@ class LossBalance:
         return {t.name: t.weight for t in self.terms}
 
     def lines(self) -> list[str]:
-        head = (f"loss balance on {self.batches} training batch{'es' if self.batches != 1 else ''}: "
+        where = f" ({self.stage} stage)" if self.stage and self.stage != "student" else ""
+        head = (f"loss balance{where} on {self.batches} training batch{'es' if self.batches != 1 else ''}: "
                 f"task loss {self.task_loss:.4g}")
         lines = [head] + ["  " + t.describe() for t in self.terms]
         if not self.teacher_trained:

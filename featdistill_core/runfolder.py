@@ -5,11 +5,13 @@ Layout::
     run.toml            the run file as used
     metrics.jsonl       one JSON object per event, appended and flushed as it happens
     balance.json        each term's start next to the task loss and the weight it trains with
-                        (the chosen one for weight = "auto"), from the calibration batches
+                        (the chosen one for weight = "auto"), from the calibration batches: a list,
+                        one report per student-side stage
     snapshots/NNNNNN_<stage>.npz   attention maps of each snapshot (and the probe images)
     teacher.safetensors the teacher, when the run trained it
     student.safetensors the student (also written when the run is stopped or fails mid-way)
     adapters.safetensors the pairs' trained regressors, if any
+    pair_cka.json       each distilled pair's CKA before and after training (featdistill_core.analysis.pairs)
     error.txt           the error and its traceback, if the run failed
 
 Because every line and snapshot is on disk the moment it exists, nothing is lost when a run fails.
@@ -70,8 +72,9 @@ class RunWriter:
             record = {"type": _TYPES[type(event)], **dataclasses.asdict(event)}
             if isinstance(event, Failed):
                 (self.run_dir / "error.txt").write_text(f"{event.error}\n\n{event.details}", encoding="utf-8")
-            elif isinstance(event, LossBalance):
-                _write_json(self.run_dir / BALANCE_FILE, dataclasses.asdict(event))
+            elif isinstance(event, LossBalance):      # one report per student-side stage, in order
+                earlier = [dataclasses.asdict(r) for r in read_balance(self.run_dir) if r.stage != event.stage]
+                _write_json(self.run_dir / BALANCE_FILE, earlier + [dataclasses.asdict(event)])
         self._metrics.write(json.dumps(record) + "\n")
         self._metrics.flush()
 
@@ -99,13 +102,17 @@ def balance_from_dict(data: dict) -> LossBalance:
     return LossBalance(**data)
 
 
-def read_balance(run_dir: str | Path) -> LossBalance | None:
-    """The run folder's ``balance.json`` (None when there is none). RunFolderError when it is damaged."""
+def read_balance(run_dir: str | Path) -> tuple[LossBalance, ...]:
+    """The run folder's ``balance.json``: one report per student-side stage measured (none when there is
+    no file). RunFolderError when it is damaged."""
     path = Path(run_dir) / BALANCE_FILE
     if not path.is_file():
-        return None
+        return ()
     try:
-        return balance_from_dict(json.loads(path.read_text(encoding="utf-8")))
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, list):
+            raise ValueError("expected a list of reports")
+        return tuple(balance_from_dict(item) for item in data)
     except (ValueError, TypeError, KeyError, OSError) as exc:
         raise RunFolderError(f"{path} is damaged: {exc}") from None
 _CLASSES = {name: cls for cls, name in _TYPES.items()}
@@ -121,7 +128,7 @@ class RunRecord:
     snapshots: list[AttentionSnapshot] = field(default_factory=list)
     finished: Finished | None = None
     failed: Failed | None = None
-    balance: LossBalance | None = None
+    balance: tuple[LossBalance, ...] = ()     # one per student-side stage measured
 
 
 def load_run(path: str | Path) -> RunRecord:
@@ -148,7 +155,7 @@ def load_run(path: str | Path) -> RunRecord:
             elif kind in lists:
                 lists[kind].append(_CLASSES[kind](**data))
             elif kind == "balance":
-                record.balance = balance_from_dict(data)
+                record.balance = record.balance + (balance_from_dict(data),)
             elif kind == "finished":
                 record.finished = Finished(**data)
             elif kind == "failed":

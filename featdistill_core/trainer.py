@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from featdistill_core.balance import calibrate
+from featdistill_core.analysis import record_pair_cka
 from featdistill_core.config import ConfigError, RunConfig
 from featdistill_core.control import RunControl, StopRequested
 from featdistill_core.data import load_dataset
@@ -103,7 +104,7 @@ class Trainer:
         self.device = v.device
         self.data = load_dataset(cfg.data.name, cfg.data.path or None, image_size=cfg.data.image_size,
                                  demo_train=cfg.data.demo_train, demo_test=cfg.data.demo_test, seed=cfg.seed,
-                                 test_fraction=cfg.data.test_fraction)
+                                 test_fraction=cfg.data.test_fraction, loader=cfg.data.loader, workers=cfg.data.workers)
         if self.data.num_classes != v.num_classes:
             raise ConfigError("data.path", f"found {self.data.num_classes} classes, expected {v.num_classes}")
         self.student = v.student.to(self.device)
@@ -126,13 +127,14 @@ class Trainer:
                 continue                                  # done before a resume
             if planned.stage is not Stage.TEACHER:
                 self._freeze_teacher()
-                calibrate(self.distiller, self.loader, cfg, emit=self.emit, run_dir=self.run_dir)   # once: loss balance, auto weights
             self._train_stage(planned)
             if planned.stage is Stage.TEACHER:
                 save_weights(self.teacher, self.run_dir / "teacher.safetensors")
             self.state.finish_stage()
         self._freeze_teacher()
         self._save_models()
+        record_pair_cka(self.run_dir, v, self.teacher, self.student, self.data, device=self.device,
+                        cancel=lambda: self._control.stop_requested)     # pair_cka.json: each pair's CKA before/after
 
     def _freeze_teacher(self) -> None:
         """Before the student's stages: the teacher is measured once (if not trained here) and frozen."""
@@ -163,6 +165,9 @@ class Trainer:
         steps_per_epoch = len(self.loader)
         total_steps = planned.epochs * steps_per_epoch
         self.emit(StageStarted(stage, planned.epochs, steps_per_epoch, total_steps, str(self.run_dir)))
+        if planned.trains == "student":                 # one-off term preparation (FT, OFD); skipped once done
+            self.distiller.prepare(stage, self.loader, checkpoint=self._control.checkpoint)
+            calibrate(self.distiller, self.loader, cfg, stage=stage, emit=self.emit, run_dir=self.run_dir)  # loss balance, auto weights
 
         for epoch_index in range(state.epoch, planned.epochs):
             epoch = epoch_index + 1

@@ -185,8 +185,8 @@ def test_auto_trains_exactly_as_the_chosen_weights_written_in(tmp_path, teacher_
     kinds = [type(e) for e in auto_events]
     first_student_step = next(i for i, e in enumerate(auto_events) if isinstance(e, StepEvent) and e.stage == "student")
     assert kinds.index(LossBalance) < first_student_step
-    assert read_balance(auto.run_dir) == balance[0] == load_run(auto.run_dir).balance
-    assert json.loads((auto.run_dir / "balance.json").read_text())["terms"][0]["weight"] == chosen["at:layer2<-layer2"]
+    assert read_balance(auto.run_dir) == (balance[0],) == load_run(auto.run_dir).balance
+    assert json.loads((auto.run_dir / "balance.json").read_text())[0]["terms"][0]["weight"] == chosen["at:layer2<-layer2"]
 
     fixed_pairs = [PairConfig("at", ["layer2"], ["layer2"], chosen["at:layer2<-layer2"]),
                    PairConfig("hint", ["layer3"], ["layer3"], chosen["hint:layer3<-layer3"])]
@@ -209,26 +209,31 @@ def test_balance_auto_applies_to_every_term_and_init_terms_are_measured(tmp_path
                                               PairConfig("at", ["layer3"], ["layer3"], 50.0)], auto=True)
     config.kd.weight, config.init_epochs = 1.0, 1
     trainer, events = _run(config)
-    (balance,) = [e for e in events if isinstance(e, LossBalance)]
-    assert [t.auto for t in balance.terms] == [True, True, True]
-    assert [t.stage for t in balance.terms] == ["student", "init", "student"]
-    assert all(t.grad_ratio == pytest.approx(0.1) for t in balance.terms)
+    init, student = [e for e in events if isinstance(e, LossBalance)]      # one report per stage
+    assert (init.stage, student.stage) == ("init", "student")
+    assert [t.name for t in init.terms] == ["fsp:layer2+layer3<-layer2+layer3"]
+    assert [t.name for t in student.terms] == ["kd", "at:layer3<-layer3"]
+    terms = init.terms + student.terms
+    assert all(t.auto for t in terms) and all(t.grad_ratio == pytest.approx(0.1) for t in terms)
     assert [e.stage for e in events if isinstance(e, StageStarted)] == ["init", "student"]
-    assert {t.name: t.weight for t in trainer.distiller.terms} == balance.weights()
+    assert {t.name: t.weight for t in trainer.distiller.terms} == {**init.weights(), **student.weights()}
+    assert read_balance(trainer.run_dir) == (init, student)
+    assert "loss balance (init stage) on 4 training batches" in init.lines()[0]
 
 
 def test_a_resumed_run_takes_its_weights_from_the_run_folder(tmp_path, teacher_file):
     config = _config(tmp_path, teacher_file, [PairConfig("at", ["layer3"], ["layer3"], AUTO_WEIGHT)])
     first, _ = _run(config)
-    recorded = read_balance(first.run_dir)
+    (recorded,) = read_balance(first.run_dir)
     run = validate_run(config)
     data = load_dataset("demo", demo_train=128, demo_test=64, seed=0)
     distiller = Distiller(run.terms, run.teacher, run.student)
     emitted = []
-    calibrate(distiller, data.train_loader(32, seed=0), run.config, emit=emitted.append, run_dir=first.run_dir)
+    loader = data.train_loader(32, seed=0)
+    calibrate(distiller, loader, run.config, stage="student", emit=emitted.append, run_dir=first.run_dir)
     assert emitted == [] and distiller.terms[0].weight == recorded.terms[0].weight
-    calibrate(distiller, data.train_loader(32, seed=0), run.config, emit=emitted.append, run_dir=None)
-    assert emitted == []                                       # once per distiller
+    calibrate(distiller, loader, run.config, stage="student", emit=emitted.append, run_dir=None)
+    assert emitted == []                                       # once per stage and distiller
 
 
 def test_a_damaged_balance_file_is_named(tmp_path):
@@ -238,7 +243,7 @@ def test_a_damaged_balance_file_is_named(tmp_path):
     (tmp_path / "balance.json").write_text(json.dumps({"batches": 1}))
     with pytest.raises(RunFolderError, match="damaged"):
         read_balance(tmp_path)
-    assert read_balance(tmp_path / "nothing-here") is None
+    assert read_balance(tmp_path / "nothing-here") == ()
 
 
 def test_a_run_that_trains_its_teacher_is_measured_after_training_it(tmp_path):
@@ -248,8 +253,9 @@ def test_a_run_that_trains_its_teacher_is_measured_after_training_it(tmp_path):
     _, events = _run(config)
     (balance,) = [e for e in events if isinstance(e, LossBalance)]
     assert balance.teacher_trained
-    kinds = [(type(e).__name__, getattr(e, "stage", "")) for e in events]
-    assert kinds.index(("StageStarted", "teacher")) < kinds.index(("LossBalance", "")) < kinds.index(("StageStarted", "student"))
+    kinds = [(type(e).__name__, str(getattr(e, "stage", ""))) for e in events]
+    assert kinds.index(("StageStarted", "student")) < kinds.index(("LossBalance", "student")) \
+        < kinds.index(("StepEvent", "student"))
 
 
 def test_the_progress_bar_prints_the_balance(tmp_path):

@@ -8,12 +8,18 @@ import pytest
 from PIL import Image
 
 from featdistill_core.config import ConfigError, DataConfig, config_from_dict, load_config, save_config
-from featdistill_core.data import dataset_info, image_folder_split, load_dataset
+from featdistill_core.data import dataset_info, image_folder_files, load_dataset
 from featdistill_core.data.imagefolder import split_key, held_out_count
 from featdistill_core.trainer import Trainer
 from featdistill_core.validate import validate_run
 
 from tests._tiny import tiny_config
+
+
+def image_folder_split(root, **kwargs):
+    """(training files, test files) as the loader splits them."""
+    _, train, test = image_folder_files(root, **kwargs)
+    return [f for f, _ in train], [f for f, _ in test]
 
 
 def _folder(root, per_class=(23, 17, 40)):

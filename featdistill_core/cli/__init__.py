@@ -6,6 +6,9 @@
     featdistill compare RUN.toml --methods at,hint --seeds 0,1,2   which method works here
     featdistill layers MODEL [--input 3x32x32]
     featdistill models
+    featdistill cka RUN.toml [--probe 512] [--out DIR]     layer-similarity map, suggested pairs
+    featdistill export RUN_DIR --format torchscript|onnx|safetensors
+    featdistill eval MODEL --weights FILE [--data NAME ...]
 
 Each command is one module of this package with a ``register(subparsers)`` function; adding a command
 is adding its module and its name to :data:`COMMANDS`.
@@ -18,11 +21,11 @@ from __future__ import annotations
 
 import argparse
 
-from featdistill_core.cli import check, compare, demo, inspect, train
+from featdistill_core.cli import check, cka, compare, demo, evaluate, export, inspect, train
 from featdistill_core.cli.output import EXIT_BAD_INPUT, EXIT_FAILED, ProgressBar, error, say
 from featdistill_core.errors import ConfigError
 
-COMMANDS = (demo, train, check, compare, inspect)
+COMMANDS = (demo, train, check, compare, inspect, cka, export, evaluate)
 """The modules of this package that define commands, in the order ``--help`` lists them."""
 
 __all__ = ["COMMANDS", "EXIT_BAD_INPUT", "EXIT_FAILED", "ProgressBar", "main"]

@@ -1,30 +1,39 @@
-"""An image folder with one sub-folder per class, read into memory.
+"""An image folder with one sub-folder per class, read into memory or listed for streaming.
 
 Layout: ``root/<class name>/<image>`` with images in png, jpg, jpeg, bmp or webp (any letter case).
 Classes are the sub-folders holding at least one image, in sorted order, labelled 0, 1, ... Hidden
 files and folders (names starting with ".") are skipped.
 
-If ``root`` has both ``train/`` and ``test/`` sub-folders, each is such a folder and they give the
-two splits (the classes are those of ``train/``). Otherwise the images are split by a fixed rule that
-no run setting but ``test_fraction`` changes (:func:`split_key`): within each class, the files are
-ranked by the SHA-256 of ``"<class>/<file name>"`` and the first ``round(test_fraction * n)`` go to
-the test split (at least one when the class has two or more images, never all of them).
+If ``root`` has ``train/`` and ``test/`` sub-folders (or ``train/`` and ``val/``, the ImageNet
+layout; ``val/`` is read as ``test/`` when there is no ``test/``), each is such a folder and they
+give the two splits (the classes are those of ``train/``). Otherwise the images are split by a fixed
+rule that no run setting but ``test_fraction`` changes (:func:`split_key`): within each class, the
+files are ranked by the SHA-256 of ``"<class>/<file name>"`` and the first
+``round(test_fraction * n)`` go to the test split (at least one when the class has two or more
+images, never all of them).
 
 So the split does not move with the run's seed: a teacher trained with one seed has never seen the
 test images of a student trained with another, and runs over several seeds are measured on the same
 test images. It does not depend on where the folder is, on file dates or on the other classes;
 adding images to a class moves at most the images whose rank they take. A smaller fraction's test
-split is a subset of a larger one's.
+split is a subset of a larger one's. :func:`image_folder_files` is the one place the split is made
+(the loader, the streamed loader and :func:`image_folder_sizes` all go through it).
 
-Every image is converted to RGB, centre-cropped to a square and resized to ``image_size`` pixels
-(bilinear), so the whole folder becomes one uint8 array (N, 3, image_size, image_size). That suits
-workbench-size folders (tens of thousands of small images), not ImageNet.
+:func:`load_image_folder` converts every image to RGB, centre-crops it to a square and resizes it to
+``image_size`` pixels (bilinear), so the whole folder becomes one uint8 array (N, 3, image_size,
+image_size). That suits workbench-size folders (tens of thousands of small images). A folder too
+large for that is streamed from disk (:mod:`.stream`), which lists it with :func:`image_folder_files`.
+
+:func:`read_image` is the one place an image file is decoded, for both.
 """
 
 from __future__ import annotations
 
 import hashlib
+import math
+import os
 from pathlib import Path
+from typing import Callable, Optional
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -32,8 +41,8 @@ from PIL import Image, ImageOps
 from .splits import DatasetError, ImageSplits
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
-_EXPECTED = "one sub-folder per class, each holding .png/.jpg/.jpeg/.bmp/.webp images"
 DEFAULT_TEST_FRACTION = 0.1
+_EXPECTED = "one sub-folder per class, each holding .png/.jpg/.jpeg/.bmp/.webp images"
 
 
 def load_image_folder(
@@ -45,33 +54,16 @@ def load_image_folder(
     """Read an image folder (see the module docstring) into train and test splits."""
     if image_size < 1:
         raise DatasetError(f"image folder: image_size must be a positive number of pixels; got {image_size}")
-    class_names, train_files, test_files = _files(path, test_fraction)
+    class_names, train_files, test_files = image_folder_files(path, test_fraction=test_fraction)
     train_images, train_labels = _read_images(train_files, image_size)
     test_images, test_labels = _read_images(test_files, image_size)
     return ImageSplits(train_images, train_labels, test_images, test_labels, class_names)
 
 
-def image_folder_classes(path: str | Path) -> list[str]:
-    """The class names an image folder holds, found exactly as :func:`load_image_folder` finds them
-    (no image is read)."""
-    return _layout(path)[0]
-
-
-def image_folder_sizes(path: str | Path, *, test_fraction: float = DEFAULT_TEST_FRACTION) -> tuple[int, int]:
-    """(training images, test images) that :func:`load_image_folder` will give, without reading an image."""
-    _, train_files, test_files = _files(path, test_fraction)
-    return len(train_files), len(test_files)
-
-
-def image_folder_split(path: str | Path, *, test_fraction: float = DEFAULT_TEST_FRACTION
-                       ) -> tuple[list[Path], list[Path]]:
-    """The training files and the test files :func:`load_image_folder` reads, in its order."""
-    _, train_files, test_files = _files(path, test_fraction)
-    return [f for f, _ in train_files], [f for f, _ in test_files]
-
-
-def _files(path, test_fraction: float):
-    """Class names, training files and test files: the one place the split is decided."""
+def image_folder_files(path: str | Path, *, test_fraction: float = DEFAULT_TEST_FRACTION
+                       ) -> tuple[list[str], list[tuple[Path, int]], list[tuple[Path, int]]]:
+    """(class names, training ``(file, label)`` pairs, test pairs) exactly as :func:`load_image_folder`
+    finds and splits them, without reading an image: the one place the split is decided."""
     if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) or not 0.0 < test_fraction < 1.0:
         raise DatasetError(f"image folder: test_fraction must be greater than 0 and less than 1; got {test_fraction!r}")
     class_names, train_files, test_files = _layout(path)
@@ -82,9 +74,29 @@ def _files(path, test_fraction: float):
     return class_names, train_files, test_files
 
 
+def image_folder_classes(path: str | Path) -> list[str]:
+    """The class names an image folder holds, found exactly as :func:`load_image_folder` finds them
+    (no image is read)."""
+    return _layout(path)[0]
+
+
+def image_folder_sizes(path: str | Path, *, test_fraction: float = DEFAULT_TEST_FRACTION) -> tuple[int, int]:
+    """(training images, test images) that :func:`load_image_folder` will give, without reading an image."""
+    _, train_files, test_files = image_folder_files(path, test_fraction=test_fraction)
+    return len(train_files), len(test_files)
+
+
 def split_key(class_name: str, file_name: str) -> bytes:
     """The rank of a file within its class when a folder is split: SHA-256 of ``"<class>/<file name>"``."""
     return hashlib.sha256(f"{class_name}/{file_name}".encode("utf-8", "surrogateescape")).digest()
+
+
+def held_out_count(n: int, test_fraction: float) -> int:
+    """How many of a class's ``n`` images go to the test split: ``round(test_fraction * n)``, at least
+    1 and at most ``n - 1`` when ``n >= 2``, none when the class has one image."""
+    if n < 2:
+        return 0
+    return min(max(int(round(test_fraction * n)), 1), n - 1)
 
 
 def _layout(path: str | Path) -> tuple[list[str], list[tuple[Path, int]], list[tuple[Path, int]] | None]:
@@ -95,6 +107,12 @@ def _layout(path: str | Path) -> tuple[list[str], list[tuple[Path, int]], list[t
     if not root.is_dir():
         raise DatasetError(f"image folder {root}: is not a folder (expected {_EXPECTED})")
     train_dir, test_dir = root / "train", root / "test"
+    val_dir = root / "val"
+    if val_dir.is_dir():
+        if test_dir.is_dir():
+            raise DatasetError(f"image folder {root}: has both test/ and val/; keep the labelled one (val/ is read "
+                               "as the test split only when there is no test/)")
+        test_dir = val_dir
     if train_dir.is_dir() and test_dir.is_dir():
         class_names, train_files = _class_files(train_dir)
         _, test_files = _class_files(test_dir, class_names)
@@ -108,8 +126,17 @@ def _layout(path: str | Path) -> tuple[list[str], list[tuple[Path, int]], list[t
     return class_names, files, None
 
 
-def _is_image(path: Path) -> bool:
-    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_EXTENSIONS
+def _is_image_entry(entry: os.DirEntry) -> bool:
+    name = entry.name
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS and entry.is_file()
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """The image files directly in ``folder``, sorted by name. ``os.scandir`` reads the file type from
+    the directory listing, so a class folder of thousands of images costs no ``stat`` per file."""
+    with os.scandir(folder) as entries:
+        names = sorted(entry.name for entry in entries if _is_image_entry(entry))
+    return [folder / name for name in names]
 
 
 def _class_files(folder: Path, class_names: list[str] | None = None) -> tuple[list[str], list[tuple[Path, int]]]:
@@ -119,10 +146,12 @@ def _class_files(folder: Path, class_names: list[str] | None = None) -> tuple[li
     any other sub-folder holding images is an error.
     """
     found: dict[str, list[Path]] = {}
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        images = sorted(p for p in sub.iterdir() if _is_image(p))
+    with os.scandir(folder) as entries:
+        subs = sorted(entry.name for entry in entries if not entry.name.startswith(".") and entry.is_dir())
+    for name in subs:
+        images = _image_files(folder / name)
         if images:
-            found[sub.name] = images
+            found[name] = images
     if class_names is None:
         if not found:
             raise DatasetError(f"image folder {folder} has no class sub-folders with images (expected {_EXPECTED})")
@@ -135,14 +164,6 @@ def _class_files(folder: Path, class_names: list[str] | None = None) -> tuple[li
             raise DatasetError(f"image folder {folder}: classes {', '.join(unknown)} are not in the train folder's classes")
     files = [(image, label) for label, name in enumerate(class_names) for image in found.get(name, [])]
     return class_names, files
-
-
-def held_out_count(n: int, test_fraction: float) -> int:
-    """How many of a class's ``n`` images go to the test split: ``round(test_fraction * n)``, at least
-    1 and at most ``n - 1`` when ``n >= 2``, none when the class has one image."""
-    if n < 2:
-        return 0
-    return min(max(int(round(test_fraction * n)), 1), n - 1)
 
 
 def _split(files: list[tuple[Path, int]], class_names: list[str], test_fraction: float):
@@ -166,12 +187,41 @@ def _read_images(files: list[tuple[Path, int]], image_size: int) -> tuple[np.nda
     return images, labels
 
 
-def read_image(path: Path, image_size: int) -> np.ndarray:
-    """One image as uint8 (image_size, image_size, 3): RGB, centre-cropped to a square, resized bilinearly."""
+CropBox = Callable[[int, int], tuple[float, float, float, float]]
+"""``(width, height) -> (left, top, right, bottom)``: the region of an upright image to keep."""
+
+
+def centre_square(width: int, height: int) -> tuple[float, float, float, float]:
+    """The largest centred square: what :func:`PIL.ImageOps.fit` keeps for a square output."""
+    if width > height:
+        left = (width - height) / 2
+        return (left, 0.0, left + height, float(height))
+    top = (height - width) / 2
+    return (0.0, top, float(width), top + width)
+
+
+def read_image(path: Path, image_size: int, *, box: Optional[CropBox] = None) -> np.ndarray:
+    """One image as uint8 (image_size, image_size, 3): RGB, upright (EXIF orientation applied), the
+    region ``box(width, height)`` of it (default :func:`centre_square`) resized bilinearly.
+
+    This is the only function that decodes an image file. A JPEG is decoded at a reduced scale
+    (Pillow's ``draft``: 1/2, 1/4 or 1/8, done inside the decoder) when the region would still be at
+    least ``image_size`` pixels on each side, which makes large photos several times cheaper to read.
+    Raises :class:`DatasetError` naming the file when it cannot be read as an image.
+    """
     try:
         with Image.open(path) as image:
+            width, height = image.size
+            orientation = image.getexif().get(0x0112, 1)
+            upright = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+            left, top, right, bottom = (box or centre_square)(*upright)
+            shrink = min(right - left, bottom - top) / image_size
+            if image.format == "JPEG" and shrink >= 2:
+                image.draft("RGB", (math.ceil(width / shrink), math.ceil(height / shrink)))
             image = ImageOps.exif_transpose(image).convert("RGB")
-            image = ImageOps.fit(image, (image_size, image_size), method=Image.Resampling.BILINEAR)
+            sx, sy = image.width / upright[0], image.height / upright[1]
+            region = (left * sx, top * sy, right * sx, bottom * sy)
+            image = image.resize((image_size, image_size), Image.Resampling.BILINEAR, box=region)
             return np.asarray(image, dtype=np.uint8)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         raise DatasetError(f"image file {path}: cannot be read as an image ({type(error).__name__}: {error})") from None
