@@ -155,7 +155,7 @@ def test_ctrl_c_stops_the_command_cleanly(tmp_path):
     process.send_signal(signal.SIGINT)
     out, err = process.communicate(timeout=120)
     assert process.returncode == 130, err
-    assert "Traceback" not in err and "stopping" in err
+    assert "Traceback" not in err and "stopping after this step" in err
     result = read_compare(folder)
     assert result.stopped
     assert [e.status for e in result.entries] == ["stopped", "not run"]

@@ -9,7 +9,6 @@ Ctrl-C stops the entry under way at its next step and writes what is done; a sec
 from __future__ import annotations
 
 import os
-import signal
 import sys
 import time
 
@@ -73,29 +72,22 @@ def run(args) -> int:
     runner = CompareRunner(plan)
     bar = SweepBar(plan)
     runner.subscribe(bar)
-    previous = signal.getsignal(signal.SIGINT)
-
-    def on_interrupt(signum, frame):
-        if runner.stopping:
-            signal.signal(signal.SIGINT, previous)
-            raise KeyboardInterrupt
-        say("\nstopping: the run under way stops at its next step, and what is done is written "
-            "(Ctrl-C again to quit at once)")
-        runner.request_stop()
-
-    signal.signal(signal.SIGINT, on_interrupt)
+    signals = getattr(args, "signals", None)      # featdistill_core.signals.SignalStop, set up by cli.main
+    if signals is not None:
+        signals.arm(runner.request_stop)          # the first Ctrl-C stops the entry under way; a second quits
     started = time.perf_counter()
     try:
         result = runner.run()
     finally:
-        signal.signal(signal.SIGINT, previous)
+        if signals is not None:
+            signals.disarm()
     bar.finish()
     print(leaderboard_text(result))
     print(f"\nleaderboard: {plan.folder / 'leaderboard.md'}  {plan.folder / 'leaderboard.csv'}"
           f"   ({time.perf_counter() - started:.0f} s{', stopped' if result.stopped else ''})")
     failed = [e for e in result.entries if e.status == "failed"]
     if result.stopped:
-        return 130
+        return (signals.exit_code if signals is not None else None) or 130
     return 1 if failed else 0
 
 

@@ -57,8 +57,9 @@ class ProgressBar:
         elif isinstance(event, events.LossBalance):
             for line in event.lines():
                 self._finish_line(line)
-        elif isinstance(event, events.Failed):
-            self._finish_line(f"failed: {event.error}")
+        elif isinstance(event, events.Failed) and self._interactive:
+            self.stream.write("\r\033[K")      # the command prints the error itself
+            self.stream.flush()
 
     def _draw(self, event) -> None:
         from featdistill_core.progress import format_duration
