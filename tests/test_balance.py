@@ -185,7 +185,7 @@ def test_auto_trains_exactly_as_the_chosen_weights_written_in(tmp_path, teacher_
     kinds = [type(e) for e in auto_events]
     first_student_step = next(i for i, e in enumerate(auto_events) if isinstance(e, StepEvent) and e.stage == "student")
     assert kinds.index(LossBalance) < first_student_step
-    assert read_balance(auto.run_dir) == (balance[0],) == load_run(auto.run_dir).balance
+    assert read_balance(auto.run_dir) == (balance[0],) == tuple(load_run(auto.run_dir).balance)
     assert json.loads((auto.run_dir / "balance.json").read_text())[0]["terms"][0]["weight"] == chosen["at:layer2<-layer2"]
 
     fixed_pairs = [PairConfig("at", ["layer2"], ["layer2"], chosen["at:layer2<-layer2"]),
