@@ -36,7 +36,9 @@ _PUBLIC = {
         "LayerCount", "METHODS", "Method", "OptionSpec", "PairCheck", "Taps", "check_pair", "get_method",
         "register_method", "validate_options",
     ),
-    "featdistill_core.validate": ("TermPlan", "ValidatedRun", "check_term_layers", "model_layers", "validate_run"),
+    "featdistill_core.validate": (
+        "TermPlan", "ValidatedRun", "check_files", "check_term_layers", "model_layers", "validate_run",
+    ),
     "featdistill_core.data": (
         "DATASETS", "DATASET_TITLES", "DatasetError", "FIXED_IMAGE_SIZES", "NEEDS_PATH", "dataset_classes", "load_dataset",
     ),
@@ -44,10 +46,10 @@ _PUBLIC = {
     "featdistill_core.layers": ("LayerInfo", "list_layers", "stage_outputs", "suggest_pairs"),
     "featdistill_core.placement": ("PlacementError", "place_method"),
     "featdistill_core.device": ("DeviceOption", "available_devices", "resolve_device"),
-    "featdistill_core.runfolder": ("RunFolderError", "RunRecord", "load_run"),
+    "featdistill_core.runfolder": ("RUN_STATES", "RunFolderError", "RunRecord", "load_run", "run_folders", "run_state"),
     "featdistill_core.trainer": ("Trainer",),
     "featdistill_core.demo": ("baseline_config", "demo_config", "run_demo"),
-    "featdistill_core.progress": ("Progress", "ProgressEstimator", "format_duration"),
+    "featdistill_core.progress": ("Progress", "ProgressEstimator", "format_duration", "step_event_due"),
     "featdistill_core.runstate": ("RunState",),
 }
 _WHERE = {name: module for module, names in _PUBLIC.items() for name in names}

@@ -91,8 +91,9 @@ class RunRecord:
     failed: Failed | None = None
 
 
-def load_run(path: str | Path) -> RunRecord:
-    """Read a run folder back: the run file, every metric event and every attention snapshot."""
+def load_run(path: str | Path, *, snapshots: bool = True) -> RunRecord:
+    """Read a run folder back: the run file, every metric event and every attention snapshot
+    (``snapshots=False`` leaves the snapshots unread: ``record.snapshots`` is then empty)."""
     path = Path(path)
     if not (path / "run.toml").is_file() or not (path / "metrics.jsonl").is_file():
         raise RunFolderError(f"{path} is not a run folder (expected run.toml and metrics.jsonl in it)")
@@ -111,7 +112,8 @@ def load_run(path: str | Path) -> RunRecord:
             if "stage" in data:
                 data["stage"] = Stage(data["stage"])
             if kind == "snapshot":
-                record.snapshots.append(_read_snapshot(path, data))
+                if snapshots:
+                    record.snapshots.append(_read_snapshot(path, data))
             elif kind in lists:
                 lists[kind].append(_CLASSES[kind](**data))
             elif kind == "finished":
@@ -140,3 +142,39 @@ def _read_snapshot(run_dir: Path, data: dict) -> AttentionSnapshot:
 
 def _count_lines(path: Path) -> int:
     return len(path.read_text(encoding="utf-8").splitlines())
+
+
+# ---- what a run folder is, for a list of runs ----------------------------------------------------
+
+RUN_STATES = ("finished", "stopped", "failed", "interrupted")
+
+
+def run_state(record: RunRecord) -> str:
+    """How the recorded run ended, one of :data:`RUN_STATES`: ``"finished"``, ``"stopped"`` (a stop
+    request ended it early), ``"failed"`` (an error ended it; ``record.failed`` says which), or
+    ``"interrupted"`` (its log ends without an end record: the process was killed, or is still
+    writing it)."""
+    if record.failed is not None:
+        return "failed"
+    if record.finished is not None:
+        return "stopped" if record.finished.stopped else "finished"
+    return "interrupted"
+
+
+def run_folders(folder: str | Path) -> list[Path]:
+    """The run folders directly inside ``folder`` (those holding ``run.toml`` and ``metrics.jsonl``),
+    newest first (by the time their log was last written); ``[]`` when ``folder`` is not a folder."""
+    folder = Path(folder)
+    try:
+        children = [child for child in folder.iterdir() if child.is_dir()]
+    except OSError:
+        return []
+    found = []
+    for child in children:
+        log = child / "metrics.jsonl"
+        try:
+            if (child / "run.toml").is_file() and log.is_file():
+                found.append((log.stat().st_mtime, child))
+        except OSError:
+            continue
+    return [child for _mtime, child in sorted(found, key=lambda item: (-item[0], item[1].name))]

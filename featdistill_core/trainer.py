@@ -32,6 +32,7 @@ from featdistill_core.events import AttentionSnapshot, EpochEvent, Failed, Finis
 from featdistill_core.losses import TrainingProgress
 from featdistill_core.models import save_weights
 from featdistill_core.optim import make_optimizer, make_schedule
+from featdistill_core.progress import step_event_due
 from featdistill_core.runfolder import RunWriter, new_run_dir
 from featdistill_core.runstate import RunState, restore_rng
 from featdistill_core.stages import PlannedStage, Stage
@@ -183,7 +184,7 @@ class Trainer:
                 state.trained[planned.trains] = True
                 state.meter.add(losses, total, logits, batch.labels)
 
-                if state.step % cfg.monitor.log_every == 0 or state.step == total_steps:
+                if step_event_due(state.step, cfg.monitor.log_every, total_steps):
                     self.emit(state.meter.step_event(stage, state.step, epoch, total_steps, lr))
                 if self._snapshot_due(stage, state.step):
                     self._snapshot(stage, state.step, epoch)
