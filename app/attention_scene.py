@@ -31,6 +31,7 @@ from app.attention_maps import (
 from featdistill_core import AttentionSnapshot, PairMaps
 
 MIN_CELL_PX = 72           # an image panel never gets narrower than this (the view scrolls instead)
+ROWS_IN_VIEW = 2           # panels are sized so this many probe rows of the first pair fit in the height
 MAX_CELL_PX = 240          # nor wider: beyond this a 32×32 probe image only gets blurrier
 ROW_LABEL_PX = 64          # width of the "probe k / class c" column
 TITLE_PX = 30
@@ -228,12 +229,14 @@ class PairBlock:
 class AttentionScene:
     """The picture of one snapshot (title, colour bars, one block per pair) in :attr:`graphics`.
 
-    ``available_width()`` gives the width the picture may fill (the view's scroll area less a scroll
-    bar): the panels are sized from it (:meth:`fit`), and the picture scrolls when they do not fit.
+    ``available_width()`` and ``available_height()`` give the room the picture may fill (the view's
+    scroll area less the scroll bars): the panels are sized from them (:meth:`fit`), and the picture
+    scrolls when they do not fit.
     """
 
-    def __init__(self, available_width: Callable[[], float]):
+    def __init__(self, available_width: Callable[[], float], available_height: Callable[[], float] | None = None):
         self._available_width = available_width
+        self._available_height = available_height
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.setObjectName("attentionGraphics")
         self.graphics.setBackground(colormaps.BACKGROUND)
@@ -268,6 +271,11 @@ class AttentionScene:
     # ---- what is shown -------------------------------------------------------------------------
     def title_text(self) -> str:
         return self.title.text
+
+    def set_caption(self, caption: str) -> None:
+        """Change the title line only (a new snapshot arrived while an older one is shown)."""
+        if self.drawn is not None:
+            self.title.setText(html.escape(caption))
 
     def header_text(self, pair: str) -> str:
         return self.blocks[pair].header.text
@@ -338,6 +346,21 @@ class AttentionScene:
             shown = ", ".join(map(str, self.probes)) or "none"
             raise ValueError(f"probe image {probe} is not on screen; shown: {shown}")
         return block.tile(role, self.probes.index(probe))
+
+    def rows_within(self, height: float) -> int:
+        """How many probe rows of the first pair end within ``height`` pixels of the picture's top."""
+        block = next(iter(self.blocks.values()), None)
+        if block is None or self._grid is None:
+            return 0
+        view = block.view
+        top = view.mapRectToScene(view.boundingRect()).top()
+        scale = view.height() / max(self._grid.size()[1], 1e-9)
+        rows = 0
+        for k in range(self._grid.probes):
+            bottom = top + (self._grid.row_y(k) + self._grid.height) * scale
+            if bottom <= height + 0.5:
+                rows += 1
+        return rows
 
     def grab(self) -> QtGui.QImage:
         """The picture as an image, every block built and painted."""
@@ -439,7 +462,15 @@ class AttentionScene:
         frame = 2 * self.graphics.frameWidth() + left + right + SPACING_PX
         available = self._available_width() - ROW_LABEL_PX - frame
         grid_width, grid_height = grid.size()
-        cell = min(MAX_CELL_PX, max(MIN_CELL_PX, available * grid.width / grid_width))
+        cell = min(MAX_CELL_PX, available * grid.width / grid_width)
+        if self._available_height is not None:
+            # so many probe rows of the first pair fit without scrolling: title, bars, header, titles, rows
+            rows = min(ROWS_IN_VIEW, grid.probes)
+            fixed = (TITLE_PX + BAR_ROW_PX + HEADER_PX + COLUMN_TITLE_PX + 4 * SPACING_PX + top
+                     + 2 * self.graphics.frameWidth())
+            rows_height = rows * grid.height + (rows - 1) * grid.gap          # in probe-image pixels
+            cell = min(cell, (self._available_height() - fixed) / rows_height * grid.width)
+        cell = max(MIN_CELL_PX, cell)
         scale = cell / grid.width                      # screen pixels per probe-image pixel
         view_width, view_height = math.floor(grid_width * scale), math.ceil(grid_height * scale)
         for block in self.blocks.values():

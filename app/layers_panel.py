@@ -107,6 +107,9 @@ class LayersPanel(QtWidgets.QWidget):
         self.message.setObjectName("pairMessage")
         self.message.setWordWrap(True)
         self.message.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.message.setAlignment(QtCore.Qt.AlignmentFlag.AlignLeft | QtCore.Qt.AlignmentFlag.AlignTop)
+        # always two lines high: a message of one line or two never moves the buttons above it
+        self.message.setFixedHeight(2 * self.message.fontMetrics().lineSpacing() + 2)
 
         self.pair_table = PairTable()
         self.pair_table.pairsChanged.connect(self.changed)
@@ -261,10 +264,12 @@ class LayersPanel(QtWidgets.QWidget):
 
     def clear_message(self) -> None:
         self.message.clear()
+        self.message.setToolTip("")
 
     def _say(self, text: str, colour: str) -> None:
         self.message.setStyleSheet(f"color: {colour};")
         self.message.setText(text)
+        self.message.setToolTip(text)          # the whole of it, when it is longer than two lines
 
     def _method_changed(self) -> None:
         key = self.method_combo.currentData()

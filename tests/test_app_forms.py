@@ -70,7 +70,7 @@ def test_core_range_check_is_shown_at_its_field_and_its_tab(form):
     with pytest.raises(ConfigError) as caught:
         form.check_before_start()
     assert caught.value.field == "optim.lr"
-    assert form.field_error("optim.lr") == "must be greater than 0; got 0"
+    assert form.field_error("optim.lr") == "Learning rate must be greater than 0; got 0."
     assert form.currentIndex() == TRAINING_TAB
 
 
@@ -85,7 +85,7 @@ def test_teacher_without_weights_and_not_trained_is_refused_at_the_weights_field
 def test_edits_are_checked_shortly_after_typing(qtbot, form):
     with qtbot.waitSignal(form.validityChanged, timeout=3000) as signal:
         form.momentum.setText("1.5")
-    assert signal.args[0].startswith("optim.momentum: must be below 1")
+    assert signal.args[0].startswith("Momentum must be below 1")        # by its label, not its key
     assert "must be below 1" in form.field_error("optim.momentum")
 
 
@@ -213,7 +213,7 @@ def test_changing_a_rows_method_rechecks_it(form):
         form.check_before_start()
     assert caught.value.field == "pairs[0].teacher"      # the core's form check: two layers per side
     assert form.currentIndex() == LAYERS_TAB
-    assert "teacher: " in table.row_state(0)[1] and "takes 2 layers on each side" in table.row_state(0)[1]
+    assert "Teacher layers: " in table.row_state(0)[1] and "takes 2 layers on each side" in table.row_state(0)[1]
 
 
 def test_suggest_pairs_matches_stages_of_equal_size(form):
@@ -320,15 +320,16 @@ def test_problems_found_by_validation_stay_until_their_field_is_edited(form):
     ])
     elsewhere = form.show_error(error, focus=True)
     assert elsewhere == [Problem("", "the run file as a whole")]       # no field: the caller says it
-    assert form.field_error("teacher.weights") == "cannot be read: not a weights file"
-    assert form.field_error("kd.weight") == "the shorthand cannot be built"   # a section: its first field
-    assert table.row_state(1) == ("refused", "✗ student: no layer 'x' in demo_student")
+    assert form.field_error("teacher.weights") == "Teacher weights file cannot be read: not a weights file."
+    assert form.field_error("kd.weight") == "The logit KD settings: the shorthand cannot be built."   # a section: at its first field
+    assert table.row_state(1) == ("refused", "✗ Student layers: no layer 'x' in demo_student.")
     assert form.currentIndex() == 0                                     # the first problem's tab
     form.check_quick()                                                  # another check keeps them
     assert form.field_error("teacher.weights") and table.row_state(1)[0] == "refused"
-    form.teacher_weights.setText("/elsewhere/teacher.safetensors")      # edited: its mark goes
+    form.teacher_weights.setText("/elsewhere/teacher.safetensors")      # edited: its mark goes ...
     form.check_quick()
-    assert form.field_error("teacher.weights") == "" and table.row_state(1)[0] == "refused"
+    assert "cannot be read" not in form.field_error("teacher.weights") and table.row_state(1)[0] == "refused"
+    assert "not found: /elsewhere/teacher.safetensors" in form.field_error("teacher.weights")   # ... checked as typed
     table.cellWidget(1, 3).setValue(2.0)                                # the row changes: its mark goes
     form.check_quick()
     assert table.row_state(1)[0] in ("direct", "adapter")
