@@ -1,6 +1,7 @@
 """Start the window: ``featdistill-gui`` or ``python -m app``.
 
-    featdistill-gui                          the window on the embedded demo (or the last run file)
+    featdistill-gui                          the window on the embedded demo (or, when File ▸ Reopen the
+                                             last run file at launch is ticked, on that file)
     featdistill-gui RUN.toml                 the window on a run file
     featdistill-gui --self-test [--screenshot shot.png]
                                              train a short demo in the window, check it, exit 0 or 1
@@ -136,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.run_file:
         window.open_run_file(args.run_file)
     else:
-        window.open_last_run_file()
+        window.open_on_launch()
     if args.exit_when_shown:
         def shown() -> None:
             _say(f"featdistill-gui: window shown after {time.perf_counter() - _STARTED:.3f} s")

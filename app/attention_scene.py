@@ -59,6 +59,7 @@ class _TextLine(pg.GraphicsWidget):
         self._item.setFont(font)
         self._item.setDefaultTextColor(QtGui.QColor(colormaps.FOREGROUND))
         self._item.setCacheMode(_CACHED)
+        self._height = height
         self.setFixedHeight(height)
         self.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Fixed)
 
@@ -68,7 +69,16 @@ class _TextLine(pg.GraphicsWidget):
             self._item.setHtml(text)
             self._place()
 
+    def set_wrapped(self, lines: int) -> None:
+        """Wrap the text at the line's width over ``lines`` lines (1: one line, no wrapping)."""
+        self._wrapped = lines > 1
+        self.setFixedHeight(self._height * lines)
+        self._item.setTextWidth(max(100.0, self.width() - 20) if self._wrapped else -1)
+        self._place()
+
     def resizeEvent(self, event) -> None:
+        if getattr(self, "_wrapped", False):
+            self._item.setTextWidth(max(100.0, self.width() - 20))
         self._place()
 
     def _place(self) -> None:
@@ -119,6 +129,10 @@ class ColorBar(pg.GraphicsWidget):
 
     def levels(self) -> tuple[float, float]:
         return self._levels
+
+    def caption_width(self) -> float:
+        """The width the caption needs (the bar is never narrower)."""
+        return QtGui.QFontMetricsF(self._font).horizontalAdvance(self.caption) + 8
 
     def setLevels(self, levels: tuple[float, float]) -> None:
         self._levels = (float(levels[0]), float(levels[1]))
@@ -287,6 +301,7 @@ class AttentionScene:
         self._bar_levels = None
         self.probes = []
         self.drawn = None
+        self.title.set_wrapped(3)                 # a sentence or two, wrapped to the width
         self.title.setText(html.escape(text))
         self._bars.setVisible(False)
         self.graphics.setMinimumSize(0, 0)
@@ -301,6 +316,7 @@ class AttentionScene:
         key = (tuple((p.name, p.teacher_layer, p.student_layer, p.teacher.shape[1:]) for p in snap.pairs),
                snap.images.shape[1:3], bool(probes))
         if key != self._layout_key:
+            self.title.set_wrapped(1)
             self._build(snap, probes)
             self._layout_key = key
         if not snap.pairs:
@@ -476,11 +492,16 @@ class AttentionScene:
         for block in self.blocks.values():
             block.view.setFixedWidth(view_width)
             block.view.setFixedHeight(view_height)
-        image_spacer, gap_spacer = self._bar_spacers      # the bars sit over the columns they describe
-        image_spacer.setFixedWidth((grid.width + grid.gap) * scale)
-        self.map_bar.setFixedWidth((2 * grid.width + grid.gap) * scale)
+        for block in self.blocks.values():
+            block.column_axis.setFixedWidth(view_width)    # the titles stay over their columns
+        image_spacer, gap_spacer = self._bar_spacers      # the bars sit over the columns they describe ...
+        map_width = max((2 * grid.width + grid.gap) * scale, self.map_bar.caption_width())
+        diff_width = max(grid.width * scale, self.diff_bar.caption_width())
+        spare = max(0.0, view_width - map_width - diff_width - grid.gap * scale)
+        image_spacer.setFixedWidth(min((grid.width + grid.gap) * scale, spare))   # ... as far as their captions allow
+        self.map_bar.setFixedWidth(map_width)
         gap_spacer.setFixedWidth(grid.gap * scale)
-        self.diff_bar.setFixedWidth(grid.width * scale)
+        self.diff_bar.setFixedWidth(diff_width)
         pairs = len(self.blocks)
         rows = 2 + 3 * pairs
         height = (TITLE_PX + BAR_ROW_PX + pairs * (HEADER_PX + COLUMN_TITLE_PX + view_height)

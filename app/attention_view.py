@@ -83,10 +83,10 @@ class AttentionView(QtWidgets.QWidget):
         self.timeline.setObjectName("attentionTimeline")
         self.timeline.setToolTip("Replay the snapshots; at the right end the view follows new ones")
         self.timeline.setEnabled(False)
-        self.timeline.setMinimumWidth(80)
+        self.timeline.setMinimumWidth(50)
         self.timeline_label = QtWidgets.QLabel("no snapshot yet")
         self.timeline_label.setObjectName("attentionTimelineLabel")
-        self.timeline_label.setMinimumWidth(150)
+        self.timeline_label.setMinimumWidth(120)
         self.live_button = QtWidgets.QToolButton()
         self.live_button.setObjectName("attentionLive")
         self.live_button.setText("● live")
@@ -113,7 +113,7 @@ class AttentionView(QtWidgets.QWidget):
         self.scale_box = QtWidgets.QComboBox()
         self.scale_box.setObjectName("attentionDifferenceScale")
         for key, label in DIFFERENCE_SCALES.items():
-            self.scale_box.addItem(f"difference: {key}", key)
+            self.scale_box.addItem(f"Δ {key}", key)
             self.scale_box.setItemData(self.scale_box.count() - 1, label, QtCore.Qt.ItemDataRole.ToolTipRole)
         self.scale_box.setToolTip("The difference map's colour scale, symmetric about 0. Adaptive: the 99.5th "
                                   "percentile of this snapshot's |student − teacher|, so small differences late "

@@ -89,6 +89,12 @@ class CachedAxis(pg.AxisItem):
         between = [k + math.log10(m) for k in range(low, high + 1) for m in (2.0, 5.0)]
         return [(1.0, decades), (None, [v for v in between if minVal <= v <= maxVal])]
 
+    def tickStrings(self, values, scale, spacing):  # noqa: N802 (pyqtgraph override)
+        """On a log axis, the values themselves (0.01, 2, 10), not 10 with a superscript."""
+        if self.logMode:
+            return [f"{10 ** v:g}" for v in values]
+        return super().tickStrings(values, scale, spacing)
+
     def paint(self, painter: QtGui.QPainter, *args) -> None:
         painter.save()
         if self.style["tickFont"]:

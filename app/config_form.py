@@ -48,7 +48,7 @@ DEFAULT_CLASSES = 10             # while a data set's classes cannot be counted 
 SUGGESTED_TEACHER_EPOCHS = 5     # shown when the teacher is not trained, for when the box gets ticked
 
 MODELS_TAB, LAYERS_TAB, TRAINING_TAB = 0, 1, 2
-LABEL_WIDTH = 175         # the same label column on every page, so fields line up
+LABEL_WIDTH = 150         # the same label column on every page, so fields line up
 _KEEP = object()
 
 
@@ -61,6 +61,8 @@ class ModelCombo(QtWidgets.QComboBox):
         super().__init__(parent)
         self.setEditable(True)
         self.setInsertPolicy(QtWidgets.QComboBox.InsertPolicy.NoInsert)
+        self.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.setMinimumContentsLength(12)
         self.setMaxVisibleItems(20)
         for info in list_models():
             self.addItem(info.name)
@@ -223,8 +225,9 @@ def _fields() -> tuple[Field, ...]:
         Field("device", "device", "Device", _device_combo, "Where to train. auto = the first CUDA GPU, else "
               "Apple MPS, else the CPU. Devices this machine lacks are greyed out.", t, RUN),
         Field("mixed_precision", "mixed_precision", "",
-              lambda: CheckField("Mixed precision (float16 on CUDA, bfloat16 on CPU)"),
-              "Faster training on GPUs with autocast; the losses are still computed in float32.", t, RUN,
+              lambda: CheckField("Mixed precision"),
+              "Autocast: float16 on CUDA, bfloat16 on the CPU. Faster training on GPUs; the losses are still "
+              "computed in float32.", t, RUN,
               name="Mixed precision"),
         Field("seed", "seed", "Seed", lambda: IntSpin(0, 2**31 - 1),
               "Seeds the data order, augmentation and initialisation: the same seed gives the same run on the CPU.",
@@ -398,10 +401,10 @@ class ConfigForm(QtWidgets.QTabWidget):
 
     def _add_teacher_toggle(self, form: QtWidgets.QFormLayout) -> None:
         """The box that says whether the teacher is trained first (no weights file), or loaded."""
-        self.teacher_train = QtWidgets.QCheckBox("Train the teacher first (no weights file)")
+        self.teacher_train = QtWidgets.QCheckBox("Train the teacher first")
         self.teacher_train.setObjectName("trainTeacherCheck")
-        self.teacher_train.setToolTip("Train the teacher from scratch on the dataset before distilling; "
-                                      "for when you have no trained teacher.")
+        self.teacher_train.setToolTip("Train the teacher from scratch on the dataset before distilling, for "
+                                      "when you have no trained teacher (then no weights file is needed).")
         spacer = QtWidgets.QLabel()
         spacer.setMinimumWidth(LABEL_WIDTH)
         form.addRow(spacer, self.teacher_train)

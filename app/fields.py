@@ -150,6 +150,9 @@ class ChoiceCombo(QtWidgets.QComboBox):
 
     def __init__(self, choices: list[tuple[str, str]] | None = None, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
+        # as narrow as a dozen characters allow: long labels are elided, the list shows them whole
+        self.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.setMinimumContentsLength(12)
         for value, label in choices or []:
             self.addItem(label, value)
 

@@ -445,6 +445,7 @@ class LossPlot(QtWidgets.QWidget):
         self.stage_box = StageSelector()
         self.stage_box.setObjectName("lossStage")
         self.component_label = QtWidgets.QLabel("show")
+        self.component_label.setToolTip("Comparing runs: which loss component to draw for each of them")
         self.component_box = QtWidgets.QComboBox()
         self.component_box.setObjectName("lossComponent")
         self.component_box.setToolTip("Comparing runs: which loss component to draw for each of them")
@@ -454,6 +455,7 @@ class LossPlot(QtWidgets.QWidget):
         self.smoothing_box.setRange(0.0, MAX_SMOOTHING)
         self.smoothing_box.setDecimals(3)
         self.smoothing_box.setSingleStep(0.05)
+        self.smoothing_box.setMaximumWidth(70)
         self.smoothing_box.setToolTip("Exponential moving average of the drawn curves: "
                                       "s = α·s_prev + (1 − α)·loss. 0 draws the raw values; above 0 the raw "
                                       "values are drawn faintly underneath.")
@@ -469,14 +471,15 @@ class LossPlot(QtWidgets.QWidget):
 
         controls = QtWidgets.QHBoxLayout()
         controls.setContentsMargins(0, 0, 0, 0)
-        controls.addWidget(QtWidgets.QLabel("stage"))
+        controls.setSpacing(4)
         controls.addWidget(self.stage_box)
         controls.addWidget(self.component_label)
         controls.addWidget(self.component_box)
-        controls.addSpacing(8)
-        controls.addWidget(QtWidgets.QLabel("smoothing"))
+        controls.addSpacing(4)
+        smooth_label = QtWidgets.QLabel("smooth")
+        smooth_label.setToolTip(self.smoothing_box.toolTip())
+        controls.addWidget(smooth_label)
         controls.addWidget(self.smoothing_box)
-        controls.addSpacing(8)
         controls.addWidget(self.log_box)
         controls.addStretch(1)
         for button in self.export.buttons():
@@ -1074,7 +1077,8 @@ class AccuracyPlot(QtWidgets.QWidget):
         self._data: dict[str, _AccuracyRun] = {PRIMARY: _AccuracyRun()}
         self._runs = _Runs()
         self._legend_key: tuple | None = None
-        self._title = "Accuracy"
+        # the legend's sample for "train (dotted)" when comparing runs (never on the plot itself)
+        self._dotted_sample = pg.PlotDataItem(pen=pg.mkPen(colormaps.MUTED, width=1, style=QtCore.Qt.PenStyle.DotLine))
 
         self.stage_box = StageSelector()
         self.stage_box.setObjectName("accuracyStage")
@@ -1083,7 +1087,7 @@ class AccuracyPlot(QtWidgets.QWidget):
         self.export.failed.connect(self.exportFailed)
         controls = QtWidgets.QHBoxLayout()
         controls.setContentsMargins(0, 0, 0, 0)
-        controls.addWidget(QtWidgets.QLabel("stage"))
+        controls.setSpacing(4)
         controls.addWidget(self.stage_box)
         controls.addStretch(1)
         for button in self.export.buttons():
@@ -1335,14 +1339,12 @@ class AccuracyPlot(QtWidgets.QWidget):
         x, y = self._teacher_line(teacher) if teacher is not None else (np.empty(0), np.empty(0))
         self._teacher_item.setData(x, y)
         if teacher is not None:
-            legend.append((self._teacher_item, "teacher"))
+            legend.append((self._teacher_item, "teacher" if not comparing else f"teacher {teacher.teacher_acc:.1f} %"))
+        if comparing and legend:
+            legend.append((self._dotted_sample, "train (dotted)"))
         self._set_legend(legend)
-        title = "Accuracy — test solid, train dotted" if comparing else "Accuracy"
-        if title != self._title:
-            self._title = title
-            self.plot_item.setTitle(title, color=colormaps.FOREGROUND, size="11pt")
         self.legend.set_wanted(shown)                 # no legend over an empty plot
-        if teacher is None:
+        if teacher is None or comparing:          # comparing runs, the legend gives the teacher's accuracy
             self._teacher_label.setVisible(False)
         else:
             # under the line's end, or above it when the line is in the lower half of the points

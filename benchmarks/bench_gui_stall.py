@@ -179,6 +179,7 @@ def one_run(args, clock: CallClock | None) -> np.ndarray:
     settings = QtCore.QSettings(str(workdir / "settings.ini"), QtCore.QSettings.Format.IniFormat)
     window = MainWindow(config=bench_config(str(workdir / "runs"), args.device, args.train), settings=settings)
     window.show_error_dialogs = False
+    window.prompt_unsaved = False
     window.show()
     window.form.wait_for_layers()
     settle = QtCore.QEventLoop()         # the window's first paint, long done when a user presses Start

@@ -154,6 +154,7 @@ def main() -> int:
     settings = QtCore.QSettings(str(workdir / "settings.ini"), QtCore.QSettings.Format.IniFormat)
     window = MainWindow(settings=settings)
     window.show_error_dialogs = False
+    window.prompt_unsaved = False
     window.show()
     print(machine_description())
     config = bench_config(str(workdir / "runs"), args.device, args.train)

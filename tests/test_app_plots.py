@@ -531,8 +531,8 @@ def test_accuracy_of_several_runs_one_colour_each_with_a_legend_by_run(accuracy_
     assert accuracy_plot.legend_labels() == ["train", "test", "teacher"]
     accuracy_plot.add_run("b", "baseline", [EpochEvent("student", e, 10, 5.0 * e, 4.0 * e) for e in (1, 2, 3)])
     assert accuracy_plot.comparing()
-    assert accuracy_plot.legend_labels() == ["distilled", "baseline", "teacher"]
-    assert "test solid, train dotted" in accuracy_plot.plot_item.titleLabel.text
+    assert accuracy_plot.legend_labels() == ["distilled", "baseline", "teacher 90.0 %", "train (dotted)"]
+    assert not accuracy_plot._teacher_label.isVisible()
     mine, theirs = accuracy_plot.plot_items()["test"], accuracy_plot.run_items("b")["test"]
     assert mine.opts["pen"].color() != theirs.opts["pen"].color()
     np.testing.assert_allclose(theirs.getData()[1], [4, 8, 12])

@@ -170,7 +170,8 @@ def _misfit_summary(path: Path, name: str, state, model_state, missing, unexpect
                  + [f"{name} has no {k}" for k in unexpected] + [f"the file lacks {k}" for k in missing])
         return f"weights file {path} does not fit {name}: " + "; ".join(parts)
     fitting = len(state) - misfit
-    what = "is for a different network" if fitting < len(model_state) / 2 else f"does not fit {name}"
+    different = misfit >= len(state) / 2 or fitting < len(model_state) / 2      # most of one does not fit the other
+    what = "is for a different network" if different else f"does not fit {name}"
     parts = []
     if misfit:
         parts.append(f"{misfit} of its {len(state)} tensors do not fit {name}")
