@@ -41,7 +41,7 @@ from app import settings as app_settings
 from app.attention_compare import AttentionCompare, CompareRun
 from app.attention_view import AttentionView
 from app.config_form import ConfigForm, problem_sentence, problems_summary
-from app.fields import INVALID_STYLE
+from app.fields import INVALID_STYLE, grey_disabled_placeholders
 from app.guide import show_about, show_guide
 from app.method_help import show_method_help
 from app.plots import PRIMARY, AccuracyPlot, LossPlot
@@ -103,6 +103,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.status_kind = "info"
 
         self.setStyleSheet(INVALID_STYLE)
+        grey_disabled_placeholders()
         self.form = ConfigForm()
         self.worker = TrainingWorker(self)
         self.runs_panel = RunsPanel()
