@@ -24,7 +24,8 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from featdistill_core import ConfigError, RunFolderError, RunRecord, load_run, run_folders, run_state
 
-COLUMNS = ("Run", "Started", "Teacher → student", "Methods", "Accuracy", "State")
+COLUMNS = ("Run", "Accuracy", "State", "Methods", "Teacher → student", "Started")
+STATE_COLUMN = 2
 STATE_COLOURS = {"finished": "#1b7f3b", "stopped": "#8a5a00", "failed": "#b00020", "interrupted": "#8a5a00",
                  "running": "#0b5394"}
 RUNNING = "running"
@@ -117,7 +118,7 @@ class RunsPanel(QtWidgets.QWidget):
         header.setSectionResizeMode(QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
         header.setSectionResizeMode(0, QtWidgets.QHeaderView.ResizeMode.Interactive)
         header.setStretchLastSection(True)
-        self.table.setColumnWidth(0, 200)
+        self.table.setColumnWidth(0, 250)
         self.table.setContextMenuPolicy(QtCore.Qt.ContextMenuPolicy.CustomContextMenu)
         self.table.customContextMenuRequested.connect(self._menu_at)
         self.table.itemChanged.connect(self._item_changed)
@@ -240,8 +241,8 @@ class RunsPanel(QtWidgets.QWidget):
         for row, entry in enumerate(self._entries):
             state = self.state_of(entry.key)
             shown = entry.key == self._primary
-            cells = (entry.name + ("  (shown)" if shown else ""), entry.started, entry.models, entry.methods,
-                     entry.accuracy_text, state)
+            cells = (entry.name + ("  (shown)" if shown else ""), entry.accuracy_text, state, entry.methods,
+                     entry.models, entry.started)
             for column, text in enumerate(cells):
                 item = table.item(row, column)
                 if item is None:
@@ -250,7 +251,7 @@ class RunsPanel(QtWidgets.QWidget):
                 item.setText(text)
                 item.setFont(bold if shown else table.font())
                 tip = str(entry.path) if column == 0 else text
-                if column == len(COLUMNS) - 1 and entry.error:
+                if column == STATE_COLUMN and entry.error:
                     tip = f"{state}: {entry.error}"
                 item.setToolTip(tip)
             first = table.item(row, 0)
@@ -258,7 +259,7 @@ class RunsPanel(QtWidgets.QWidget):
             first.setCheckState(QtCore.Qt.CheckState.Checked if entry.key in self._ticked
                                 else QtCore.Qt.CheckState.Unchecked)
             first.setData(QtCore.Qt.ItemDataRole.UserRole, entry.key)
-            table.item(row, len(COLUMNS) - 1).setForeground(QtGui.QBrush(QtGui.QColor(STATE_COLOURS.get(state, "#707070"))))
+            table.item(row, STATE_COLUMN).setForeground(QtGui.QBrush(QtGui.QColor(STATE_COLOURS.get(state, "#707070"))))
         table.blockSignals(False)
         if self._folder is None:
             where = "no output folder"
