@@ -37,7 +37,8 @@ _PUBLIC = {
         "register_method", "validate_options",
     ),
     "featdistill_core.validate": (
-        "TermPlan", "ValidatedRun", "check_files", "check_term_layers", "model_layers", "validate_run",
+        "TermPlan", "ValidatedRun", "check_files", "check_term_layers", "initial_student", "model_layers",
+        "validate_run",
     ),
     "featdistill_core.data": (
         "DATASETS", "DATASET_TITLES", "DatasetError", "FIXED_IMAGE_SIZES", "NEEDS_PATH", "dataset_classes", "load_dataset",
@@ -51,6 +52,13 @@ _PUBLIC = {
     "featdistill_core.demo": ("baseline_config", "demo_config", "run_demo"),
     "featdistill_core.progress": ("Progress", "ProgressEstimator", "format_duration", "step_event_due"),
     "featdistill_core.runstate": ("RunState",),
+    "featdistill_core.analysis": (
+        "AlignedPair", "AnalysisCancelled", "CKALayer", "CKAResult", "Evaluation", "LAYER_SELECTIONS", "PairCKA",
+        "PairSimilarity", "align_layers", "check_alignable", "cka_map", "cka_map_of_run", "default_pair_count",
+        "evaluate_model", "probe_images", "pairs_as_toml",
+        "per_class_accuracy", "read_pair_cka", "render_cka", "render_confusion", "suggest_pairs_by_cka",
+    ),
+    "featdistill_core.export": ("ExportError", "ExportResult", "FORMATS", "export_student", "onnx_available"),
 }
 _WHERE = {name: module for module, names in _PUBLIC.items() for name in names}
 

@@ -30,9 +30,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from featdistill_core.data import DATASETS, FIXED_IMAGE_SIZES, NEEDS_PATH
+from featdistill_core.data import DATASETS, FIXED_IMAGE_SIZES, LOADERS, NEEDS_PATH, STREAMABLE
 from featdistill_core.errors import ConfigError, Problem, Problems
 from featdistill_core.losses import METHODS, get_method, validate_options
+from featdistill_core.speed import AMP_DTYPES, COMPILE_MODES
 from featdistill_core.stages import LEGACY_TERM_STAGES, TERM_STAGES, Stage, plan_stages
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -68,9 +69,14 @@ class DataConfig:
     name: str = "demo"       # one of featdistill_core.data.DATASETS
     path: str = ""           # folder for cifar10 / cifar100 / imagefolder
     image_size: int = 32     # image folder images are resized to this square size
-    augment: bool = True     # random crop (padding 4) and horizontal flip on the training split
+    augment: bool = True     # training augmentation: in memory random crop (padding 4) + flip; streamed
+                             # random-resized crop + flip (streamed evaluation: resize + centre crop)
     demo_train: int = 5000   # demo dataset sizes
     demo_test: int = 2000
+    loader: str = "auto"     # one of LOADERS: "auto" holds the data in memory up to 4 GiB of resized
+                             # images and streams a larger image folder from disk; "memory" / "stream" force it
+    workers: int = -1        # processes reading a streamed folder: -1 one per core less one (at most 8),
+                             # 0 none (read in the training process); ignored in memory
 
 
 @dataclass
@@ -138,6 +144,10 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"       # auto (CUDA, then MPS, then CPU) | cpu | cuda | cuda:N | mps
     mixed_precision: bool = False
+    amp_dtype: str = "auto"    # with mixed_precision, one of AMP_DTYPES: "auto" = bfloat16 where the device
+                               # supports it (CPU, CUDA Ampere+), else float16 with a gradient scaler
+    channels_last: bool = False  # NHWC memory layout for models and batches (faster convolutions on CUDA with AMP)
+    compile: str = "off"       # one of COMPILE_MODES: torch.compile the student and teacher ("off": eager)
     epochs: int = 10           # student epochs (0: only train the teacher)
     batch_size: int = 64
     ce_weight: float = 1.0
@@ -197,6 +207,7 @@ _INT_BOUNDS = {
     "data.image_size": (8, 2048),
     "data.demo_train": (10, 1_000_000),
     "data.demo_test": (10, 1_000_000),
+    "data.workers": (-1, 256),
     "monitor.log_every": (1, 1_000_000),
     "monitor.snapshot_every": (0, 1_000_000),
     "monitor.probe_images": (1, 256),
@@ -535,6 +546,13 @@ def collect_value_problems(config: RunConfig, problems: Problems) -> None:
                 and c.data.demo_train < c.batch_size):
             problems.add("batch_size", f"must not exceed the number of demo training images ({c.data.demo_train}); "
                                        f"got {c.batch_size}")
+    _one_of(problems, "data.loader", c.data.loader, LOADERS)
+    if (c.data.loader == "stream" and c.data.name in DATASETS and c.data.name not in STREAMABLE
+            and not problems.has("data.loader")):
+        problems.add("data.loader", f"only {_choices(STREAMABLE)} can be streamed from disk; {c.data.name} is read "
+                                    "into memory whole (use 'auto' or 'memory')")
+    _one_of(problems, "amp_dtype", c.amp_dtype, AMP_DTYPES)
+    _one_of(problems, "compile", c.compile, COMPILE_MODES)
     _one_of(problems, "optim.name", c.optim.name, OPTIMIZERS)
     _one_of(problems, "optim.schedule", c.optim.schedule, SCHEDULES)
     milestones = c.optim.milestones

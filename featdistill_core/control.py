@@ -26,6 +26,11 @@ class RunControl:
         self._running.set()
 
     @property
+    def stop_requested(self) -> bool:
+        """Whether a stop was asked for (for work that checks rather than raises, e.g. a final analysis)."""
+        return self._stop.is_set()
+
+    @property
     def paused(self) -> bool:
         return not self._running.is_set()
 

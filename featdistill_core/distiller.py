@@ -9,7 +9,9 @@ components by name::
 
 The trainer sums the components and back-propagates; the names become the curves in the window.
 After the optimizer step the trainer calls :meth:`Distiller.after_step`, which runs the terms'
-``after_step`` hooks (memory banks) on the step just taken.
+``after_step`` hooks (memory banks) on the step just taken. Before the first step of a stage it calls
+:meth:`Distiller.prepare`, which runs the one-off ``prepare`` of the stage's terms that have one
+(FT's paraphraser, OFD's margins) and have not run it yet.
 """
 
 from __future__ import annotations
@@ -20,7 +22,9 @@ from torch import nn
 
 from featdistill_core.events import PairMaps
 from featdistill_core.layers import FeatureHooks
-from featdistill_core.losses import BuildContext, StepContext, Taps, TrainingProgress, attention_map, build_term
+from featdistill_core.losses import (
+    BuildContext, PrepareContext, StepContext, Taps, TrainingProgress, attention_map, build_term,
+)
 from featdistill_core.stages import Stage
 
 
@@ -36,6 +40,7 @@ class Distiller(nn.Module):
         self.terms = list(terms)
         self.ce_weight = ce_weight
         device = device or torch.device("cpu")
+        self.device = device
         self.term_losses = nn.ModuleList(
             build_term(BuildContext(
                 method=plan.method.key, options=plan.options,
@@ -95,6 +100,39 @@ class Distiller(nn.Module):
             losses[plan.name] = plan.weight * self.term_losses[i](step)
             self._last_steps.append((i, step))
         return student_logits, losses
+
+    def prepare(self, stage: str, loader, *, checkpoint=None, report=None) -> list[str]:
+        """Run the one-off ``prepare`` of every term of ``stage`` that has one and has not run it.
+
+        ``loader`` gives the training batches (``epoch_batches(k)``, ``len()``); ``checkpoint()`` is
+        called by the preparation between batches (pause / stop); ``report(done, total, loss)`` receives
+        its progress. The teacher must be frozen (eval mode) by now. Returns the names of the terms
+        prepared now; a term prepared before (in this run or in a loaded state) is skipped.
+        """
+        prepared = []
+        for i in self.terms_in(str(stage)):
+            term = self.term_losses[i]
+            if term.is_prepared:
+                continue
+            plan = self.terms[i]
+            context = PrepareContext(
+                stage=str(stage), loader=loader, teacher_features=self._teacher_tapper(plan),
+                device=self.device, teacher=self.teacher, student=self.student,
+                **{name: value for name, value in (("checkpoint", checkpoint), ("report", report)) if value is not None},
+            )
+            term.prepare(context)
+            prepared.append(plan.name)
+        return prepared
+
+    def _teacher_tapper(self, plan):
+        paths, taps = plan.teacher_paths, plan.method.taps
+
+        @torch.no_grad()
+        def teacher_features(images: torch.Tensor) -> tuple[torch.Tensor, ...]:
+            self.teacher(images)
+            return tuple(self.teacher_hooks.tapped(p, taps) for p in paths)
+
+        return teacher_features
 
     @torch.no_grad()
     def after_step(self) -> None:

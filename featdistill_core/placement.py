@@ -30,6 +30,26 @@ def classifier_path(layers: Sequence[LayerInfo]) -> str | None:
     return found
 
 
+_PREACT_TYPES = ("PreActivation", "BatchNorm2d")
+
+
+def preactivation_path(stage: str, layers: Sequence[LayerInfo]) -> str | None:
+    """The module inside ``stage`` whose output is the stage's pre-activation, or None.
+
+    That is the last module at or below ``stage`` (in registration order) that is a ``preact`` marker
+    (:class:`~featdistill_core.models.layers.PreActivation`, in the built-in ResNets and ShuffleNet v1)
+    or a ``BatchNorm2d`` (the BN output entering a ReLU: VGG's ``layer2.bn1``), with the same output
+    shape as the stage.
+    """
+    shapes = {info.path: info.shape for info in layers}
+    found = None
+    for info in layers:
+        if (info.path == stage or info.path.startswith(stage + ".")) and info.type_name in _PREACT_TYPES \
+                and info.shape is not None and info.shape == shapes.get(stage):
+            found = info.path
+    return found
+
+
 def place_method(method: str, teacher_layers: Sequence[LayerInfo], student_layers: Sequence[LayerInfo]) -> list[Term]:
     """The terms of ``method`` at its reference placement on these networks; PlacementError if none."""
     info = get_method(method)
@@ -57,6 +77,18 @@ def place_method(method: str, teacher_layers: Sequence[LayerInfo], student_layer
         return [([t], [s])]
     if kind == "all_stages":
         return [([t for t, _ in stages], [s for _, s in stages])]
+    if kind == "stage_preacts":
+        teacher_paths, student_paths = [], []
+        for t, s in stages:
+            for side, stage, layers, paths in (("teacher", t, teacher_layers, teacher_paths),
+                                               ("student", s, student_layers, student_paths)):
+                path = preactivation_path(stage, layers)
+                if path is None:
+                    raise PlacementError(
+                        f"{info.short_name} reads pre-ReLU features, and the {side}'s stage {stage!r} has no "
+                        "`preact` module or BatchNorm of its output shape inside it; pair the layers by hand")
+                paths.append(path)
+        return [(teacher_paths, student_paths)]
     if kind == "stage_pairs":
         if len(stages) < 2:
             raise PlacementError(f"{info.short_name} needs two stage outputs on each side, and these networks "
@@ -65,4 +97,4 @@ def place_method(method: str, teacher_layers: Sequence[LayerInfo], student_layer
     raise PlacementError(f"{info.short_name} has no reference placement")   # pragma: no cover - registry checks
 
 
-__all__ = ["PlacementError", "classifier_path", "place_method"]
+__all__ = ["PlacementError", "classifier_path", "place_method", "preactivation_path"]

@@ -8,6 +8,7 @@ Layout::
     teacher.safetensors the teacher, when the run trained it
     student.safetensors the student (also written when the run is stopped or fails mid-way)
     adapters.safetensors the pairs' trained regressors, if any
+    pair_cka.json       each distilled pair's CKA before and after training (featdistill_core.analysis.pairs)
     error.txt           the error and its traceback, if the run failed
 
 Because every line and snapshot is on disk the moment it exists, nothing is lost when a run fails.

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from featdistill_core.analysis import record_pair_cka
 from featdistill_core.config import ConfigError, RunConfig
 from featdistill_core.control import RunControl, StopRequested
 from featdistill_core.data import load_dataset
@@ -102,7 +103,8 @@ class Trainer:
         v, cfg = self.validated, self.config
         self.device = v.device
         self.data = load_dataset(cfg.data.name, cfg.data.path or None, image_size=cfg.data.image_size,
-                                 demo_train=cfg.data.demo_train, demo_test=cfg.data.demo_test, seed=cfg.seed)
+                                 demo_train=cfg.data.demo_train, demo_test=cfg.data.demo_test, seed=cfg.seed,
+                                 loader=cfg.data.loader, workers=cfg.data.workers)
         if self.data.num_classes != v.num_classes:
             raise ConfigError("data.path", f"found {self.data.num_classes} classes, expected {v.num_classes}")
         self.student = v.student.to(self.device)
@@ -131,6 +133,8 @@ class Trainer:
             self.state.finish_stage()
         self._freeze_teacher()
         self._save_models()
+        record_pair_cka(self.run_dir, v, self.teacher, self.student, self.data, device=self.device,
+                        cancel=lambda: self._control.stop_requested)     # pair_cka.json: each pair's CKA before/after
 
     def _freeze_teacher(self) -> None:
         """Before the student's stages: the teacher is measured once (if not trained here) and frozen."""
@@ -161,6 +165,8 @@ class Trainer:
         steps_per_epoch = len(self.loader)
         total_steps = planned.epochs * steps_per_epoch
         self.emit(StageStarted(stage, planned.epochs, steps_per_epoch, total_steps, str(self.run_dir)))
+        if planned.trains == "student":                 # one-off term preparation (FT, OFD); skipped once done
+            self.distiller.prepare(stage, self.loader, checkpoint=self._control.checkpoint)
 
         for epoch_index in range(state.epoch, planned.epochs):
             epoch = epoch_index + 1

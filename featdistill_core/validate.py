@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from featdistill_core.config import RunConfig, checked, read_run_file, term_names, with_absolute_paths
-from featdistill_core.data import NEEDS_PATH, DatasetError, dataset_classes, dataset_info
+from featdistill_core.data import NEEDS_PATH, DatasetError, choose_loader, dataset_classes, dataset_info, estimated_bytes
 from featdistill_core.device import DeviceError, resolve_device
 from featdistill_core.errors import ConfigError, Problem, Problems
 from featdistill_core.layers import LayerInfo, list_layers, unknown_path_message
@@ -68,6 +68,8 @@ class ValidatedRun:
     stages: tuple[PlannedStage, ...]
     rng_state: dict = field(default_factory=dict, repr=False)   # the generators just after the models were built
     dataset_size: int = 0                                       # training images
+    data_loader: str = ""                                       # "memory" or "stream" (data.choose_loader)
+    data_bytes: int = 0                                         # both splits as uint8 at the run's image size
 
     @property
     def pair_checks(self) -> list[PairCheck]:
@@ -89,6 +91,18 @@ def build_model(config: RunConfig, role: str, num_classes: int, *, load: bool = 
             field_name = f"{role}.weights"
             raise ConfigError(field_name, _one_line(exc), details={field_name: getattr(exc, "details", "")}) from None
     return model
+
+
+def initial_student(config: RunConfig, num_classes: int) -> nn.Module:
+    """The student exactly as :func:`validate_run` built it for ``config`` (a validated config): the same
+    seed, built first, its weights file (if any) loaded. The "before" of a before/after comparison.
+    The global random generators are left as they were."""
+    state = capture_rng()
+    try:
+        seed_everything(config.seed)       # validate_run: seed, then the student first, then the teacher
+        return build_model(config, "student", num_classes)
+    finally:
+        restore_rng(state)
 
 
 def model_layers(arch: str, num_classes: int, input_shape: tuple[int, int, int] = (3, 32, 32)) -> list[LayerInfo]:
@@ -218,6 +232,7 @@ def _check_meaning(config: RunConfig, problems: Problems) -> ValidatedRun:
 
     num_classes = None
     dataset_size = 0
+    info = None
     if not problems.has("data"):
         try:
             info = dataset_info(config.data.name, config.data.path or None, demo_train=config.data.demo_train,
@@ -226,6 +241,13 @@ def _check_meaning(config: RunConfig, problems: Problems) -> ValidatedRun:
         except DatasetError as exc:
             problems.add("data.path", str(exc))
     size = config.data.image_size if not problems.has("data.image_size") else 32
+    data_loader, data_bytes = "", 0
+    if info is not None and not problems.has("data.loader"):
+        try:
+            data_loader, data_bytes = choose_loader(config.data.name, config.data.loader, info, size), \
+                estimated_bytes(info, size)
+        except DatasetError as exc:
+            problems.add("data.loader", str(exc))
     input_shape = (3, size, size)
     classes_for_models = num_classes or 10    # layers can be listed even when the data is missing
 
@@ -259,6 +281,7 @@ def _check_meaning(config: RunConfig, problems: Problems) -> ValidatedRun:
         student=models["student"], teacher=models["teacher"],
         student_layers=layers["student"], teacher_layers=layers["teacher"],
         terms=terms, stages=plan_stages(config), rng_state=rng_state, dataset_size=dataset_size,
+        data_loader=data_loader, data_bytes=data_bytes,
     )
 
 
@@ -318,6 +341,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 __all__ = [
-    "TermPlan", "ValidatedRun", "build_model", "check_files", "check_term_layers", "model_layers", "validate_run",
+    "TermPlan", "ValidatedRun", "build_model", "check_files", "check_term_layers", "initial_student", "model_layers",
+    "validate_run",
     "validate_run_file",
 ]

@@ -25,3 +25,16 @@ def _no_leftover_threads():
         t.join(timeout=5)
     leftover = [t for t in leftover if t.is_alive()]
     assert not leftover, f"test left threads running: {[t.name for t in leftover]}"
+
+
+@pytest.fixture(scope="session")
+def tiny_trained_run(tmp_path_factory):
+    """One finished tiny run (tests/_tiny.py: teacher trained first, AT + hint pairs), shared read-only
+    by the analysis, export and eval tests: its folder."""
+    from featdistill_core.trainer import Trainer
+    from tests._tiny import tiny_config
+
+    base = tmp_path_factory.mktemp("trained")
+    trainer = Trainer(tiny_config(base))
+    trainer.run()
+    return trainer.run_dir

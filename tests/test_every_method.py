@@ -3,7 +3,9 @@
 For each method in ``METHODS``: its shape check never raises, whatever it is given; placed at its
 reference placement on the demo networks it builds through a validated run; one step gives the
 student (and the method's adapters) gradients and the teacher none; it runs under bfloat16 autocast
-on the CPU; its adapters and memories save to safetensors and load back.
+on the CPU; its adapters and memories save to safetensors and load back. A method whose module has a
+one-off ``prepare(context)`` (FT, OFD) is prepared by the helper, as the trainer does before the
+stage; its preparation is checked to run once, to be recorded in the saved state, and to be required.
 """
 
 import random
@@ -12,6 +14,7 @@ import pytest
 import torch
 
 from featdistill_core.config import DataConfig, PairConfig, RunConfig, TeacherConfig
+from featdistill_core.data.loader import BatchLoader
 from featdistill_core.distiller import Distiller
 from featdistill_core.losses import METHODS, TrainingProgress, check_pair
 from featdistill_core.models import read_state_dict, save_weights
@@ -76,10 +79,20 @@ def _validated(key, seed=0):
     return validate_run(config)
 
 
-def _distiller(run) -> Distiller:
+def _loader(seed=0) -> BatchLoader:
+    """One batch of random images per epoch, the shape of the demo data."""
+    generator = torch.Generator().manual_seed(seed)
+    images = torch.randint(0, 256, (BATCH, 3, 32, 32), dtype=torch.uint8, generator=generator)
+    return BatchLoader(images, torch.arange(BATCH) % 10, BATCH, shuffle=True, mean=(0.5,) * 3, std=(0.25,) * 3,
+                       seed=seed, drop_last=True)
+
+
+def _distiller(run, prepare=True) -> Distiller:
     distiller = Distiller(run.terms, run.teacher, run.student, ce_weight=0.0, num_classes=run.num_classes,
                           dataset_size=DATASET)
     run.teacher.eval().requires_grad_(False)
+    if prepare:
+        distiller.prepare(_stage_of(run), _loader())
     return distiller
 
 
@@ -147,3 +160,56 @@ def test_adapters_and_memories_save_and_load(key, tmp_path):
         assert torch.equal(value, state[name]), name
     first.close()
     second.close()
+
+
+PREPARED = [key for key in KEYS if _validated(key).terms and any(t.needs_prepare for t in _distiller(_validated(key), prepare=False).term_losses)]
+
+
+def test_the_methods_with_a_preparation_are_found():
+    assert {"ft", "ofd"} <= set(PREPARED)
+
+
+@pytest.mark.parametrize("key", PREPARED)
+def test_a_preparation_is_required_runs_once_reports_and_is_saved(key, tmp_path):
+    run = _validated(key)
+    distiller = _distiller(run, prepare=False)
+    with pytest.raises(RuntimeError, match="not been prepared"):
+        _step(distiller, _stage_of(run))
+    reports, checkpoints = [], []
+    prepared = distiller.prepare(_stage_of(run), _loader(), checkpoint=lambda: checkpoints.append(1),
+                                 report=lambda done, total, loss: reports.append((done, total, loss)))
+    assert prepared == [plan.name for plan in run.terms]
+    assert all(bool(term.prepared) for term in distiller.term_losses)
+    assert distiller.prepare(_stage_of(run), _loader()) == []            # done once, never again
+    assert distiller.prepare("init" if _stage_of(run) == "student" else "student", _loader()) == []
+    for done, total, loss in reports:
+        assert 0 < done <= total and loss == loss
+    state = distiller.term_losses.state_dict()
+    path = tmp_path / "adapters.safetensors"
+    save_weights(distiller.term_losses, path)
+    resumed = _distiller(_validated(key, seed=1), prepare=False)
+    resumed.term_losses.load_state_dict(read_state_dict(path))
+    assert all(term.is_prepared for term in resumed.term_losses)         # a resumed run does not redo it
+    assert resumed.prepare(_stage_of(run), _loader()) == []
+    for name, value in resumed.term_losses.state_dict().items():
+        assert torch.equal(value, state[name]), name
+    _, losses = _step(resumed, _stage_of(run))
+    assert torch.isfinite(sum(losses.values()))
+    distiller.close()
+    resumed.close()
+
+
+def test_a_stop_during_a_preparation_leaves_it_unprepared():
+    run = _validated("ft")
+    distiller = _distiller(run, prepare=False)
+
+    class Stop(Exception):
+        pass
+
+    def stop():
+        raise Stop()
+
+    with pytest.raises(Stop):
+        distiller.prepare(_stage_of(run), _loader(), checkpoint=stop)
+    assert not distiller.term_losses[0].is_prepared and not bool(distiller.term_losses[0].prepared)
+    distiller.close()

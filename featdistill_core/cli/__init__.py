@@ -5,6 +5,9 @@
     featdistill check RUN.toml           validate a run file without training
     featdistill layers MODEL [--input 3x32x32]
     featdistill models
+    featdistill cka RUN.toml [--probe 512] [--out DIR]     layer-similarity map, suggested pairs
+    featdistill export RUN_DIR --format torchscript|onnx|safetensors
+    featdistill eval MODEL --weights FILE [--data NAME ...]
 
 Each command is one module of this package with a ``register(subparsers)`` function; adding a command
 is adding its module and its name to :data:`COMMANDS`.
@@ -17,11 +20,11 @@ from __future__ import annotations
 
 import argparse
 
-from featdistill_core.cli import check, demo, inspect, train
+from featdistill_core.cli import check, cka, demo, evaluate, export, inspect, train
 from featdistill_core.cli.output import EXIT_BAD_INPUT, EXIT_FAILED, ProgressBar, error, say
 from featdistill_core.errors import ConfigError
 
-COMMANDS = (demo, train, check, inspect)
+COMMANDS = (demo, train, check, inspect, cka, export, evaluate)
 """The modules of this package that define commands, in the order ``--help`` lists them."""
 
 __all__ = ["COMMANDS", "EXIT_BAD_INPUT", "EXIT_FAILED", "ProgressBar", "main"]

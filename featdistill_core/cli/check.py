@@ -17,6 +17,10 @@ def run(args) -> int:
     stages = ", ".join(f"{p.stage} {p.epochs} epoch{'s' if p.epochs != 1 else ''}" for p in plan.stages)
     print(f"{args.run_file}: ok ({count} distillation term{'s' if count != 1 else ''}, "
           f"{plan.num_classes} classes; {stages})")
+    if plan.data_loader:
+        how = "streamed from disk" if plan.data_loader == "stream" else "held in memory"
+        print(f"  data: {plan.dataset_size} training images, {how} "
+              f"({plan.data_bytes / 2**30:.2f} GiB at {plan.input_shape[1]}×{plan.input_shape[2]})")
     for term in plan.terms:
         print(f"  {term.name}: adapter {term.check.adapter}")
     return 0

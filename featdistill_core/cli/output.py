@@ -76,3 +76,19 @@ class ProgressBar:
             self.stream.write("\r\033[K")
         self.stream.write(text + "\n")
         self.stream.flush()
+
+
+def progress_printer(label: str, stream=None, min_interval: float = 0.2):
+    """A ``progress(done, total)`` callback drawing ``label: 192/512 images`` on one line (a terminal only)."""
+    stream = stream or sys.stderr
+    interactive = hasattr(stream, "isatty") and stream.isatty()
+    last = [0.0]
+
+    def progress(done: int, total: int) -> None:
+        now = time.perf_counter()
+        if not interactive or (now - last[0] < min_interval and done < total):
+            return
+        last[0] = now
+        stream.write(f"\r{label}: {done}/{total} images\033[K" + ("\n" if done >= total else ""))
+        stream.flush()
+    return progress

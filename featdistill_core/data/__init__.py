@@ -1,15 +1,24 @@
-"""Datasets held in memory and a fast batch loader. Nothing is ever downloaded.
+"""Datasets, in memory or streamed from disk, and their batch loaders. Nothing is ever downloaded.
 
-``load_dataset(name, path)`` gives a :class:`DataBundle`: uint8 image tensors (N, 3, H, W) for a train
-and a test split, their labels, the class names and the per-channel normalisation. Its loaders
-(:class:`~.loader.BatchLoader`) gather, augment and normalise whole batches in torch, so the data
-cost per step stays tiny next to the model's.
+``load_dataset(name, path)`` gives a :class:`DataBundle` (uint8 image tensors (N, 3, H, W) for a
+train and a test split in memory, their labels, the class names and the per-channel normalisation)
+or, for an image folder too large for that, a :class:`~.stream.StreamBundle` that reads the files
+from disk with worker processes. Both have the same loaders' interface: batches of
+:class:`~.loader.Batch` ``(images, labels, indices)``, ``len()``, ``num_samples`` and
+``epoch_batches(epoch, start=batch)``; the trainer cannot tell them apart.
+
+Which one (:func:`choose_loader`): ``loader = "auto"`` keeps a data set in memory when its images,
+resized, take at most :data:`MEMORY_LIMIT_BYTES`, and streams a larger image folder; ``"memory"`` and
+``"stream"`` force one (only image folders can stream). The two augment differently, each as its
+literature does: in memory the CIFAR pad-4 crop and flip (:mod:`.transforms`), streamed the ImageNet
+random-resized crop and flip, and a centre crop for evaluation (:mod:`.crops`).
 
 Datasets:
 
 * ``"demo"`` — shapes on clutter, generated procedurally from the seed (:mod:`.demo`);
 * ``"cifar10"``, ``"cifar100"`` — the python-version folders of the CIFAR site (:mod:`.cifar`);
-* ``"imagefolder"`` — one sub-folder per class of ordinary image files (:mod:`.imagefolder`).
+* ``"imagefolder"`` — one sub-folder per class of ordinary image files, or ``train/`` and ``test/``
+  (or ``val/``) folders of them (:mod:`.imagefolder`).
 """
 
 from __future__ import annotations
@@ -22,14 +31,16 @@ import torch
 
 from .cifar import check_cifar_folder, load_cifar10, load_cifar100
 from .demo import CLASS_NAMES as DEMO_CLASSES, load_demo
-from .imagefolder import image_folder_classes, image_folder_sizes, load_image_folder
-from .loader import BatchLoader
-from .splits import DatasetError, ImageSplits
+from .imagefolder import image_folder_classes, image_folder_files, image_folder_sizes, load_image_folder
+from .loader import Batch, BatchLoader
+from .splits import DatasetError, ImageSplits, probe_indices
+from .stream import StreamBundle, StreamLoader
 from .transforms import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, channel_mean_std, normalize
 
 __all__ = [
-    "DATASETS", "DATASET_TITLES", "FIXED_IMAGE_SIZES", "NEEDS_PATH", "DataBundle", "DatasetError", "DatasetInfo",
-    "BatchLoader", "dataset_classes", "dataset_info", "load_dataset",
+    "DATASETS", "DATASET_TITLES", "FIXED_IMAGE_SIZES", "LOADERS", "MEMORY_LIMIT_BYTES", "NEEDS_PATH", "STREAMABLE",
+    "Batch", "BatchLoader", "DataBundle", "DatasetError", "DatasetInfo", "StreamBundle", "StreamLoader",
+    "choose_loader", "dataset_classes", "dataset_info", "estimated_bytes", "load_dataset",
 ]
 
 DATASETS = ("demo", "cifar10", "cifar100", "imagefolder")
@@ -42,6 +53,12 @@ DATASET_TITLES = {
 NEEDS_PATH = ("cifar10", "cifar100", "imagefolder")
 FIXED_IMAGE_SIZES = {"cifar10": 32, "cifar100": 32}
 """Data sets whose images have one size (the run's ``data.image_size`` must match)."""
+LOADERS = ("auto", "memory", "stream")
+"""The run file's ``data.loader`` choices."""
+STREAMABLE = ("imagefolder",)
+"""Data sets that can be streamed from disk (the others are files read whole)."""
+MEMORY_LIMIT_BYTES = 4 * 2**30
+"""``loader = "auto"`` holds a data set in memory up to this many bytes of resized images (4 GiB)."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +85,25 @@ def dataset_info(name: str, path: str | None = None, *, demo_train: int = 5000, 
     if name in ("cifar10", "cifar100"):
         return DatasetInfo(classes, *CIFAR_SIZES)
     return DatasetInfo(classes, *image_folder_sizes(path, seed=seed))
+
+
+def estimated_bytes(info: DatasetInfo, image_size: int) -> int:
+    """Bytes of both splits held in memory as uint8 (N, 3, image_size, image_size)."""
+    return (info.train_size + info.test_size) * 3 * image_size * image_size
+
+
+def choose_loader(name: str, requested: str, info: DatasetInfo, image_size: int) -> str:
+    """``"memory"`` or ``"stream"`` for a data set of ``info``'s sizes at ``image_size`` (see the module
+    docstring). Raises :class:`DatasetError` for ``"stream"`` on a data set that cannot stream."""
+    if requested not in LOADERS:
+        raise DatasetError(f"unknown loader {requested!r}; choose one of {', '.join(LOADERS)}")
+    if requested == "stream" and name not in STREAMABLE:
+        raise DatasetError(f"dataset {name} is read into memory whole; only {', '.join(STREAMABLE)} can stream")
+    if requested != "auto":
+        return requested
+    if name in STREAMABLE and estimated_bytes(info, image_size) > MEMORY_LIMIT_BYTES:
+        return "stream"
+    return "memory"
 
 
 def dataset_classes(name: str, path: str | None = None) -> int:
@@ -104,6 +140,7 @@ class DataBundle:
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     name: str
+    loader = "memory"      # a class attribute: which kind of bundle this is (see StreamBundle)
 
     @property
     def image_shape(self) -> tuple[int, int, int]:
@@ -130,22 +167,7 @@ class DataBundle:
         The test split is walked in a seeded permutation; the first image of each class not seen yet
         is taken until ``n`` are chosen or every class has one, then the permutation fills the rest.
         """
-        if n < 1:
-            raise ValueError(f"probe_images needs n >= 1; got {n}")
-        count = len(self.test_labels)
-        order = np.random.default_rng(seed).permutation(count)
-        labels = self.test_labels.numpy()
-        chosen: list[int] = []
-        seen: set[int] = set()
-        for index in order:
-            if len(chosen) == n:
-                break
-            if labels[index] not in seen:
-                seen.add(int(labels[index]))
-                chosen.append(int(index))
-        taken = set(chosen)
-        chosen += [int(i) for i in order if int(i) not in taken][: n - len(chosen)]
-        return chosen
+        return probe_indices(self.test_labels.numpy(), n, seed=seed)
 
     def probe_images(self, n: int = 8, *, seed: int = 0) -> tuple[torch.Tensor, list[int], np.ndarray]:
         """Fixed test images to watch attention on (see :meth:`probe_indices`).
@@ -169,18 +191,27 @@ def load_dataset(
     demo_train: int = 5000,
     demo_test: int = 2000,
     seed: int = 0,
-) -> DataBundle:
-    """Load one of :data:`DATASETS` into memory.
+    loader: str = "auto",
+    workers: int = -1,
+) -> DataBundle | StreamBundle:
+    """Load one of :data:`DATASETS` into memory, or open an image folder for streaming.
 
     ``path`` is required for ``cifar10`` (``cifar-10-batches-py`` or its parent), ``cifar100``
     (``cifar-100-python`` or its parent) and ``imagefolder``; the demo ignores it. ``image_size`` is
     the side of the square images of the demo and of image folders (CIFAR is always 32). ``seed``
     draws the demo images and the image folder's train/test split. CIFAR is normalised with the
-    literature's per-channel statistics; the demo and image folders with those of their training split.
+    literature's per-channel statistics; the demo and image folders with those of their training split
+    (a streamed folder with those of a sample of it). ``loader`` is ``"auto"``, ``"memory"`` or
+    ``"stream"`` (:func:`choose_loader`); ``workers`` the reading processes of a streamed folder
+    (``-1``: one per core less one, at most 8; 0: none).
     """
     key = name.strip().lower() if isinstance(name, str) else name
     if key not in DATASETS:
         raise DatasetError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    if loader not in LOADERS:
+        raise DatasetError(f"unknown loader {loader!r}; choose one of {', '.join(LOADERS)}")
+    if loader == "stream" and key not in STREAMABLE:
+        raise DatasetError(f"dataset {key} is read into memory whole; only {', '.join(STREAMABLE)} can stream")
     if not isinstance(seed, int) or seed < 0:
         raise DatasetError(f"dataset {key}: seed must be a non-negative integer; got {seed!r}")
     if key == "demo":
@@ -199,6 +230,12 @@ def load_dataset(
         if key == "cifar10":
             return _bundle(load_cifar10(path), key, CIFAR10_MEAN, CIFAR10_STD)
         return _bundle(load_cifar100(path), key, CIFAR100_MEAN, CIFAR100_STD)
+    if loader != "memory":
+        class_names, train_files, test_files = image_folder_files(path, seed=seed)
+        info = DatasetInfo(len(class_names), len(train_files), len(test_files))
+        if choose_loader(key, loader, info, image_size) == "stream":
+            return StreamBundle(key, class_names, train_files, test_files, image_size=image_size, seed=seed,
+                                workers=workers)
     splits = load_image_folder(path, image_size=image_size, seed=seed)
     return _bundle(splits, key, *channel_mean_std(splits.train_images))
 

@@ -1,22 +1,29 @@
-"""An image folder with one sub-folder per class, read into memory.
+"""An image folder with one sub-folder per class, read into memory or listed for streaming.
 
 Layout: ``root/<class name>/<image>`` with images in png, jpg, jpeg, bmp or webp (any letter case).
 Classes are the sub-folders holding at least one image, in sorted order, labelled 0, 1, ... Hidden
 files and folders (names starting with ".") are skipped.
 
-If ``root`` has both ``train/`` and ``test/`` sub-folders, each is such a folder and they give the
-two splits (the classes are those of ``train/``). Otherwise the images are split deterministically:
-within each class, a seeded permutation sends ``round(test_fraction * n)`` images to the test split
-(at least one when the class has two or more images).
+If ``root`` has ``train/`` and ``test/`` sub-folders (or ``train/`` and ``val/``, the ImageNet
+layout; ``val/`` is read as ``test/`` when there is no ``test/``), each is such a folder and they
+give the two splits (the classes are those of ``train/``). Otherwise the images are split
+deterministically: within each class, a seeded permutation sends ``round(test_fraction * n)``
+images to the test split (at least one when the class has two or more images).
 
-Every image is converted to RGB, centre-cropped to a square and resized to ``image_size`` pixels
-(bilinear), so the whole folder becomes one uint8 array (N, 3, image_size, image_size). That suits
-workbench-size folders (tens of thousands of small images), not ImageNet.
+:func:`load_image_folder` converts every image to RGB, centre-crops it to a square and resizes it to
+``image_size`` pixels (bilinear), so the whole folder becomes one uint8 array (N, 3, image_size,
+image_size). That suits workbench-size folders (tens of thousands of small images). A folder too
+large for that is streamed from disk (:mod:`.stream`), which lists it with :func:`image_folder_files`.
+
+:func:`read_image` is the one place an image file is decoded, for both.
 """
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
+from typing import Callable, Optional
 
 import numpy as np
 from PIL import Image, ImageOps
@@ -39,14 +46,22 @@ def load_image_folder(
         raise DatasetError(f"image folder: image_size must be a positive number of pixels; got {image_size}")
     if not 0.0 < test_fraction < 1.0:
         raise DatasetError(f"image folder: test_fraction must be between 0 and 1; got {test_fraction}")
+    class_names, train_files, test_files = image_folder_files(path, test_fraction=test_fraction, seed=seed)
+    train_images, train_labels = _read_images(train_files, image_size)
+    test_images, test_labels = _read_images(test_files, image_size)
+    return ImageSplits(train_images, train_labels, test_images, test_labels, class_names)
+
+
+def image_folder_files(path: str | Path, *, test_fraction: float = 0.1, seed: int = 0
+                       ) -> tuple[list[str], list[tuple[Path, int]], list[tuple[Path, int]]]:
+    """(class names, training ``(file, label)`` pairs, test pairs) exactly as :func:`load_image_folder`
+    finds and splits them, without reading an image."""
     class_names, train_files, test_files = _layout(path)
     if test_files is None:
         train_files, test_files = _split(train_files, test_fraction, seed)
         if not test_files:
             raise DatasetError(f"image folder {path}: too few images to split off a test set (each class has one image)")
-    train_images, train_labels = _read_images(train_files, image_size)
-    test_images, test_labels = _read_images(test_files, image_size)
-    return ImageSplits(train_images, train_labels, test_images, test_labels, class_names)
+    return class_names, train_files, test_files
 
 
 def image_folder_classes(path: str | Path) -> list[str]:
@@ -71,6 +86,12 @@ def _layout(path: str | Path) -> tuple[list[str], list[tuple[Path, int]], list[t
     if not root.is_dir():
         raise DatasetError(f"image folder {root}: is not a folder (expected {_EXPECTED})")
     train_dir, test_dir = root / "train", root / "test"
+    val_dir = root / "val"
+    if val_dir.is_dir():
+        if test_dir.is_dir():
+            raise DatasetError(f"image folder {root}: has both test/ and val/; keep the labelled one (val/ is read "
+                               "as the test split only when there is no test/)")
+        test_dir = val_dir
     if train_dir.is_dir() and test_dir.is_dir():
         class_names, train_files = _class_files(train_dir)
         _, test_files = _class_files(test_dir, class_names)
@@ -84,8 +105,17 @@ def _layout(path: str | Path) -> tuple[list[str], list[tuple[Path, int]], list[t
     return class_names, files, None
 
 
-def _is_image(path: Path) -> bool:
-    return path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_EXTENSIONS
+def _is_image_entry(entry: os.DirEntry) -> bool:
+    name = entry.name
+    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS and entry.is_file()
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """The image files directly in ``folder``, sorted by name. ``os.scandir`` reads the file type from
+    the directory listing, so a class folder of thousands of images costs no ``stat`` per file."""
+    with os.scandir(folder) as entries:
+        names = sorted(entry.name for entry in entries if _is_image_entry(entry))
+    return [folder / name for name in names]
 
 
 def _class_files(folder: Path, class_names: list[str] | None = None) -> tuple[list[str], list[tuple[Path, int]]]:
@@ -95,10 +125,12 @@ def _class_files(folder: Path, class_names: list[str] | None = None) -> tuple[li
     any other sub-folder holding images is an error.
     """
     found: dict[str, list[Path]] = {}
-    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        images = sorted(p for p in sub.iterdir() if _is_image(p))
+    with os.scandir(folder) as entries:
+        subs = sorted(entry.name for entry in entries if not entry.name.startswith(".") and entry.is_dir())
+    for name in subs:
+        images = _image_files(folder / name)
         if images:
-            found[sub.name] = images
+            found[name] = images
     if class_names is None:
         if not found:
             raise DatasetError(f"image folder {folder} has no class sub-folders with images (expected {_EXPECTED})")
@@ -139,12 +171,41 @@ def _read_images(files: list[tuple[Path, int]], image_size: int) -> tuple[np.nda
     return images, labels
 
 
-def read_image(path: Path, image_size: int) -> np.ndarray:
-    """One image as uint8 (image_size, image_size, 3): RGB, centre-cropped to a square, resized bilinearly."""
+CropBox = Callable[[int, int], tuple[float, float, float, float]]
+"""``(width, height) -> (left, top, right, bottom)``: the region of an upright image to keep."""
+
+
+def centre_square(width: int, height: int) -> tuple[float, float, float, float]:
+    """The largest centred square: what :func:`PIL.ImageOps.fit` keeps for a square output."""
+    if width > height:
+        left = (width - height) / 2
+        return (left, 0.0, left + height, float(height))
+    top = (height - width) / 2
+    return (0.0, top, float(width), top + width)
+
+
+def read_image(path: Path, image_size: int, *, box: Optional[CropBox] = None) -> np.ndarray:
+    """One image as uint8 (image_size, image_size, 3): RGB, upright (EXIF orientation applied), the
+    region ``box(width, height)`` of it (default :func:`centre_square`) resized bilinearly.
+
+    This is the only function that decodes an image file. A JPEG is decoded at a reduced scale
+    (Pillow's ``draft``: 1/2, 1/4 or 1/8, done inside the decoder) when the region would still be at
+    least ``image_size`` pixels on each side, which makes large photos several times cheaper to read.
+    Raises :class:`DatasetError` naming the file when it cannot be read as an image.
+    """
     try:
         with Image.open(path) as image:
+            width, height = image.size
+            orientation = image.getexif().get(0x0112, 1)
+            upright = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+            left, top, right, bottom = (box or centre_square)(*upright)
+            shrink = min(right - left, bottom - top) / image_size
+            if image.format == "JPEG" and shrink >= 2:
+                image.draft("RGB", (math.ceil(width / shrink), math.ceil(height / shrink)))
             image = ImageOps.exif_transpose(image).convert("RGB")
-            image = ImageOps.fit(image, (image_size, image_size), method=Image.Resampling.BILINEAR)
+            sx, sy = image.width / upright[0], image.height / upright[1]
+            region = (left * sx, top * sy, right * sx, bottom * sy)
+            image = image.resize((image_size, image_size), Image.Resampling.BILINEAR, box=region)
             return np.asarray(image, dtype=np.uint8)
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
         raise DatasetError(f"image file {path}: cannot be read as an image ({type(error).__name__}: {error})") from None

@@ -14,7 +14,17 @@ from typing import Iterator, NamedTuple, Sequence
 import numpy as np
 import torch
 
-from .transforms import normalize, random_crop_flip
+from .transforms import draw_crop_flip as _draw_crop_flip, normalize, random_crop_flip
+
+
+def epoch_generator(seed: int, epoch: int) -> torch.Generator:
+    """The CPU generator of epoch ``epoch``: its first draw is the epoch's permutation (for every loader).
+
+    ``SeedSequence`` mixes ``(seed, epoch)`` into a well-spread 32-bit seed; neighbouring seeds or
+    epochs give unrelated streams.
+    """
+    state = np.random.SeedSequence([int(seed), int(epoch)]).generate_state(1)[0]
+    return torch.Generator().manual_seed(int(state))
 
 
 class Batch(NamedTuple):
@@ -31,7 +41,8 @@ class BatchLoader:
 
     ``images_uint8`` is a uint8 tensor (N, C, H, W) and ``labels`` an integer tensor (N,). Each batch is
     a float32 tensor (B, C, H, W) normalised with ``(x / 255 - mean) / std`` and an int64 tensor (B,),
-    both on ``device``. ``len(loader)`` is the number of batches per epoch: ``N // batch_size`` with
+    both on ``device``; the gather happens on the CPU, the augmentation and normalisation on ``device``
+(uint8 crosses to the device, a quarter of the bytes of float32). ``len(loader)`` is the number of batches per epoch: ``N // batch_size`` with
     ``drop_last``, else ``ceil(N / batch_size)``. With ``augment`` each batch gets the random crop
     (zero padding ``padding``) and horizontal flip of :func:`~.transforms.random_crop_flip`.
     """
@@ -81,6 +92,7 @@ class BatchLoader:
         self.seed = int(seed)
         self.padding = padding
         self.device = torch.device(device)
+        self._non_blocking = self.device.type == "cuda"
         self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device)
         self.std = torch.tensor(std, dtype=torch.float32, device=self.device)
         self.epoch = 0   # the epoch the next iteration will produce
@@ -103,10 +115,7 @@ class BatchLoader:
         self.epoch = int(epoch)
 
     def _generator_for(self, epoch: int) -> torch.Generator:
-        # SeedSequence mixes (seed, epoch) into a well-spread 32-bit seed; neighbouring seeds
-        # or epochs give unrelated streams.
-        state = np.random.SeedSequence([self.seed, epoch]).generate_state(1)[0]
-        return torch.Generator().manual_seed(int(state))
+        return epoch_generator(self.seed, epoch)
 
     def __iter__(self) -> Iterator[Batch]:
         epoch = self.epoch
@@ -125,11 +134,12 @@ class BatchLoader:
             begin = batch * self.batch_size
             stop = min(begin + self.batch_size, count)
             index = torch.arange(begin, stop) if order is None else order[begin:stop]
-            images, labels = self.images[index], self.labels[index]
-            if self.augment:
-                images = random_crop_flip(images, padding=self.padding, generator=generator)
             if batch < start:
+                if self.augment:
+                    _draw_crop_flip(len(index), self.padding, generator)   # keep the random stream in step
                 continue
-            images = images.to(self.device)
-            labels = labels.to(self.device)
+            images = self.images[index].to(self.device, non_blocking=self._non_blocking)
+            labels = self.labels[index].to(self.device, non_blocking=self._non_blocking)
+            if self.augment:    # on the loader's device: only the random draws come from the CPU generator
+                images = random_crop_flip(images, padding=self.padding, generator=generator)
             yield Batch(normalize(images, self.mean, self.std), labels, index.to(self.device))

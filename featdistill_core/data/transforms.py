@@ -41,7 +41,7 @@ def random_crop_flip(
 
     Implementation: ``padded.unfold`` twice gives a view of every (H, W) window, shape
     (B, C, 2p+1, 2p+1, H, W), without copying; one advanced index picks window ``(dy[b], dx[b])`` of
-    each image, and the images to mirror are flipped along their last axis.
+    each image, and the images to mirror are selected from the batch flipped along its last axis.
     """
     if images.ndim != 4:
         raise ValueError(f"random_crop_flip expects a batch (B, C, H, W); got shape {tuple(images.shape)}")
@@ -49,15 +49,23 @@ def random_crop_flip(
         raise ValueError(f"padding must be >= 0; got {padding}")
     batch, _, height, width = images.shape
     device = images.device
-    dy = torch.randint(0, 2 * padding + 1, (batch,), generator=generator).to(device)
-    dx = torch.randint(0, 2 * padding + 1, (batch,), generator=generator).to(device)
+    dy, dx, flipped = draw_crop_flip(batch, padding, generator, flip=flip)
+    dy, dx = dy.to(device), dx.to(device)
     padded = F.pad(images, (padding, padding, padding, padding)) if padding else images
     windows = padded.unfold(2, height, 1).unfold(3, width, 1)     # (B, C, 2p+1, 2p+1, H, W), a view
     out = windows[torch.arange(batch, device=device), :, dy, dx]  # (B, C, H, W), a copy
-    if flip:
-        flipped = (torch.rand(batch, generator=generator) < 0.5).to(device)
-        out[flipped] = out[flipped].flip(-1)
+    if flip:    # a select, not a boolean index: no device-to-host sync on a GPU
+        out = torch.where(flipped.to(device).view(-1, 1, 1, 1), out.flip(-1), out)
     return out
+
+
+def draw_crop_flip(batch: int, padding: int, generator: Optional[torch.Generator] = None, *, flip: bool = True):
+    """The random draws of :func:`random_crop_flip` for a batch of ``batch`` images, in its order:
+    offsets ``dy``, ``dx`` (int64, CPU) and the images to mirror (bool, CPU; None without ``flip``)."""
+    dy = torch.randint(0, 2 * padding + 1, (batch,), generator=generator)
+    dx = torch.randint(0, 2 * padding + 1, (batch,), generator=generator)
+    flipped = (torch.rand(batch, generator=generator) < 0.5) if flip else None
+    return dy, dx, flipped
 
 
 def normalize(images: torch.Tensor, mean: torch.Tensor, std: torch.Tensor) -> torch.Tensor:

@@ -15,6 +15,7 @@ from .registry import (
     Method,
     OptionSpec,
     PairCheck,
+    PrepareContext,
     Refusal,
     StepContext,
     Taps,
@@ -40,6 +41,11 @@ from .sp import SPLoss
 from .cc import CCLoss
 from .vid import VIDLoss
 from .crd import CRDLoss
+from .dist import DISTLoss
+from .ab import ABLoss
+from .ft import FTLoss
+from .ofd import OFDLoss
+from .reviewkd import ReviewKDLoss
 
 __all__ = sorted(name for name, value in dict(globals()).items()
                  if not name.startswith("_") and not isinstance(value, type(registry)))

@@ -27,6 +27,16 @@ method's module reads the context is declared by ``reads``:
 
 A module may define ``after_step(step)``: it runs after every optimizer step (memory banks).
 Its parameters are trained with the student; its buffers are saved with the adapters.
+
+A module may define ``prepare(context)``: a one-off preparation that needs the trained, frozen teacher
+and training batches before the term's first step (FT pre-trains its paraphraser on the teacher's
+features; OFD reads its margins from the teacher's BatchNorms). The trainer calls
+:meth:`Distiller.prepare <featdistill_core.distiller.Distiller.prepare>` once at the start of each
+student-side stage, which runs ``prepare`` for the stage's terms that have not run it; the
+:class:`PrepareContext` offers epochs of training batches, the term's tapped teacher tensors for a
+batch, the device, both networks, and ``checkpoint()`` / ``report()`` for stop, pause and progress.
+Whatever ``prepare`` sets up must live in the module's parameters or buffers; the :class:`TermLoss`
+records that it ran in a ``prepared`` buffer, so a run resumed from a saved state does not redo it.
 """
 
 from __future__ import annotations
@@ -98,16 +108,20 @@ NO_LAYERS = LayerCount(0, 0)
 ONE_LAYER = LayerCount(1, 1)
 TWO_LAYERS = LayerCount(2, 2)
 
-PLACEMENTS = ("stages", "middle_stage", "last_stage", "stage_pairs", "all_stages", "embedding", "logits")
+PLACEMENTS = ("stages", "middle_stage", "last_stage", "stage_pairs", "all_stages", "stage_preacts", "embedding",
+              "logits")
 """Where a method is placed by default (Suggest pairs, ``featdistill compare``):
 
 * ``stages`` — one term per stage output both networks share a spatial size at (AT, NST);
 * ``middle_stage`` — the middle one of the stage outputs both share (FitNets hint: RepDistiller's and
   mdistiller's ``hint_layer = 2``, the output of ``layer2`` of a 3-stage CIFAR ResNet);
-* ``last_stage`` — the last (smallest) of the stage outputs both share (SP: RepDistiller's ``feat[-2]``,
-  the output of ``layer3`` of a 3-stage CIFAR ResNet);
+* ``last_stage`` — the last (smallest) of the stage outputs both share (SP, FT: RepDistiller's
+  ``feat[-2]``, the output of ``layer3`` of a 3-stage CIFAR ResNet);
 * ``stage_pairs`` — consecutive shared stage outputs, two layers per side (FSP);
 * ``all_stages`` — every shared stage output in one term (hierarchical methods);
+* ``stage_preacts`` — like ``all_stages``, but each stage's pre-activation: the last ``preact``
+  module (:class:`~featdistill_core.models.layers.PreActivation`) or BatchNorm inside the stage with
+  the stage's output shape (AB, OFD: RepDistiller's and mdistiller's ``preact`` features);
 * ``embedding`` — the input of the classifier (relational and contrastive methods);
 * ``logits`` — no layers (KD, DKD).
 """
@@ -161,6 +175,34 @@ class StepContext:
     labels: Tensor
     indices: Tensor
     progress: TrainingProgress
+
+
+def _nothing(*_args, **_kwargs) -> None:
+    return None
+
+
+@dataclass(frozen=True)
+class PrepareContext:
+    """What a module's one-off ``prepare(context)`` may use (see the module docstring).
+
+    * ``loader`` — the run's training batches: ``loader.epoch_batches(k)`` iterates epoch ``k`` (0-based;
+      the same order and augmentation as the training epoch ``k``), each batch with ``images``,
+      ``labels`` and ``indices`` on ``device``; ``len(loader)`` is the number of batches per epoch.
+    * ``teacher_features(images)`` — this term's tapped teacher tensors for a batch of images, one per
+      teacher layer, computed by the frozen teacher without gradients.
+    * ``checkpoint()`` — call it between batches: a pause waits there, a stop request raises (let it
+      propagate; nothing is marked prepared and the preparation runs again next time).
+    * ``report(done, total, loss)`` — progress of the preparation (steps done, steps in all, last loss).
+    """
+
+    stage: str
+    loader: Any
+    teacher_features: Callable[[Tensor], tuple[Tensor, ...]]
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    teacher: Optional[nn.Module] = None
+    student: Optional[nn.Module] = None
+    checkpoint: Callable[[], None] = _nothing
+    report: Callable[[int, int, float], None] = _nothing
 
 
 class Refusal(ValueError):
@@ -394,8 +436,37 @@ class TermLoss(nn.Module):
         self.single = method.layers == ONE_LAYER
         self.adapter = adapter
         self.loss = loss
+        self.needs_prepare = callable(getattr(loss, "prepare", None))
+        self._prepared: Optional[bool] = None          # cache of the ``prepared`` buffer (no device sync per step)
+        if self.needs_prepare:
+            self.register_buffer("prepared", torch.zeros((), dtype=torch.bool))
+
+    @property
+    def is_prepared(self) -> bool:
+        """True when the module has no ``prepare`` or it has run (in this run or in a loaded state)."""
+        if not self.needs_prepare:
+            return True
+        if self._prepared is None:
+            self._prepared = bool(self.prepared)
+        return self._prepared
+
+    def prepare(self, context: PrepareContext) -> bool:
+        """Run the module's ``prepare(context)`` unless it ran already; True if it ran now."""
+        if self.is_prepared:
+            return False
+        self.loss.prepare(context)
+        self.prepared.fill_(True)
+        self._prepared = True
+        return True
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._prepared = None                          # read the loaded flag on next use
 
     def forward(self, step: StepContext) -> Tensor:
+        if not self.is_prepared:
+            raise RuntimeError(f"the {self.method!r} term has not been prepared: Distiller.prepare() (or "
+                               "TermLoss.prepare()) must run before its first step")
         if self.reads == "logits":
             return self.loss(step.student_logits, step.teacher_logits)
         if self.reads == "context":
@@ -439,6 +510,7 @@ __all__ = [
     "OptionSpec",
     "PLACEMENTS",
     "PairCheck",
+    "PrepareContext",
     "Refusal",
     "StepContext",
     "TWO_LAYERS",

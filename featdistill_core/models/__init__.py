@@ -1,4 +1,4 @@
-"""Model zoo: a registry of CIFAR-size architectures, user/torchvision/timm factories, weights I/O.
+"""Model zoo: a registry of CIFAR-size and ImageNet architectures, user/torchvision/timm factories, weights I/O.
 
 >>> from featdistill_core.models import create_model, list_models, load_weights
 >>> teacher = create_model("resnet32x4", num_classes=100)
@@ -18,8 +18,10 @@ from featdistill_core.models.weights import (
 # Importing the architecture modules registers their models.
 from featdistill_core.models import (  # noqa: E402,F401  isort: skip
     demo_nets,
+    mobilenetv1,
     mobilenetv2,
     resnet,
+    resnet_imagenet,
     shufflenetv1,
     shufflenetv2,
     vgg,

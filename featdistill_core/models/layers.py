@@ -28,6 +28,25 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     return x.reshape(n, groups, c // groups, h, w).transpose(1, 2).reshape(n, c, h, w)
 
 
+class PreActivation(nn.Identity):
+    """A parameter-free marker placed on a block's pre-activation (the tensor entering its final ReLU).
+
+    Forward hooks cannot see a value that a block passes to ``F.relu`` directly; this identity makes it
+    a module output (``layer2.0.preact``) that methods reading pre-ReLU features (activation
+    boundaries, OFD) can tap. It has no parameters or buffers, so state dicts, checkpoints and
+    numbers are unchanged. ``batchnorm`` names the sibling BatchNorm (a child of the same block) whose
+    affine parameters describe the distribution of the pre-activation, as OFD's ``get_bn_before_relu``
+    picks it: ``"bn2"`` of a ResNet basic block.
+    """
+
+    def __init__(self, batchnorm: str):
+        super().__init__()
+        self.batchnorm = batchnorm
+
+    def extra_repr(self) -> str:
+        return f"batchnorm={self.batchnorm!r}"
+
+
 def init_conv_bn(model: nn.Module) -> None:
     """He initialisation for convolutions, gamma=1 / beta=0 for batch norms.
 

@@ -6,7 +6,8 @@ global average pooling and a linear classifier; depth = 6n + 2. Widths follow Re
 the "x4" variants. Parameter and buffer names match RepDistiller's, so its CIFAR checkpoints load.
 
 Module paths: ``conv1``, ``bn1``, ``layer1``..``layer3`` (stage outputs, after the block's ReLU),
-``layer2.1.conv1`` (a block's layers), ``layer2.0.downsample`` (the 1x1 projection shortcut), ``fc``.
+``layer2.1.conv1`` (a block's layers), ``layer2.0.downsample`` (the 1x1 projection shortcut),
+``layer2.0.preact`` (the block's output before its ReLU; parameter-free), ``fc``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from featdistill_core.models.layers import conv1x1, conv3x3, init_conv_bn
+from featdistill_core.models.layers import PreActivation, conv1x1, conv3x3, init_conv_bn
 from featdistill_core.models.registry import register_model
 
 
@@ -23,6 +24,8 @@ class BasicBlock(nn.Module):
     """out = relu(bn2(conv2(relu(bn1(conv1(x))))) + shortcut(x)).
 
     ``shortcut`` is the identity, or ``downsample`` (1x1 conv + BN) when the stride or width changes.
+    ``preact`` (no parameters) outputs the sum before the final ReLU, for methods that tap pre-ReLU
+    features.
     """
 
     def __init__(self, in_channels: int, out_channels: int, stride: int = 1):
@@ -34,12 +37,13 @@ class BasicBlock(nn.Module):
         self.downsample: nn.Module | None = None
         if stride != 1 or in_channels != out_channels:
             self.downsample = nn.Sequential(conv1x1(in_channels, out_channels, stride), nn.BatchNorm2d(out_channels))
+        self.preact = PreActivation("bn2")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
         out = self.bn2(self.conv2(out))
         shortcut = x if self.downsample is None else self.downsample(x)
-        return F.relu(out + shortcut)
+        return F.relu(self.preact(out + shortcut))
 
 
 class ResNet(nn.Module):

@@ -7,7 +7,8 @@ The first unit of a stage has stride 2 and concatenates a 3x3 average-pooled sho
 output; the others add an identity shortcut.
 
 Module paths: ``conv1``, ``bn1``, ``layer1``..``layer3`` (stage outputs, after ReLU),
-``layer2.3.conv2`` (a unit's depthwise conv), ``fc``.
+``layer2.3.conv2`` (a unit's depthwise conv), ``layer2.3.preact`` (a unit's output before its ReLU;
+parameter-free), ``fc``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from featdistill_core.models.layers import channel_shuffle, conv1x1, init_conv_bn
+from featdistill_core.models.layers import PreActivation, channel_shuffle, conv1x1, init_conv_bn
 from featdistill_core.models.registry import register_model
 
 
@@ -25,7 +26,8 @@ class ShuffleUnit(nn.Module):
 
     stride 1: out = relu(F(x) + x); stride 2: out = relu(concat(F(x), avgpool3x3/2(x))), so the
     unit's output has ``in_channels + branch_channels`` channels. ``input_groups`` is the group
-    count of the first 1x1 conv (1 on the 24-channel stem output, ``groups`` elsewhere).
+    count of the first 1x1 conv (1 on the 24-channel stem output, ``groups`` elsewhere). ``preact``
+    (no parameters) outputs the tensor entering the final ReLU.
     """
 
     def __init__(self, in_channels: int, branch_channels: int, stride: int, groups: int, input_groups: int):
@@ -40,6 +42,7 @@ class ShuffleUnit(nn.Module):
         self.bn2 = nn.BatchNorm2d(mid_channels)
         self.conv3 = conv1x1(mid_channels, branch_channels, groups=groups)
         self.bn3 = nn.BatchNorm2d(branch_channels)
+        self.preact = PreActivation("bn3")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = F.relu(self.bn1(self.conv1(x)))
@@ -50,7 +53,7 @@ class ShuffleUnit(nn.Module):
             out = torch.cat([out, F.avg_pool2d(x, kernel_size=3, stride=2, padding=1)], dim=1)
         else:
             out = out + x
-        return F.relu(out)
+        return F.relu(self.preact(out))
 
 
 class ShuffleNetV1(nn.Module):

@@ -6,7 +6,9 @@ and a linear classifier. Same structure and parameter count as RepDistiller's ``
 
 Module paths: ``conv1``, ``layer1``..``layer3`` (stage outputs: pre-activation sums, like the
 features RepDistiller takes from WRNs), ``layer2.1.conv1`` (a block's layers), ``layer2.0.shortcut``
-(the 1x1 projection), ``bn_final`` (the BN before the last ReLU), ``fc``.
+(the 1x1 projection), ``bn_final`` (the BN before the last ReLU), ``fc``. Pre-ReLU features (OFD, AB)
+are BN outputs here: ``layer3.0.bn1`` is the output of stage 2 normalised just before its ReLU (what
+OFD distils for a WRN stage), ``bn_final`` that of stage 3.
 """
 
 from __future__ import annotations
