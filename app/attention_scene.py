@@ -295,7 +295,12 @@ class AttentionScene:
         return self.blocks[pair].header.text
 
     def placeholder(self, text: str) -> None:
-        """No snapshot: only ``text`` in the title line."""
+        """No snapshot: only ``text`` in the title line (when that is all it shows already, only the
+        text changes: the window updates a waiting text's ETA as the run goes)."""
+        if self.drawn is None and not self.blocks and not self._pending and self._layout_key is None \
+                and self.title.text:
+            self.title.setText(html.escape(text))
+            return
         self._remove_blocks()
         self._layout_key = None
         self._bar_levels = None

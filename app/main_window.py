@@ -799,7 +799,7 @@ class MainWindow(QtWidgets.QMainWindow):
                     f"{p.epochs}). The attention maps appear when the student starts learning from it, {when}.")
         every = config.monitor.snapshot_every
         at = f"at step {every}" if every else "at the end of the first epoch"
-        return f"{p.stage.title}: the first attention snapshot comes {at} (step {p.step} now)."
+        return f"{p.stage.title}: the first attention snapshot comes {at}."
 
     @staticmethod
     def _no_maps_text(config: RunConfig | None) -> str:
