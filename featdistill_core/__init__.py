@@ -11,6 +11,10 @@ Start with a run file::
     run = validate_run(load_config("run.toml"))   # every problem at once, as a ConfigError
     Trainer(run).run()
 
+A run that was stopped, failed or killed continues from its last checkpoint with
+``Trainer.resume_from(run_dir).run()``; ``run_status(run_dir)`` says what a run folder is, and
+``RunFollower(run_dir).poll()`` reads one that another process is writing.
+
 The methods live in :mod:`featdistill_core.losses` (one file each), the model registry in
 :mod:`featdistill_core.models`, the data sets in :mod:`featdistill_core.data`.
 """
@@ -23,14 +27,16 @@ __version__ = "0.2.0"
 
 _PUBLIC = {
     "featdistill_core.config": (
-        "DataConfig", "KD_METHOD", "KDConfig", "MonitorConfig", "OPTIMIZERS", "OptimConfig", "PAIR_STAGES", "PairConfig",
+        "CheckpointConfig", "DataConfig", "KD_METHOD", "KDConfig", "MonitorConfig", "OPTIMIZERS", "OptimConfig",
+        "PAIR_STAGES", "PairConfig",
         "RunConfig", "SCHEDULES", "StudentConfig", "TeacherConfig", "check_values", "checked", "config_from_dict",
         "config_from_toml", "config_to_toml", "load_config", "save_config", "term_names",
     ),
     "featdistill_core.errors": ("ConfigError", "Problem", "Problems", "field_parts"),
     "featdistill_core.stages": ("PlannedStage", "Stage", "plan_stages"),
     "featdistill_core.events": (
-        "AttentionSnapshot", "EpochEvent", "Failed", "Finished", "PairMaps", "StageStarted", "StepEvent",
+        "AttentionSnapshot", "Checkpointed", "EpochEvent", "Failed", "Finished", "PairMaps", "Resumed", "StageStarted",
+        "StepEvent",
     ),
     "featdistill_core.losses": (
         "LayerCount", "METHODS", "Method", "OptionSpec", "PairCheck", "Taps", "check_pair", "get_method",
@@ -47,7 +53,13 @@ _PUBLIC = {
     "featdistill_core.layers": ("LayerInfo", "list_layers", "stage_outputs", "suggest_pairs"),
     "featdistill_core.placement": ("PlacementError", "place_method"),
     "featdistill_core.device": ("DeviceOption", "available_devices", "resolve_device"),
-    "featdistill_core.runfolder": ("RUN_STATES", "RunFolderError", "RunRecord", "load_run", "run_folders", "run_state"),
+    "featdistill_core.runfolder": (
+        "FollowUpdate", "RUN_STATES", "RunFolderError", "RunFollower", "RunRecord", "RunStatus", "load_run",
+        "run_folders", "run_state", "run_status",
+    ),
+    "featdistill_core.checkpoint": ("CheckpointError",),
+    "featdistill_core.guard": ("NonFiniteError",),
+    "featdistill_core.atomic": ("WriteError",),
     "featdistill_core.trainer": ("Trainer",),
     "featdistill_core.demo": ("baseline_config", "demo_config", "run_demo"),
     "featdistill_core.progress": ("Progress", "ProgressEstimator", "format_duration", "step_event_due"),

@@ -1,5 +1,3 @@
-import sys
+from featdistill_core.cli import entry
 
-from featdistill_core.cli import main
-
-sys.exit(main())
+entry()

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+from featdistill_core.atomic import write_atomic
 from featdistill_core.data import DATASETS, FIXED_IMAGE_SIZES, LOADERS, NEEDS_PATH, STREAMABLE
 from featdistill_core.errors import ConfigError, Problem, Problems
 from featdistill_core.losses import METHODS, get_method, validate_options
@@ -37,6 +38,7 @@ from featdistill_core.speed import AMP_DTYPES, COMPILE_MODES
 from featdistill_core.stages import LEGACY_TERM_STAGES, TERM_STAGES, Stage, plan_stages
 
 OPTIMIZERS = ("sgd", "adamw")
+NONFINITE_MODES = ("stop", "skip")
 SCHEDULES = ("constant", "step", "cosine")
 PAIR_STAGES = TERM_STAGES
 _DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|cuda(:\d{1,3})?)$")
@@ -44,7 +46,8 @@ MAX_PATH_LENGTH = 4096
 MAX_NAME_LENGTH = 120
 
 __all__ = [
-    "ConfigError", "DataConfig", "KD_METHOD", "KDConfig", "MonitorConfig", "OptimConfig", "PairConfig", "Problem",
+    "CheckpointConfig", "ConfigError", "DataConfig", "KD_METHOD", "KDConfig", "MonitorConfig", "OptimConfig",
+    "PairConfig", "Problem",
     "RunConfig", "StudentConfig", "TeacherConfig", "check_values", "checked", "config_from_dict",
     "config_from_toml", "config_to_dict", "config_to_toml", "load_config", "read_config", "read_run_file",
     "save_config", "term_names", "with_absolute_paths",
@@ -139,6 +142,14 @@ class MonitorConfig:
 
 
 @dataclass
+class CheckpointConfig:
+    """When the run state is written to the run folder's ``checkpoint-last.pt`` besides the end of
+    every epoch and a stop or failure (see :mod:`featdistill_core.checkpoint`)."""
+
+    every_minutes: float = 10.0   # also within an epoch, this often (0: only at epoch ends, stop and failure)
+
+
+@dataclass
 class RunConfig:
     name: str = "run"
     seed: int = 0
@@ -153,12 +164,14 @@ class RunConfig:
     ce_weight: float = 1.0
     init_epochs: int = 0       # distillation-only initialisation stage for pairs with stage = "init"
     output_dir: str = "runs"
+    on_nonfinite: str = "stop"  # a NaN/Inf loss or gradient: "stop" the run, or "skip" the step (counted)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     student: StudentConfig = field(default_factory=StudentConfig)
     data: DataConfig = field(default_factory=DataConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     kd: KDConfig = field(default_factory=KDConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     pairs: list[PairConfig] = field(default_factory=list)
 
     @property
@@ -220,6 +233,7 @@ _FLOAT_BOUNDS = {   # (minimum, maximum, minimum excluded)
     "optim.gamma": (0.0, 1e3, False),
     "kd.weight": (0.0, 1e6, False),
     "kd.temperature": (0.0, 1e3, True),
+    "checkpoint.every_minutes": (0.0, 10_080.0, False),
 }
 MAX_TERM_WEIGHT = 1e6
 MAX_EPOCH = 100_000
@@ -236,6 +250,7 @@ _SECTIONS = {
     "optim": OptimConfig,
     "kd": KDConfig,
     "monitor": MonitorConfig,
+    "checkpoint": CheckpointConfig,
 }
 _PATH_FIELDS = (("teacher", "weights"), ("student", "weights"), ("data", "path"), (None, "output_dir"))
 
@@ -272,7 +287,7 @@ def read_run_file(path: str | Path) -> tuple[RunConfig | None, Problems]:
     except (OSError, UnicodeDecodeError) as exc:
         problems.add("", f"run file {path} cannot be read: {exc}")
         return None, problems
-    return _read_toml(text, str(path), path.absolute().parent, problems), problems
+    return _read_toml(text, f"run file {path}", path.absolute().parent, problems), problems
 
 
 def config_from_toml(text: str, source: str = "run file", base_dir: str | Path | None = None) -> RunConfig:
@@ -546,6 +561,7 @@ def collect_value_problems(config: RunConfig, problems: Problems) -> None:
                 and c.data.demo_train < c.batch_size):
             problems.add("batch_size", f"must not exceed the number of demo training images ({c.data.demo_train}); "
                                        f"got {c.batch_size}")
+    _one_of(problems, "on_nonfinite", c.on_nonfinite, NONFINITE_MODES)
     _one_of(problems, "data.loader", c.data.loader, LOADERS)
     if (c.data.loader == "stream" and c.data.name in DATASETS and c.data.name not in STREAMABLE
             and not problems.has("data.loader")):
@@ -666,9 +682,10 @@ def checked(config: RunConfig) -> RunConfig:
 
 
 def save_config(config: RunConfig, path: str | Path) -> Path:
+    """Write the run file (every field), atomically: after a kill the file is the old one or the new one."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(config_to_toml(config), encoding="utf-8")
+    write_atomic(path, config_to_toml(config), field="")
     return path
 
 

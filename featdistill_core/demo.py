@@ -79,7 +79,8 @@ class DemoResult:
     distilled_acc: float
     baseline_acc: float
     distill_dir: Path
-    baseline_dir: Path
+    baseline_dir: Path | None
+    stopped: bool = False        # a stop request ended it early (the baseline is not run after a stopped distillation)
 
     @property
     def gain(self) -> float:
@@ -97,7 +98,9 @@ class DemoResult:
 
 def run_demo(seed: int = 0, output_dir: str = "runs", subscribe: Callable | None = None,
              config: RunConfig | None = None) -> DemoResult:
-    """Run the distillation and the baseline; ``subscribe(trainer)`` may attach listeners to each."""
+    """Run the distillation and the baseline; ``subscribe(trainer)`` may attach listeners to each.
+
+    A stopped distillation returns at once (``stopped``, no baseline)."""
     from featdistill_core.trainer import Trainer
 
     distill = config or demo_config(seed, output_dir)
@@ -105,6 +108,10 @@ def run_demo(seed: int = 0, output_dir: str = "runs", subscribe: Callable | None
     if subscribe:
         subscribe(trainer)
     distilled = trainer.run()
+    if distilled.stopped:
+        nan = float("nan")
+        return DemoResult(distilled.metrics.get("teacher_test_acc", nan), distilled.metrics.get("student_test_acc", nan),
+                          nan, Path(distilled.run_dir), None, stopped=True)
 
     baseline = Trainer(baseline_config(distill))
     if subscribe:
@@ -116,4 +123,5 @@ def run_demo(seed: int = 0, output_dir: str = "runs", subscribe: Callable | None
         baseline_acc=base.metrics["student_test_acc"],
         distill_dir=Path(distilled.run_dir),
         baseline_dir=Path(base.run_dir),
+        stopped=base.stopped,
     )

@@ -94,6 +94,35 @@ class Failed:
     details: str = dataclasses.field(default="", repr=False)   # the traceback, for a "details" box
     field: str = ""           # the run-file field at fault ("optim.lr", "pairs[2].student"), "" if none
     problems: tuple = ()      # every (field, message) when the run was refused by validation
+    where: str = ""           # the position in words: "student stage, epoch 2, step 13", "" before training
+    holds: tuple = ()         # (file name, what it holds) for what the run folder holds after the failure
 
 
-Event = StageStarted | StepEvent | EpochEvent | AttentionSnapshot | Finished | Failed
+@dataclass(frozen=True)
+class Checkpointed:
+    """The run state was written to ``file`` (``checkpoint-last.pt``); ``best`` when it is also the best."""
+
+    file: str
+    reason: str               # "epoch" | "timed" | "stop" | "failure"
+    stage: Stage
+    epoch: int                # epochs finished in the stage
+    batch: int                # batches finished in the current epoch
+    step: int                 # steps finished in the stage
+    best: bool = False
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """The run continues from a checkpoint at this position (every event recorded after that position,
+    before this one, is superseded: the resumed run produces it again). ``file`` "" means from the start."""
+
+    stage: Stage
+    epoch: int
+    batch: int
+    step: int
+    file: str = ""
+    run_dir: str = ""
+
+
+Event = (StageStarted | StepEvent | EpochEvent | AttentionSnapshot | Finished | Failed | Checkpointed
+         | Resumed)

@@ -59,6 +59,11 @@ class StepMeter:
         self._correct = correct if self._correct is None else self._correct + correct
         self._seen += len(labels)
 
+    @property
+    def steps(self) -> int:
+        """Steps added since the last step event."""
+        return self._steps
+
     def step_event(self, stage, step, epoch, total_steps, lr) -> StepEvent:
         elapsed = max(time.perf_counter() - self._since, 1e-9)
         steps = max(self._steps, 1)

@@ -18,14 +18,19 @@ model's layers, :func:`check_term_layers` checks one pair of layer paths, and
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Optional
 
 import torch
 from torch import nn
 
 from featdistill_core.config import RunConfig, checked, read_run_file, term_names, with_absolute_paths
-from featdistill_core.data import NEEDS_PATH, DatasetError, choose_loader, dataset_classes, dataset_info, estimated_bytes
+from featdistill_core.data import (
+    NEEDS_PATH, DatasetError, DatasetInfo, choose_loader, dataset_classes, estimated_bytes, inspect_dataset,
+)
 from featdistill_core.device import DeviceError, resolve_device
 from featdistill_core.errors import ConfigError, Problem, Problems
 from featdistill_core.layers import LayerInfo, list_layers, unknown_path_message
@@ -33,6 +38,7 @@ from featdistill_core.losses import BuildContext, Method, PairCheck, build_term,
 from featdistill_core.models import UnknownModelError, WeightsError, check_weights_file, create_model, load_weights
 from featdistill_core.runstate import capture_rng, restore_rng, seed_everything
 from featdistill_core.stages import PlannedStage, plan_stages
+from featdistill_core.timelimit import call_with_time_limit
 
 
 @dataclass(frozen=True)
@@ -108,13 +114,14 @@ def initial_student(config: RunConfig, num_classes: int) -> nn.Module:
 def model_layers(arch: str, num_classes: int, input_shape: tuple[int, int, int] = (3, 32, 32)) -> list[LayerInfo]:
     """Every named module of a freshly built ``arch`` with its input and output shapes.
 
-    Raises ValueError with one line when the model cannot be built or cannot run on that input.
+    Raises ValueError with one line when the model cannot be built or cannot run on that input
+    (or hangs: see :mod:`featdistill_core.timelimit`).
     """
     try:
         model = create_model(arch, num_classes)
     except Exception as exc:  # noqa: BLE001 - a user's factory may raise anything
         raise ValueError(_one_line(exc)) from None
-    return _list_layers(model, input_shape, arch)
+    return call_with_time_limit(lambda: _list_layers(model, input_shape, arch), f"the first forward pass of {arch}")
 
 
 def _list_layers(model: nn.Module, input_shape, arch: str) -> list[LayerInfo]:
@@ -123,6 +130,55 @@ def _list_layers(model: nn.Module, input_shape, arch: str) -> list[LayerInfo]:
     except Exception as exc:  # noqa: BLE001 - a user's model that cannot run on this input
         size = "×".join(map(str, input_shape))
         raise ValueError(f"{arch}: a forward pass on a 1×{size} input failed: {_one_line(exc)}") from None
+
+
+def _check_model(model: nn.Module, input_shape, arch: str, sample, num_classes, trained: bool) -> list[LayerInfo]:
+    """The model's layers, after checking that it can be trained on this data: it has parameters (if
+    trained here) and, run once on real images of the data set, gives a floating-point tensor of
+    logits, one row per image and one column per class. Raises ValueError with one line."""
+    if trained and not any(p.requires_grad for p in model.parameters()):
+        raise ValueError(f"{arch} has no trainable parameters: there is nothing to train")
+    layers = _list_layers(model, input_shape, arch)
+    if sample is None or num_classes is None:
+        return layers
+    images = (torch.from_numpy(sample.images).float() / 255.0 - 0.5) / 0.25
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            output = model(images)
+    except Exception as exc:  # noqa: BLE001 - a user's model that cannot run on the data
+        raise ValueError(f"{arch}: a forward pass on {len(images)} images of the data set failed: {_one_line(exc)}") from None
+    finally:
+        model.train(was_training)
+    if not isinstance(output, torch.Tensor):
+        raise ValueError(f"{arch} returns a {type(output).__name__}, not a tensor of logits "
+                         f"(images × {num_classes} classes); make its forward return the logits alone")
+    if output.dim() != 2 or output.shape[0] != len(images):
+        raise ValueError(f"{arch} returns a tensor of shape {_fmt(tuple(output.shape))} for {len(images)} images; "
+                         f"expected logits of shape ({len(images)}×{num_classes})")
+    if output.shape[1] != num_classes:
+        raise ValueError(f"{arch} gives {output.shape[1]} logits per image, but the data set has {num_classes} classes")
+    if not output.is_floating_point():
+        raise ValueError(f"{arch} returns {output.dtype} values, not floating-point logits")
+    return layers
+
+
+def _check_output_dir(path: str, problems: Problems) -> None:
+    """``output_dir`` is a folder, or can be made one, in which files can be created (tried, not assumed)."""
+    existing = Path(path)
+    try:
+        while not existing.exists() and existing.parent != existing:
+            existing = existing.parent
+        if not existing.is_dir():
+            problems.add("output_dir", f"{existing} is a file, not a folder: run folders cannot be made in {path}")
+            return
+        handle, name = tempfile.mkstemp(prefix=".featdistill-check-", dir=existing)
+        os.close(handle)
+        os.unlink(name)
+    except OSError as exc:
+        problems.add("output_dir", f"run folders cannot be made in {path}: {existing} is not writable "
+                                   f"({exc.strerror or 'permission denied'})")
 
 
 def check_term_layers(method: str, teacher_paths, student_paths, options: dict | None,
@@ -230,17 +286,23 @@ def _check_meaning(config: RunConfig, problems: Problems) -> ValidatedRun:
         except DeviceError as exc:
             problems.add("device", str(exc).split(": ", 1)[-1])
 
+    if not problems.has("output_dir"):
+        _check_output_dir(config.output_dir, problems)
+
     num_classes = None
     dataset_size = 0
-    info = None
-    if not problems.has("data"):
+    sample = info = None
+    size = config.data.image_size if not problems.has("data.image_size") else 32
+    if not problems.has("data") and not problems.has("seed"):
         try:
-            info = dataset_info(config.data.name, config.data.path or None, demo_train=config.data.demo_train,
-                                demo_test=config.data.demo_test, seed=config.seed)
-            num_classes, dataset_size = info.num_classes, info.train_size
+            sample = inspect_dataset(config.data.name, config.data.path or None, image_size=size,
+                                     demo_train=config.data.demo_train, demo_test=config.data.demo_test,
+                                     seed=config.seed)
+            num_classes, dataset_size = sample.num_classes, sample.train_size
         except DatasetError as exc:
             problems.add("data.path", str(exc))
-    size = config.data.image_size if not problems.has("data.image_size") else 32
+    if sample is not None:
+        info = DatasetInfo(sample.num_classes, sample.train_size, sample.test_size)
     data_loader, data_bytes = "", 0
     if info is not None and not problems.has("data.loader"):
         try:
@@ -266,9 +328,12 @@ def _check_meaning(config: RunConfig, problems: Problems) -> ValidatedRun:
             problems.extend(error)
             continue
         models[role] = model
+        trained = role == "student" or config.trains_teacher
         try:
-            layers[role] = {info.path: info for info in _list_layers(model, input_shape, getattr(config, role).arch)
-                            if info.path}
+            found = call_with_time_limit(
+                lambda: _check_model(model, input_shape, getattr(config, role).arch, sample, num_classes, trained),
+                f"the first forward pass of {getattr(config, role).arch}")
+            layers[role] = {info.path: info for info in found if info.path}
         except ValueError as exc:
             problems.add(f"{role}.arch", str(exc))
 
@@ -337,7 +402,7 @@ def _fmt(shape) -> str:
 
 def _one_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+    return lines[0] if lines else "an error without a message"
 
 
 __all__ = [

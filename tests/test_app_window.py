@@ -129,7 +129,9 @@ def test_pause_resume_and_stop(qtbot, window, tmp_path):
     assert window.status_text().startswith("Stopped.")
     assert not window.worker.running and window.start_button.isEnabled()
     run_dir = Path(window.worker.run_dir)
-    assert (run_dir / "student.safetensors").is_file()     # what was trained is kept
+    trained = "student" if any(s.stage == "student" for s in steps) else "teacher"
+    assert (run_dir / f"{trained}.safetensors").is_file()  # what was trained is kept (and only that)
+    assert (run_dir / "checkpoint-last.pt").is_file()
 
 
 def test_closing_during_a_run_stops_it_cleanly(qtbot, window, tmp_path, settings_file):

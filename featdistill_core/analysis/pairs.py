@@ -33,6 +33,7 @@ from typing import Optional
 
 from torch import nn
 
+from featdistill_core.atomic import write_atomic
 from featdistill_core.validate import ValidatedRun, initial_student
 
 from .cka import MIN_BATCH
@@ -159,11 +160,8 @@ def record_pair_cka(run_dir, validated: ValidatedRun, teacher: Optional[nn.Modul
 
 
 def write_pair_cka(run_dir, result: PairCKA) -> Path:
-    path = Path(run_dir) / PAIR_CKA_FILE
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(result.to_dict(), indent=1), encoding="utf-8")
-    partial.replace(path)
-    return path
+    """Write ``pair_cka.json`` atomically, as every file of a run folder (:mod:`featdistill_core.atomic`)."""
+    return write_atomic(Path(run_dir) / PAIR_CKA_FILE, json.dumps(result.to_dict(), indent=1))
 
 
 def read_pair_cka(run_dir) -> Optional[PairCKA]:

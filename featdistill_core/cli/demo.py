@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import time
 
-from featdistill_core.cli.output import ProgressBar, say
+from featdistill_core.cli.output import ProgressBar, error, say
+from featdistill_core.signals import Interrupted
 
 
 def register(sub) -> None:
@@ -33,8 +34,29 @@ def run(args) -> int:
     say("featdistill demo: train a teacher, distil a student from it (attention transfer + FitNets hint),")
     say("then train the same student alone for comparison.")
     started = time.perf_counter()
-    result = run_demo(config=config, subscribe=lambda trainer: trainer.subscribe(ProgressBar.for_trainer(trainer)))
+    signals = args.signals
+    current = []
+
+    def attach(trainer) -> None:
+        trainer.subscribe(ProgressBar.for_trainer(trainer))
+        current[:] = [trainer]
+        signals.arm(trainer.request_stop)
+
+    try:
+        result = run_demo(config=config, subscribe=attach)
+    except Interrupted as exc:
+        where = f"; {current[0].run_dir} keeps its last checkpoint: continue it with: featdistill train --resume " \
+                f"{current[0].run_dir}" if current else ""
+        error(f"interrupted at once ({exc}){where}")
+        return exc.exit_code
+    finally:
+        signals.disarm()
     say("")
+    if result.stopped:
+        trainer = current[0]
+        say(f"stopped at {trainer.where()}; the checkpoint is in {trainer.run_dir}")
+        say(f"continue that run with: featdistill train --resume {trainer.run_dir}")
+        return signals.exit_code or 130
     print(result.table())
     print(f"\nruns: {result.distill_dir}  {result.baseline_dir}   ({time.perf_counter() - started:.0f} s)")
     return 0

@@ -1,16 +1,27 @@
-"""``featdistill train RUN.toml``: validate a run file, then train it into a run folder."""
+"""``featdistill train RUN.toml`` / ``featdistill train --resume RUN_DIR``: train into a run folder.
+
+Ctrl-C or SIGTERM stops the run at its next step: it writes its checkpoint, its models and a final
+"stopped" event, prints where it stopped and how to continue, and exits 130 (SIGINT) or 143 (SIGTERM).
+A second signal exits at once, leaving every file valid.
+"""
 
 from __future__ import annotations
 
+import math
 import os
 
-from featdistill_core.cli.output import ProgressBar, say
+from featdistill_core.cli.output import EXIT_FAILED, ProgressBar, error, say
 
 
 def register(sub) -> None:
-    p = sub.add_parser("train", help="run a run file (TOML)")
-    p.add_argument("run_file")
+    p = sub.add_parser("train", help="run a run file (TOML), or resume a run folder")
+    p.add_argument("run_file", nargs="?", help="the run file")
+    p.add_argument("--resume", metavar="RUN_DIR", default=None,
+                   help="continue the run in RUN_DIR (stopped, failed or killed) from its last checkpoint")
     p.add_argument("--output-dir", default=None, help="override the run file's output_dir")
+    p.add_argument("--checkpoint-minutes", type=float, default=None, metavar="M",
+                   help="write the checkpoint every M minutes within an epoch too (0: only at epoch ends); "
+                        "overrides the run file's checkpoint.every_minutes")
     p.set_defaults(handler=run)
 
 
@@ -19,16 +30,63 @@ def run(args) -> int:
     from featdistill_core.trainer import Trainer
     from featdistill_core.validate import validate_run
 
-    config, problems = read_run_file(args.run_file)
-    if config is not None and args.output_dir:
-        config.output_dir = os.path.abspath(args.output_dir)
-    if config is None:
-        problems.raise_if_any()
-    trainer = Trainer(validate_run(config, known=problems))
+    minutes = args.checkpoint_minutes
+    if minutes is not None and not (math.isfinite(minutes) and 0 <= minutes <= 10_080):
+        raise ValueError(f"--checkpoint-minutes must be between 0 and 10080; got {minutes:g}")
+    if args.resume:
+        if args.run_file or args.output_dir:
+            raise ValueError("--resume continues a run folder with its own run file and folder; "
+                             "give no run file and no --output-dir with it")
+        trainer = Trainer.resume_from(args.resume, checkpoint_minutes=minutes)
+        say(f"resuming the run in {trainer.run_dir}")
+    else:
+        if not args.run_file:
+            raise ValueError("give a run file to train (featdistill train RUN.toml) or --resume RUN_DIR")
+        config, problems = read_run_file(args.run_file)
+        if config is None:
+            problems.raise_if_any()
+        if args.output_dir:
+            config.output_dir = os.path.abspath(args.output_dir)
+        if minutes is not None:
+            config.checkpoint.every_minutes = minutes
+        trainer = Trainer(validate_run(config, known=problems))
+        say(f"run folder: {trainer.run_dir}")
+    return train(trainer, args.signals)
+
+
+def train(trainer, signals) -> int:
+    """Run ``trainer`` with Ctrl-C/SIGTERM stopping it; print the outcome; return the exit status."""
+    from featdistill_core.signals import Interrupted
+
     trainer.subscribe(ProgressBar.for_trainer(trainer))
-    say(f"run folder: {trainer.run_dir}")
-    finished = trainer.run()
+    resume = f"featdistill train --resume {trainer.run_dir}"
+    signals.arm(trainer.request_stop)
+    try:
+        finished = trainer.run()
+    except Interrupted as exc:
+        say("")
+        error(f"interrupted at once ({exc}); {trainer.run_dir} keeps its last checkpoint: continue with: {resume}")
+        return exc.exit_code
+    except Exception:  # noqa: BLE001 - the trainer has described it in its Failed event
+        failed = trainer.failed
+        if failed is None:
+            raise
+        error(f"{failed.field}: {failed.error}" if failed.field else failed.error)
+        say(f"the run failed at {failed.where}; {trainer.run_dir} holds:")
+        for name, what in failed.holds:
+            say(f"  {name}: {what}")
+        say(f"(the details are in {trainer.run_dir / 'error.txt'})")
+        return EXIT_FAILED
+    finally:
+        signals.disarm()
     for key, value in finished.metrics.items():
         print(f"{key}: {value:.2f}" if isinstance(value, float) else f"{key}: {value}")
     print(f"outputs: {finished.run_dir}")
+    if finished.stopped:
+        from featdistill_core.signals import signal_name
+
+        why = f"by {signal_name(signals.received)}" if signals.received is not None else "on request"
+        say(f"stopped {why} at {trainer.where()}; the checkpoint is in {trainer.run_dir}")
+        say(f"continue with: {resume}")
+        return signals.exit_code or 0
     return 0

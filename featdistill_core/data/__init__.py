@@ -29,6 +29,7 @@ from typing import Optional
 import numpy as np
 import torch
 
+from .check import DatasetSample, inspect_dataset
 from .cifar import check_cifar_folder, load_cifar10, load_cifar100
 from .demo import CLASS_NAMES as DEMO_CLASSES, load_demo
 from .imagefolder import image_folder_classes, image_folder_files, image_folder_sizes, load_image_folder
@@ -39,8 +40,8 @@ from .transforms import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, 
 
 __all__ = [
     "DATASETS", "DATASET_TITLES", "FIXED_IMAGE_SIZES", "LOADERS", "MEMORY_LIMIT_BYTES", "NEEDS_PATH", "STREAMABLE",
-    "Batch", "BatchLoader", "DataBundle", "DatasetError", "DatasetInfo", "StreamBundle", "StreamLoader",
-    "choose_loader", "dataset_classes", "dataset_info", "estimated_bytes", "load_dataset",
+    "Batch", "BatchLoader", "DataBundle", "DatasetError", "DatasetInfo", "DatasetSample", "StreamBundle", "StreamLoader",
+    "choose_loader", "dataset_classes", "dataset_info", "estimated_bytes", "inspect_dataset", "load_dataset",
 ]
 
 DATASETS = ("demo", "cifar10", "cifar100", "imagefolder")

@@ -80,8 +80,9 @@ def read_pickle(path: Path, what: str):
             return RestrictedUnpickler(stream, encoding="bytes").load()
     except RefusedGlobal as error:
         raise DatasetError(f"{what} file {path}: refused to load it: {error} (a CIFAR file holds only numpy arrays and lists)") from None
-    except Exception as error:   # a damaged pickle can fail in many ways; all mean "not a CIFAR file"
-        raise DatasetError(f"{what} file {path}: not a readable CIFAR pickle ({type(error).__name__}: {error})") from None
+    except Exception:   # a damaged pickle can fail in many ways; all mean "not a CIFAR file"
+        raise DatasetError(f"{what} file {path}: not a readable CIFAR pickle (damaged, cut short, or another "
+                           "kind of file)") from None
 
 
 def find_folder(path: str | Path, folder_name: str, what: str) -> Path:

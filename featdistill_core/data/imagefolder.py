@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -171,6 +172,11 @@ def _read_images(files: list[tuple[Path, int]], image_size: int) -> tuple[np.nda
     return images, labels
 
 
+def pixel_limit() -> int:
+    """The most pixels an image may have to be decoded (PIL's decompression-bomb limit)."""
+    return int(Image.MAX_IMAGE_PIXELS or 89_478_485)
+
+
 CropBox = Callable[[int, int], tuple[float, float, float, float]]
 """``(width, height) -> (left, top, right, bottom)``: the region of an upright image to keep."""
 
@@ -191,11 +197,18 @@ def read_image(path: Path, image_size: int, *, box: Optional[CropBox] = None) ->
     This is the only function that decodes an image file. A JPEG is decoded at a reduced scale
     (Pillow's ``draft``: 1/2, 1/4 or 1/8, done inside the decoder) when the region would still be at
     least ``image_size`` pixels on each side, which makes large photos several times cheaper to read.
-    Raises :class:`DatasetError` naming the file when it cannot be read as an image.
+    Raises :class:`DatasetError` naming the file when it cannot be read as an image, or when it has
+    more than :func:`pixel_limit` pixels (refused before it is decoded: no decompression bomb).
     """
     try:
-        with Image.open(path) as image:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(path)
+        with image:
             width, height = image.size
+            if width * height > pixel_limit():
+                raise DatasetError(f"image file {path}: is {width}×{height} pixels, more than the "
+                                   f"{pixel_limit()} that are decoded safely")
             orientation = image.getexif().get(0x0112, 1)
             upright = (height, width) if orientation in (5, 6, 7, 8) else (width, height)
             left, top, right, bottom = (box or centre_square)(*upright)
@@ -207,5 +220,10 @@ def read_image(path: Path, image_size: int, *, box: Optional[CropBox] = None) ->
             region = (left * sx, top * sy, right * sx, bottom * sy)
             image = image.resize((image_size, image_size), Image.Resampling.BILINEAR, box=region)
             return np.asarray(image, dtype=np.uint8)
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        raise DatasetError(f"image file {path}: cannot be read as an image ({type(error).__name__}: {error})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        raise DatasetError(f"image file {path}: is too large to decode safely (a decompression bomb?)") from None
+    except (OSError, ValueError, SyntaxError) as error:
+        if isinstance(error, DatasetError):
+            raise
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else "unreadable"
+        raise DatasetError(f"image file {path}: cannot be read as an image ({reason})") from None

@@ -4,6 +4,8 @@ A spec with a colon is ``"SOURCE:NAME"``:
 
 - ``"package.module:function"`` imports ``package.module`` and calls ``function(num_classes=N)``
   (``NAME`` may be dotted, e.g. ``"mypkg.nets:Factory.small"``); it must return an ``nn.Module``.
+  Importing runs the module's code, so it happens only when a run (or a command) names the model,
+  on a helper thread with a time limit: a factory that hangs or calls ``sys.exit()`` is reported.
 - ``"torchvision:NAME"`` calls ``torchvision.models.get_model(NAME, weights=None, num_classes=N)``.
 - ``"timm:NAME"`` calls ``timm.create_model(NAME, pretrained=False, num_classes=N)``.
 
@@ -18,6 +20,8 @@ import importlib
 from types import ModuleType
 
 from torch import nn
+
+from featdistill_core.timelimit import ExitCalled, TimeLimitExceeded, call_with_time_limit
 
 __all__ = ["ModelFactoryError", "create_external_model"]
 
@@ -44,12 +48,23 @@ def create_external_model(spec: str, num_classes: int) -> nn.Module:
 
 
 def _one_line(error: BaseException) -> str:
-    """``"TypeError: first line of the message"`` for an exception raised by someone else's code."""
+    """The first line of the message of an exception raised by someone else's code (its class name
+    left out: the message says what went wrong; ``ModuleNotFoundError: …`` becomes ``No module named …``)."""
     text = str(error).strip().splitlines()
-    return f"{type(error).__name__}: {text[0]}" if text else type(error).__name__
+    return text[0] if text else "an error without a message"
 
 
 def _create_user_model(spec: str, module_name: str, attribute_path: str, num_classes: int) -> nn.Module:
+    """Import the module and call the factory on a helper thread with a time limit
+    (:mod:`featdistill_core.timelimit`): a factory that hangs or calls ``sys.exit()`` is reported."""
+    try:
+        return call_with_time_limit(lambda: _build_user_model(spec, module_name, attribute_path, num_classes),
+                                    f"importing and calling {spec}(num_classes={num_classes})")
+    except (TimeLimitExceeded, ExitCalled) as error:
+        raise ModelFactoryError(str(error)) from None
+
+
+def _build_user_model(spec: str, module_name: str, attribute_path: str, num_classes: int) -> nn.Module:
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as error:

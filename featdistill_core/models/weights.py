@@ -25,6 +25,8 @@ from typing import Mapping, Union
 import torch
 from torch import nn
 
+from featdistill_core.atomic import write_atomic
+
 __all__ = ["WeightsError", "LoadReport", "check_weights_file", "load_weights", "save_weights", "read_state_dict"]
 
 PathLike = Union[str, "os.PathLike[str]"]
@@ -109,12 +111,13 @@ def _read_torch_file(path: Path) -> object:
 
 
 def _first_line(error: BaseException, limit: int = 120) -> str:
-    """``"KeyError: first line of the message"``, cut to ``limit`` characters."""
+    """The first line of a reader's message, cut to ``limit`` characters (no exception class names:
+    the user is told what is wrong with the file, not how the reader failed)."""
     lines = str(error).strip().splitlines()
     if not lines:
-        return type(error).__name__
+        return "unreadable content"
     text = lines[0] if len(lines[0]) <= limit else lines[0][: limit - 3] + "..."
-    return f"{type(error).__name__}: {text}"
+    return re.sub(r"\b\w*(Error|Exception)\b:?\s*", "", text).strip() or "unreadable content"
 
 
 def _unwrap_checkpoint(content: object, path: Path) -> dict[str, torch.Tensor]:
@@ -198,7 +201,7 @@ def load_weights(model: nn.Module, path: PathLike, *, strict: bool = True, name:
     """Load the weights in ``path`` into ``model`` (in place) and return what was loaded.
 
     With ``strict=True`` the file must hold exactly the model's parameters and buffers with the
-    same shapes; otherwise :class:`WeightsError` says in one line how much does not fit ``name``
+    same shapes, all finite; otherwise :class:`WeightsError` says in one line how much does not fit ``name``
     (the model's name for messages, e.g. its registry name; default its class name) — "is for a
     different network" when most of it does not — and its ``details`` list the missing keys, the
     unexpected keys and the wrongly shaped keys (file shape vs model shape). With ``strict=False``
@@ -219,6 +222,10 @@ def load_weights(model: nn.Module, path: PathLike, *, strict: bool = True, name:
                            _misfit_details(state, model_state, missing, unexpected, mismatched))
 
     usable = {k: v for k, v in state.items() if k in model_state and k not in mismatched}
+    broken = [k for k, v in usable.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if broken:
+        raise WeightsError(f"weights file {path} holds NaN or infinite values in {len(broken)} "
+                           f"tensor{'s' if len(broken) != 1 else ''}: {_listing(broken)}")
     model.load_state_dict(usable, strict=False)
     return LoadReport(loaded=list(usable), missing=missing, unexpected=unexpected, mismatched=mismatched)
 
@@ -228,11 +235,10 @@ def save_weights(state_or_module: nn.Module | Mapping[str, torch.Tensor], path: 
     """Write a module's state dict (or a ``{name: tensor}`` mapping) to ``path`` as safetensors.
 
     Tensors are copied to contiguous CPU clones first: safetensors refuses tensors that share
-    memory (tied weights, views), and a clone never does. The file is written next to ``path``
-    and then renamed over it, so a reader never sees half a file. Returns the path written.
+    memory (tied weights, views), and a clone never does. The file is written atomically
+    (:func:`featdistill_core.atomic.write_atomic`): after a kill or a full disk ``path`` is the old
+    file or the new one, never half of one, and the error names the file. Returns the path written.
     """
-    from safetensors.torch import save_file
-
     path = Path(path)
     if path.suffix.lower() not in SAFETENSORS_SUFFIXES:
         raise WeightsError(f"save_weights writes safetensors: give a path ending in .safetensors, not {path.name!r}")
@@ -247,11 +253,7 @@ def save_weights(state_or_module: nn.Module | Mapping[str, torch.Tensor], path: 
     if not path.parent.is_dir():
         raise WeightsError(f"cannot save weights to {path}: folder {path.parent} does not exist")
 
-    partial = path.with_name(path.name + ".partial")
-    try:
-        save_file(tensors, str(partial), metadata=dict(metadata) if metadata else None)
-        os.replace(partial, path)
-    finally:
-        if partial.exists():
-            partial.unlink()
+    from safetensors.torch import save
+
+    write_atomic(path, save(tensors, metadata=dict(metadata) if metadata else None))
     return path
