@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from featdistill_core.balance import calibrate
 from featdistill_core.analysis import record_pair_cka
 from featdistill_core.atomic import WriteError
 from featdistill_core.checkpoint import CHECKPOINT_BEST, CHECKPOINT_LAST, CheckpointError, checkpoint_summary, \
@@ -182,7 +183,7 @@ class Trainer:
         self.device = v.device
         self.data = load_dataset(cfg.data.name, cfg.data.path or None, image_size=cfg.data.image_size,
                                  demo_train=cfg.data.demo_train, demo_test=cfg.data.demo_test, seed=cfg.seed,
-                                 loader=cfg.data.loader, workers=cfg.data.workers)
+                                 test_fraction=cfg.data.test_fraction, loader=cfg.data.loader, workers=cfg.data.workers)
         if self.data.num_classes != v.num_classes:
             raise ConfigError("data.path", f"found {self.data.num_classes} classes, expected {v.num_classes}")
         self.student = v.student.to(self.device)
@@ -250,6 +251,8 @@ class Trainer:
         if planned.trains == "student":                 # one-off term preparation (FT, OFD); skipped once done
             self._between_steps = False                 # a half-prepared term is not checkpointed
             self.distiller.prepare(stage, self.loader, checkpoint=self._control.checkpoint)
+            calibrate(self.distiller, self.loader, cfg, stage=stage, emit=self.emit, run_dir=self.run_dir)  # loss balance, auto weights
+            self._guard = self._make_guard(planned)     # its messages name the weights calibration chose
             self._between_steps = True
 
         for epoch_index in range(state.epoch, planned.epochs):

@@ -27,7 +27,7 @@ from typing import Optional
 import torch
 from torch import nn
 
-from featdistill_core.config import RunConfig, checked, read_run_file, term_names, with_absolute_paths
+from featdistill_core.config import AUTO_WEIGHT, RunConfig, checked, read_run_file, term_names, with_absolute_paths
 from featdistill_core.data import (
     NEEDS_PATH, DatasetError, DatasetInfo, choose_loader, dataset_classes, estimated_bytes, inspect_dataset,
 )
@@ -52,10 +52,11 @@ class TermPlan:
     student_paths: tuple[str, ...]
     teacher_shapes: tuple[tuple[int, ...], ...]
     student_shapes: tuple[tuple[int, ...], ...]
-    weight: float
+    weight: float               # for an auto weight: the method's reference weight until calibration
     stage: str
     options: dict
     check: PairCheck
+    auto: bool = False          # the weight is chosen from calibration batches (featdistill_core.balance)
 
 
 @dataclass
@@ -297,7 +298,8 @@ def _check_meaning(config: RunConfig, problems: Problems) -> ValidatedRun:
         try:
             sample = inspect_dataset(config.data.name, config.data.path or None, image_size=size,
                                      demo_train=config.data.demo_train, demo_test=config.data.demo_test,
-                                     seed=config.seed)
+                                     seed=config.seed,
+                                     test_fraction=config.data.test_fraction)
             num_classes, dataset_size = sample.num_classes, sample.train_size
         except DatasetError as exc:
             problems.add("data.path", str(exc))
@@ -371,12 +373,14 @@ def _plan_terms(config: RunConfig, layers, problems: Problems, models) -> list[T
         if not check.ok:
             problems.add(f"{where}.{side}" if side and where != "kd" else where, check.reason)
             continue
+        auto = term.weight == AUTO_WEIGHT or config.balance.auto
         plans.append(TermPlan(
             field=where, name=name, method=info,
             teacher_paths=tuple(term.teacher), student_paths=tuple(term.student),
             teacher_shapes=tuple(layers["teacher"][p].tapped_shape(info.taps) for p in term.teacher),
             student_shapes=tuple(layers["student"][p].tapped_shape(info.taps) for p in term.student),
-            weight=float(term.weight), stage=term.stage, options=dict(term.options), check=check,
+            weight=info.default_weight if auto else float(term.weight), stage=term.stage,
+            options=dict(term.options), check=check, auto=auto,
         ))
     return plans
 
