@@ -43,7 +43,8 @@ _PUBLIC = {
         "register_method", "validate_options",
     ),
     "featdistill_core.validate": (
-        "TermPlan", "ValidatedRun", "check_term_layers", "initial_student", "model_layers", "validate_run",
+        "TermPlan", "ValidatedRun", "check_files", "check_term_layers", "initial_student", "model_layers",
+        "validate_run",
     ),
     "featdistill_core.data": (
         "DATASETS", "DATASET_TITLES", "DatasetError", "FIXED_IMAGE_SIZES", "NEEDS_PATH", "SPLIT_RULES", "dataset_classes",
@@ -54,8 +55,8 @@ _PUBLIC = {
     "featdistill_core.placement": ("PlacementError", "place_method"),
     "featdistill_core.device": ("DeviceOption", "available_devices", "resolve_device"),
     "featdistill_core.runfolder": (
-        "FollowUpdate", "RunFolderError", "RunFollower", "RunRecord", "RunStatus", "load_run", "read_balance",
-        "run_status",
+        "FollowUpdate", "RUN_STATES", "RunFolderError", "RunFollower", "RunRecord", "RunStatus", "load_run",
+        "read_balance", "run_folders", "run_state", "run_status",
     ),
     "featdistill_core.checkpoint": ("CheckpointError",),
     "featdistill_core.guard": ("NonFiniteError",),
@@ -69,7 +70,7 @@ _PUBLIC = {
     ),
     "featdistill_core.trainer": ("Trainer",),
     "featdistill_core.demo": ("baseline_config", "demo_config", "run_demo"),
-    "featdistill_core.progress": ("Progress", "ProgressEstimator", "format_duration"),
+    "featdistill_core.progress": ("Progress", "ProgressEstimator", "format_duration", "step_event_due"),
     "featdistill_core.runstate": ("RunState",),
     "featdistill_core.analysis": (
         "AlignedPair", "AnalysisCancelled", "CKALayer", "CKAResult", "Evaluation", "LAYER_SELECTIONS", "PairCKA",

@@ -618,3 +618,39 @@ def _last_record(path: Path, tail: int = 1 << 16) -> dict | None:
             except (ValueError, UnicodeDecodeError):
                 continue
     return None
+
+
+# ---- what a run folder is, for a list of runs ----------------------------------------------------
+
+RUN_STATES = ("finished", "stopped", "failed", "interrupted")
+
+
+def run_state(record: RunRecord) -> str:
+    """How the recorded run ended, one of :data:`RUN_STATES`: ``"finished"``, ``"stopped"`` (a stop
+    request ended it early), ``"failed"`` (an error ended it; ``record.failed`` says which), or
+    ``"interrupted"`` (its log ends without an end record: the process was killed, or is still
+    writing it)."""
+    if record.failed is not None:
+        return "failed"
+    if record.finished is not None:
+        return "stopped" if record.finished.stopped else "finished"
+    return "interrupted"
+
+
+def run_folders(folder: str | Path) -> list[Path]:
+    """The run folders directly inside ``folder`` (those holding ``run.toml`` and ``metrics.jsonl``),
+    newest first (by the time their log was last written); ``[]`` when ``folder`` is not a folder."""
+    folder = Path(folder)
+    try:
+        children = [child for child in folder.iterdir() if child.is_dir()]
+    except OSError:
+        return []
+    found = []
+    for child in children:
+        log = child / "metrics.jsonl"
+        try:
+            if (child / "run.toml").is_file() and log.is_file():
+                found.append((log.stat().st_mtime, child))
+        except OSError:
+            continue
+    return [child for _mtime, child in sorted(found, key=lambda item: (-item[0], item[1].name))]

@@ -52,6 +52,7 @@ from featdistill_core.guard import BufferBackup, NonFiniteError, NonFiniteGuard,
 from featdistill_core.losses import TrainingProgress
 from featdistill_core.models import save_weights
 from featdistill_core.optim import make_optimizer, make_schedule
+from featdistill_core.progress import step_event_due
 from featdistill_core.runfolder import (
     ADAPTERS_FILE, STUDENT_FILE, TEACHER_FILE, RunFolderError, RunLock, RunWriter, holds_a_run, new_run_dir,
     run_status, write_run_file,
@@ -269,7 +270,7 @@ class Trainer:
                     logits, losses, total = done
                     state.trained[planned.trains] = True
                     state.meter.add(losses, total, logits, batch.labels)
-                if (state.step % cfg.monitor.log_every == 0 or state.step == total_steps) and state.meter.steps:
+                if step_event_due(state.step, cfg.monitor.log_every, total_steps) and state.meter.steps:
                     self.emit(state.meter.step_event(stage, state.step, epoch, total_steps, lr))
                 if self._snapshot_due(stage, state.step):
                     self._snapshot(stage, state.step, epoch)

@@ -28,12 +28,14 @@ import torch
 from torch import nn
 
 from featdistill_core.config import AUTO_WEIGHT, RunConfig, checked, read_run_file, term_names, with_absolute_paths
-from featdistill_core.data import DatasetError, DatasetInfo, choose_loader, estimated_bytes, inspect_dataset
+from featdistill_core.data import (
+    NEEDS_PATH, DatasetError, DatasetInfo, choose_loader, dataset_classes, estimated_bytes, inspect_dataset,
+)
 from featdistill_core.device import DeviceError, resolve_device
-from featdistill_core.errors import ConfigError, Problems
+from featdistill_core.errors import ConfigError, Problem, Problems
 from featdistill_core.layers import LayerInfo, list_layers, unknown_path_message
 from featdistill_core.losses import BuildContext, Method, PairCheck, build_term, check_pair, get_method
-from featdistill_core.models import UnknownModelError, WeightsError, create_model, load_weights
+from featdistill_core.models import UnknownModelError, WeightsError, check_weights_file, create_model, load_weights
 from featdistill_core.runstate import capture_rng, restore_rng, seed_everything
 from featdistill_core.stages import PlannedStage, plan_stages
 from featdistill_core.timelimit import call_with_time_limit
@@ -91,9 +93,10 @@ def build_model(config: RunConfig, role: str, num_classes: int, *, load: bool = 
         raise ConfigError(f"{role}.arch", _one_line(exc)) from None
     if load and section.weights:
         try:
-            load_weights(model, section.weights)
+            load_weights(model, section.weights, name=section.arch)
         except (WeightsError, ValueError, OSError) as exc:
-            raise ConfigError(f"{role}.weights", _one_line(exc)) from None
+            field_name = f"{role}.weights"
+            raise ConfigError(field_name, _one_line(exc), details={field_name: getattr(exc, "details", "")}) from None
     return model
 
 
@@ -214,6 +217,31 @@ def check_term_layers(method: str, teacher_paths, student_paths, options: dict |
         reason = f"{info.short_name} cannot match {described}: {check.reason}" if described else check.reason
         return PairCheck(False, "", reason), ""
     return check, ""
+
+
+def check_files(config: RunConfig) -> list[Problem]:
+    """The checks of a run's files that read no file and build no model, for a form to run as the
+    user types: each weights file the run will load exists, is a file and is of a kind featdistill
+    reads (:func:`~featdistill_core.models.check_weights_file`), and the dataset's folder holds the
+    dataset (found by the loader's own discovery, :func:`~featdistill_core.data.dataset_classes`).
+    Relative paths are taken from the current folder, as :func:`validate_run` takes them.
+    :func:`validate_run` reports the same problems, with the same messages, and more."""
+    config = with_absolute_paths(config)
+    problems = Problems()
+    roles = ["student"] + (["teacher"] if config.uses_teacher or config.trains_teacher else [])
+    for role in roles:
+        path = getattr(config, role).weights
+        if path:
+            try:
+                check_weights_file(path)
+            except WeightsError as exc:
+                problems.add(f"{role}.weights", _one_line(exc))
+    if config.data.name in NEEDS_PATH and config.data.path:
+        try:
+            dataset_classes(config.data.name, config.data.path)
+        except DatasetError as exc:
+            problems.add("data.path", _one_line(exc))
+    return list(problems)
 
 
 def validate_run_file(path) -> ValidatedRun:
@@ -382,6 +410,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 __all__ = [
-    "TermPlan", "ValidatedRun", "build_model", "check_term_layers", "initial_student", "model_layers", "validate_run",
+    "TermPlan", "ValidatedRun", "build_model", "check_files", "check_term_layers", "initial_student", "model_layers",
+    "validate_run",
     "validate_run_file",
 ]
