@@ -1,13 +1,20 @@
 """Start the window: ``featdistill-gui`` or ``python -m app``.
 
-    featdistill-gui                          the window on the embedded demo (or the last run file)
+    featdistill-gui                          the window on the embedded demo (or, when File ▸ Reopen the
+                                             last run file at launch is ticked, on that file)
     featdistill-gui RUN.toml                 the window on a run file
     featdistill-gui --self-test [--screenshot shot.png]
                                              train a short demo in the window, check it, exit 0 or 1
 
 Without a display (no ``DISPLAY``/``WAYLAND_DISPLAY`` on Linux) the self-test uses Qt's offscreen
-platform by itself. ``--exit-when-shown`` quits as soon as the window has been painted once and
-prints the seconds since start: what ``benchmarks/bench_launch.py`` measures.
+platform by itself.
+
+On Linux the first window comes before PyTorch: a starting window (:mod:`app.starting`) shows at once
+while torch loads on a background thread, then the workbench window takes its place. On Windows torch
+is imported before Qt (after Qt, ``c10.dll`` can fail to load: WinError 1114), and so everywhere but
+Linux the workbench window is the first. ``--exit-when-shown`` prints the seconds from start to the
+first window's first paint (``window shown after``) and to the workbench window's
+(``workbench shown after``), then quits: what ``benchmarks/bench_launch.py`` measures.
 """
 
 from __future__ import annotations
@@ -102,9 +109,11 @@ def main(argv: list[str] | None = None) -> int:
             os.environ.get(v) for v in ("LC_ALL", "LC_CTYPE", "LANG")):
         os.environ["LC_ALL"] = "C.UTF-8"   # else Qt warns about the C locale (e.g. under `env -i`)
 
-    import torch  # before Qt: on Windows, torch after Qt can fail to load c10.dll
+    starting_first = sys.platform.startswith("linux") and not args.self_test
+    if not starting_first:
+        import torch  # before Qt: on Windows, torch after Qt can fail to load c10.dll
 
-    _leave_a_core_for_the_window(torch)
+        _leave_a_core_for_the_window(torch)
 
     from PySide6 import QtCore, QtWidgets
 
@@ -117,6 +126,10 @@ def main(argv: list[str] | None = None) -> int:
         from PySide6 import QtGui
 
         app.setWindowIcon(QtGui.QIcon(str(icon)))
+
+    starting = None
+    if starting_first:
+        starting = _show_starting_window(args.exit_when_shown)
 
     if args.self_test:
         from app.selftest import run_self_test
@@ -134,19 +147,49 @@ def main(argv: list[str] | None = None) -> int:
 
     window = MainWindow()
     if args.run_file:
-        window.open_run_file(args.run_file)
+        window.open_run_file(args.run_file, confirmed=True)
     else:
-        window.open_last_run_file()
+        window.open_on_launch()
     if args.exit_when_shown:
         def shown() -> None:
-            _say(f"featdistill-gui: window shown after {time.perf_counter() - _STARTED:.3f} s")
+            seconds = f"{time.perf_counter() - _STARTED:.3f} s"
+            if starting is None:
+                _say(f"featdistill-gui: window shown after {seconds}")
+            _say(f"featdistill-gui: workbench shown after {seconds}")
             window.close()
         window.firstShown.connect(shown)
     else:
         # Import torch._dynamo while the window is idle, not when training starts (see warm_up_torch).
         window.firstShown.connect(warm_up_torch_in_background)
+    if starting is not None:
+        window.firstShown.connect(starting.close)
     window.show()
     return app.exec()
+
+
+def _show_starting_window(report: bool):
+    """Linux: show the starting window, load torch behind it, then say the window is being built."""
+    from PySide6 import QtWidgets
+
+    from app.starting import StartingWindow, import_in_background
+
+    starting = StartingWindow()
+    if report:
+        starting.painted.connect(lambda: _say(f"featdistill-gui: window shown after "
+                                              f"{time.perf_counter() - _STARTED:.3f} s"))
+    starting.show()
+    deadline = time.perf_counter() + 5.0
+    while not starting._painted and time.perf_counter() < deadline:
+        QtWidgets.QApplication.processEvents()
+    QtWidgets.QApplication.processEvents()          # the painted signal's slot
+    import_in_background(("torch",))
+    import torch
+
+    _leave_a_core_for_the_window(torch)
+    starting.say("Loading the methods and models…")
+    import_in_background(("featdistill_core.losses", "featdistill_core.models", "featdistill_core.validate"))
+    starting.say("Building the window…")
+    return starting
 
 
 if __name__ == "__main__":

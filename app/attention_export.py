@@ -78,8 +78,10 @@ def save_gif(images: Sequence[QtGui.QImage], path, fps: float = 4) -> Path:
 class ExportButton(QtWidgets.QToolButton):
     """"Export" with a menu: this snapshot as PNG, all as GIF, all as PNG sequence.
 
-    Each entry asks for a file or folder and calls the matching ``export_*`` of ``view``; a failure
-    (a folder that cannot be written) is shown in a message box.
+    Each entry asks for a file or folder, starting in ``view.export_directory()`` (the run folder,
+    when the window knows one), and calls the matching ``export_*`` of ``view``; then the view emits
+    ``exported(what, path)`` so the window can say where it wrote. A failure (a folder that cannot
+    be written) is shown in a message box.
     """
 
     def __init__(self, view, parent: QtWidgets.QWidget | None = None):
@@ -99,28 +101,36 @@ class ExportButton(QtWidgets.QToolButton):
         self.gif_action.triggered.connect(self._ask_gif)
         self.sequence_action.triggered.connect(self._ask_sequence)
 
+    def _start(self, name: str = "") -> str:
+        folder = Path(self._view.export_directory() or Path.cwd())
+        return str(folder / name) if name else str(folder)
+
     def _ask_png(self) -> None:
-        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save attention maps as PNG", "attention.png",
-                                                        "PNG image (*.png)")
+        path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save attention maps as PNG",
+                                                        self._start("attention.png"), "PNG image (*.png)")
         if path:
-            self._run(lambda: self._view.export_png(path))
+            self._run(lambda: self._view.export_png(path), "the attention maps (PNG)", path)
 
     def _ask_gif(self) -> None:
         path, _ = QtWidgets.QFileDialog.getSaveFileName(self, "Save attention evolution as GIF",
-                                                        "attention.gif", "GIF animation (*.gif)")
+                                                        self._start("attention.gif"), "GIF animation (*.gif)")
         if path:
-            self._run(lambda: self._view.export_gif(path))
+            self._run(lambda: self._view.export_gif(path), "the attention evolution (GIF)", path)
 
     def _ask_sequence(self) -> None:
-        folder = QtWidgets.QFileDialog.getExistingDirectory(self, "Folder for the PNG sequence")
+        folder = QtWidgets.QFileDialog.getExistingDirectory(self, "Folder for the PNG sequence",
+                                                            self._start())
         if folder:
-            self._run(lambda: self._view.export_png_sequence(folder))
+            self._run(lambda: self._view.export_png_sequence(folder), "every snapshot (PNG sequence)", folder)
 
-    def _run(self, export: Callable[[], object]) -> None:
+    def _run(self, export: Callable[[], object], what: str = "", where: str = "") -> bool:
         QtWidgets.QApplication.setOverrideCursor(QtCore.Qt.CursorShape.WaitCursor)
         try:
             export()
         except (OSError, ValueError) as error:
             QtWidgets.QMessageBox.warning(self, "Export failed", str(error))
+            return False
         finally:
             QtWidgets.QApplication.restoreOverrideCursor()
+        self._view.exported.emit(what, str(where))
+        return True

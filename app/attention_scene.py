@@ -31,6 +31,7 @@ from app.attention_maps import (
 from featdistill_core import AttentionSnapshot, PairMaps
 
 MIN_CELL_PX = 72           # an image panel never gets narrower than this (the view scrolls instead)
+ROWS_IN_VIEW = 2           # panels are sized so this many probe rows of the first pair fit in the height
 MAX_CELL_PX = 240          # nor wider: beyond this a 32×32 probe image only gets blurrier
 ROW_LABEL_PX = 64          # width of the "probe k / class c" column
 TITLE_PX = 30
@@ -58,6 +59,7 @@ class _TextLine(pg.GraphicsWidget):
         self._item.setFont(font)
         self._item.setDefaultTextColor(QtGui.QColor(colormaps.FOREGROUND))
         self._item.setCacheMode(_CACHED)
+        self._height = height
         self.setFixedHeight(height)
         self.setSizePolicy(QtWidgets.QSizePolicy.Policy.Expanding, QtWidgets.QSizePolicy.Policy.Fixed)
 
@@ -67,7 +69,16 @@ class _TextLine(pg.GraphicsWidget):
             self._item.setHtml(text)
             self._place()
 
+    def set_wrapped(self, lines: int) -> None:
+        """Wrap the text at the line's width over ``lines`` lines (1: one line, no wrapping)."""
+        self._wrapped = lines > 1
+        self.setFixedHeight(self._height * lines)
+        self._item.setTextWidth(max(100.0, self.width() - 20) if self._wrapped else -1)
+        self._place()
+
     def resizeEvent(self, event) -> None:
+        if getattr(self, "_wrapped", False):
+            self._item.setTextWidth(max(100.0, self.width() - 20))
         self._place()
 
     def _place(self) -> None:
@@ -118,6 +129,10 @@ class ColorBar(pg.GraphicsWidget):
 
     def levels(self) -> tuple[float, float]:
         return self._levels
+
+    def caption_width(self) -> float:
+        """The width the caption needs (the bar is never narrower)."""
+        return QtGui.QFontMetricsF(self._font).horizontalAdvance(self.caption) + 8
 
     def setLevels(self, levels: tuple[float, float]) -> None:
         self._levels = (float(levels[0]), float(levels[1]))
@@ -228,12 +243,14 @@ class PairBlock:
 class AttentionScene:
     """The picture of one snapshot (title, colour bars, one block per pair) in :attr:`graphics`.
 
-    ``available_width()`` gives the width the picture may fill (the view's scroll area less a scroll
-    bar): the panels are sized from it (:meth:`fit`), and the picture scrolls when they do not fit.
+    ``available_width()`` and ``available_height()`` give the room the picture may fill (the view's
+    scroll area less the scroll bars): the panels are sized from them (:meth:`fit`), and the picture
+    scrolls when they do not fit.
     """
 
-    def __init__(self, available_width: Callable[[], float]):
+    def __init__(self, available_width: Callable[[], float], available_height: Callable[[], float] | None = None):
         self._available_width = available_width
+        self._available_height = available_height
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.setObjectName("attentionGraphics")
         self.graphics.setBackground(colormaps.BACKGROUND)
@@ -269,16 +286,27 @@ class AttentionScene:
     def title_text(self) -> str:
         return self.title.text
 
+    def set_caption(self, caption: str) -> None:
+        """Change the title line only (a new snapshot arrived while an older one is shown)."""
+        if self.drawn is not None:
+            self.title.setText(html.escape(caption))
+
     def header_text(self, pair: str) -> str:
         return self.blocks[pair].header.text
 
     def placeholder(self, text: str) -> None:
-        """No snapshot: only ``text`` in the title line."""
+        """No snapshot: only ``text`` in the title line (when that is all it shows already, only the
+        text changes: the window updates a waiting text's ETA as the run goes)."""
+        if self.drawn is None and not self.blocks and not self._pending and self._layout_key is None \
+                and self.title.text:
+            self.title.setText(html.escape(text))
+            return
         self._remove_blocks()
         self._layout_key = None
         self._bar_levels = None
         self.probes = []
         self.drawn = None
+        self.title.set_wrapped(3)                 # a sentence or two, wrapped to the width
         self.title.setText(html.escape(text))
         self._bars.setVisible(False)
         self.graphics.setMinimumSize(0, 0)
@@ -293,6 +321,7 @@ class AttentionScene:
         key = (tuple((p.name, p.teacher_layer, p.student_layer, p.teacher.shape[1:]) for p in snap.pairs),
                snap.images.shape[1:3], bool(probes))
         if key != self._layout_key:
+            self.title.set_wrapped(1)
             self._build(snap, probes)
             self._layout_key = key
         if not snap.pairs:
@@ -338,6 +367,21 @@ class AttentionScene:
             shown = ", ".join(map(str, self.probes)) or "none"
             raise ValueError(f"probe image {probe} is not on screen; shown: {shown}")
         return block.tile(role, self.probes.index(probe))
+
+    def rows_within(self, height: float) -> int:
+        """How many probe rows of the first pair end within ``height`` pixels of the picture's top."""
+        block = next(iter(self.blocks.values()), None)
+        if block is None or self._grid is None:
+            return 0
+        view = block.view
+        top = view.mapRectToScene(view.boundingRect()).top()
+        scale = view.height() / max(self._grid.size()[1], 1e-9)
+        rows = 0
+        for k in range(self._grid.probes):
+            bottom = top + (self._grid.row_y(k) + self._grid.height) * scale
+            if bottom <= height + 0.5:
+                rows += 1
+        return rows
 
     def grab(self) -> QtGui.QImage:
         """The picture as an image, every block built and painted."""
@@ -439,17 +483,30 @@ class AttentionScene:
         frame = 2 * self.graphics.frameWidth() + left + right + SPACING_PX
         available = self._available_width() - ROW_LABEL_PX - frame
         grid_width, grid_height = grid.size()
-        cell = min(MAX_CELL_PX, max(MIN_CELL_PX, available * grid.width / grid_width))
+        cell = min(MAX_CELL_PX, available * grid.width / grid_width)
+        if self._available_height is not None:
+            # so many probe rows of the first pair fit without scrolling: title, bars, header, titles, rows
+            rows = min(ROWS_IN_VIEW, grid.probes)
+            fixed = (TITLE_PX + BAR_ROW_PX + HEADER_PX + COLUMN_TITLE_PX + 4 * SPACING_PX + top
+                     + 2 * self.graphics.frameWidth())
+            rows_height = rows * grid.height + (rows - 1) * grid.gap          # in probe-image pixels
+            cell = min(cell, (self._available_height() - fixed) / rows_height * grid.width)
+        cell = max(MIN_CELL_PX, cell)
         scale = cell / grid.width                      # screen pixels per probe-image pixel
         view_width, view_height = math.floor(grid_width * scale), math.ceil(grid_height * scale)
         for block in self.blocks.values():
             block.view.setFixedWidth(view_width)
             block.view.setFixedHeight(view_height)
-        image_spacer, gap_spacer = self._bar_spacers      # the bars sit over the columns they describe
-        image_spacer.setFixedWidth((grid.width + grid.gap) * scale)
-        self.map_bar.setFixedWidth((2 * grid.width + grid.gap) * scale)
+        for block in self.blocks.values():
+            block.column_axis.setFixedWidth(view_width)    # the titles stay over their columns
+        image_spacer, gap_spacer = self._bar_spacers      # the bars sit over the columns they describe ...
+        map_width = max((2 * grid.width + grid.gap) * scale, self.map_bar.caption_width())
+        diff_width = max(grid.width * scale, self.diff_bar.caption_width())
+        spare = max(0.0, view_width - map_width - diff_width - grid.gap * scale)
+        image_spacer.setFixedWidth(min((grid.width + grid.gap) * scale, spare))   # ... as far as their captions allow
+        self.map_bar.setFixedWidth(map_width)
         gap_spacer.setFixedWidth(grid.gap * scale)
-        self.diff_bar.setFixedWidth(grid.width * scale)
+        self.diff_bar.setFixedWidth(diff_width)
         pairs = len(self.blocks)
         rows = 2 + 3 * pairs
         height = (TITLE_PX + BAR_ROW_PX + pairs * (HEADER_PX + COLUMN_TITLE_PX + view_height)

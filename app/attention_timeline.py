@@ -1,8 +1,11 @@
 """What the attention view shows, without Qt: the snapshots received, the one on screen, the colour
 scales and the probe images chosen.
 
-The scales only ever grow over the snapshots received (:func:`~app.attention_maps.snapshot_bounds`
-of each), so replaying the timeline compares like with like. The view is *live* while the newest
+The teacher/student scale only ever grows over the snapshots received
+(:func:`~app.attention_maps.snapshot_bounds` of each). The difference scale is symmetric about zero
+and, by default, *adaptive*: the robust bound of the snapshot on screen, so the small differences
+late in a run stay visible; *fixed* (:data:`FIXED`) is the largest bound over every snapshot
+received, so a replay compares like with like. The view is *live* while the newest
 snapshot is on screen (or none has arrived): then a new snapshot becomes the one on screen; anywhere
 else the timeline stays put.
 """
@@ -17,6 +20,9 @@ from app.attention_maps import check_snapshot, mean_abs_difference, snapshot_bou
 from featdistill_core import AttentionSnapshot, Stage
 
 DEFAULT_PROBES = (0, 1, 2, 3)
+ADAPTIVE, FIXED = "adaptive", "fixed"
+DIFFERENCE_SCALES = {ADAPTIVE: "adaptive: this snapshot's differences",
+                     FIXED: "fixed: the largest over the run"}
 
 
 class AttentionTimeline:
@@ -27,7 +33,9 @@ class AttentionTimeline:
         self.current = -1                  # index of the snapshot on screen, −1 for none
         self.probes: list[int] = list(DEFAULT_PROBES)
         self._map_hi = 0.0                 # shared teacher/student bound
-        self._diff_bound = 0.0             # symmetric difference bound
+        self._diff_bound = 0.0             # symmetric difference bound, the largest of any snapshot
+        self._diff_bounds: list[float] = []   # each snapshot's own
+        self.difference_scale = ADAPTIVE
         self._first_mean_diff: dict[str, float] = {}
 
     # ---- snapshots ---------------------------------------------------------------------------
@@ -42,6 +50,7 @@ class AttentionTimeline:
             hi, d = snapshot_bounds(snap)
             self._map_hi = max(self._map_hi, hi)
             self._diff_bound = max(self._diff_bound, d)
+            self._diff_bounds.append(d)
             for pair in snap.pairs:
                 self._first_mean_diff.setdefault(pair.name, mean_abs_difference(pair.teacher, pair.student))
         if was_live and snaps:
@@ -52,6 +61,7 @@ class AttentionTimeline:
         self.snapshots.clear()
         self.current = -1
         self._map_hi = self._diff_bound = 0.0
+        self._diff_bounds.clear()
         self._first_mean_diff.clear()
 
     def __len__(self) -> int:
@@ -83,9 +93,20 @@ class AttentionTimeline:
     def map_levels(self) -> tuple[float, float]:
         return 0.0, self._map_hi or 1.0
 
-    def difference_levels(self) -> tuple[float, float]:
-        d = self._diff_bound or 1.0
+    def difference_levels(self, index: int | None = None) -> tuple[float, float]:
+        """``(−d, d)`` for snapshot ``index`` (default: the current one): its own robust bound when
+        the scale is adaptive, the largest over every snapshot when it is fixed."""
+        index = self.current if index is None else index
+        if self.difference_scale == ADAPTIVE and 0 <= index < len(self._diff_bounds):
+            d = self._diff_bounds[index] or 1.0
+        else:
+            d = self._diff_bound or 1.0
         return -d, d
+
+    def set_difference_scale(self, scale: str) -> None:
+        if scale not in DIFFERENCE_SCALES:
+            raise ValueError(f"difference scale must be one of {', '.join(DIFFERENCE_SCALES)}; got {scale!r}")
+        self.difference_scale = scale
 
     def first_mean_difference(self, pair: str) -> float | None:
         """mean |student − teacher| of ``pair`` in the first snapshot that held it."""

@@ -11,6 +11,7 @@ Nothing here touches global pyqtgraph options: widgets pass the theme to each it
 
 from __future__ import annotations
 
+import math
 from functools import cache
 
 import pyqtgraph as pg
@@ -77,6 +78,22 @@ class CachedAxis(pg.AxisItem):
     def __init__(self, orientation: str, **kwargs):
         super().__init__(orientation, **kwargs)
         self.setCacheMode(QtWidgets.QGraphicsItem.CacheMode.DeviceCoordinateCache)
+
+    def logTickValues(self, minVal, maxVal, size, stdTicks):  # noqa: N802 (pyqtgraph override)
+        """On a log axis: the decades, and when fewer than three show, 2× and 5× between them, labelled;
+        pyqtgraph's own labels every 1×–9× there, which crowd into each other."""
+        low, high = math.floor(minVal), math.ceil(maxVal)
+        decades = [float(k) for k in range(low, high + 1) if minVal <= k <= maxVal]
+        if len(decades) >= 3:
+            return [(1.0, decades)]
+        between = [k + math.log10(m) for k in range(low, high + 1) for m in (2.0, 5.0)]
+        return [(1.0, decades), (None, [v for v in between if minVal <= v <= maxVal])]
+
+    def tickStrings(self, values, scale, spacing):  # noqa: N802 (pyqtgraph override)
+        """On a log axis, the values themselves (0.01, 2, 10), not 10 with a superscript."""
+        if self.logMode:
+            return [f"{10 ** v:g}" for v in values]
+        return super().tickStrings(values, scale, spacing)
 
     def paint(self, painter: QtGui.QPainter, *args) -> None:
         painter.save()

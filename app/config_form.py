@@ -25,8 +25,8 @@ from PySide6 import QtCore, QtWidgets
 
 from featdistill_core import (
     DATASET_TITLES, DATASETS, FIXED_IMAGE_SIZES, KD_METHOD, METHODS, NEEDS_PATH, ConfigError, DatasetError,
-    KDConfig, Problem, Problems, RunConfig, available_devices, check_values, dataset_classes, field_parts,
-    list_models,
+    KDConfig, Problem, Problems, RunConfig, available_devices, check_files, check_values, dataset_classes,
+    field_parts, list_models,
 )
 
 from app.fields import (
@@ -48,7 +48,7 @@ DEFAULT_CLASSES = 10             # while a data set's classes cannot be counted 
 SUGGESTED_TEACHER_EPOCHS = 5     # shown when the teacher is not trained, for when the box gets ticked
 
 MODELS_TAB, LAYERS_TAB, TRAINING_TAB = 0, 1, 2
-LABEL_WIDTH = 175         # the same label column on every page, so fields line up
+LABEL_WIDTH = 150         # the same label column on every page, so fields line up
 _KEEP = object()
 
 
@@ -61,6 +61,8 @@ class ModelCombo(QtWidgets.QComboBox):
         super().__init__(parent)
         self.setEditable(True)
         self.setInsertPolicy(QtWidgets.QComboBox.InsertPolicy.NoInsert)
+        self.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.setMinimumContentsLength(12)
         self.setMaxVisibleItems(20)
         for info in list_models():
             self.addItem(info.name)
@@ -107,6 +109,11 @@ class Field:
     enabled: Callable[["ConfigForm"], bool] | None = None
     unused: object = _KEEP
     suggested: object = _KEEP
+    name: str = ""           # what messages call it, when the label alone would be unclear ("Teacher weights file")
+
+    @property
+    def title(self) -> str:
+        return self.name or self.label
 
 
 def _trains_teacher(form: "ConfigForm") -> bool:
@@ -128,7 +135,7 @@ def _shorthand_fields() -> list[Field]:
     method = METHODS[KD_METHOD]
     fields = [Field("kd.weight", "kd_weight", "Weight", lambda: FloatSpin(0.0, 1e6, 3),
                     f"Weight of one {method.short_name} term, {method.formula} ({method.paper}). "
-                    "0 turns it off.", LAYERS_TAB, SHORTHAND)]
+                    "0 turns it off.", LAYERS_TAB, SHORTHAND, name=f"{method.short_name} weight")]
     for spec_field in dataclasses.fields(KDConfig):
         spec = method.options.get(spec_field.name)
         if spec is None:
@@ -136,7 +143,7 @@ def _shorthand_fields() -> list[Field]:
         top = spec.maximum if spec.maximum is not None else 1e6
         fields.append(Field(f"kd.{spec_field.name}", f"kd_{spec_field.name}", spec_field.name.capitalize(),
                             lambda top=top: FloatSpin(0.0, top, 2), spec.help[:1].upper() + spec.help[1:] + ".",
-                            LAYERS_TAB, SHORTHAND))
+                            LAYERS_TAB, SHORTHAND, name=f"{method.short_name} {spec_field.name}"))
     return fields
 
 
@@ -145,8 +152,9 @@ def _fields() -> tuple[Field, ...]:
     return (
         Field("teacher.arch", "teacher_arch", "Architecture", ModelCombo,
               "The teacher's architecture: a built-in model (see `featdistill models`), or your own factory as "
-              "package.module:function (called with num_classes), or torchvision:NAME / timm:NAME.", m, TEACHER),
-        Field("teacher.train_epochs", "teacher_epochs", "Teacher epochs", lambda: IntSpin(0, 100000),
+              "package.module:function (called with num_classes), or torchvision:NAME / timm:NAME.", m, TEACHER,
+              name="Teacher architecture"),
+        Field("teacher.train_epochs", "teacher_epochs", "Teacher epochs", lambda: IntSpin(1, 100000),
               "How many epochs to train the teacher first.", m, TEACHER,
               enabled=_trains_teacher, unused=0, suggested=SUGGESTED_TEACHER_EPOCHS),
         Field("teacher.weights", "teacher_weights", "Weights file",
@@ -154,14 +162,15 @@ def _fields() -> tuple[Field, ...]:
                                placeholder="a .safetensors or state-dict .pt/.pth file"),
               "The trained teacher's weights: .safetensors, or a state-dict .pt/.pth (loaded with "
               "weights_only=True, so a file can never run code).", m, TEACHER,
-              enabled=lambda form: not _trains_teacher(form), unused=""),
+              enabled=lambda form: not _trains_teacher(form), unused="", name="Teacher weights file"),
         Field("student.arch", "student_arch", "Architecture", ModelCombo,
               "The student's architecture: a built-in model, package.module:function, or torchvision:NAME / "
-              "timm:NAME.", m, STUDENT),
+              "timm:NAME.", m, STUDENT, name="Student architecture"),
         Field("student.weights", "student_weights", "Starting weights",
               lambda: PathEdit(folder=False, caption="Student weights", file_filter=WEIGHTS_FILTER,
                                placeholder="optional; empty = random initialisation"),
-              "Optional weights to start the student from (.safetensors or state-dict .pt/.pth).", m, STUDENT),
+              "Optional weights to start the student from (.safetensors or state-dict .pt/.pth).", m, STUDENT,
+              name="Student starting weights"),
         Field("data.name", "data_name", "Dataset",
               lambda: ChoiceCombo([(name, DATASET_TITLES.get(name, name)) for name in DATASETS]),
               "What to train on. The demo is generated, nothing is downloaded; CIFAR needs its python-version "
@@ -170,12 +179,13 @@ def _fields() -> tuple[Field, ...]:
         Field("data.path", "data_path", "Folder",
               lambda: PathEdit(folder=True, caption="Dataset folder", placeholder="the dataset's folder"),
               "The folder the CIFAR files or the class sub-folders are in. Not used by the demo.", m, DATA,
-              enabled=lambda form: _dataset(form) in NEEDS_PATH),
+              enabled=lambda form: _dataset(form) in NEEDS_PATH, name="Dataset folder"),
         Field("data.image_size", "image_size", "Image size", lambda: IntSpin(8, 4096, " px"),
               "Image-folder images are resized to this square size; CIFAR and the demo are 32×32.", m, DATA,
               enabled=lambda form: _dataset(form) in NEEDS_PATH and _dataset(form) not in FIXED_IMAGE_SIZES),
         Field("data.augment", "augment", "", lambda: CheckField("Augment training images"),
-              "Random crop with 4 pixels of padding and horizontal flip on the training split.", m, DATA),
+              "Random crop with 4 pixels of padding and horizontal flip on the training split.", m, DATA,
+              name="Augmentation"),
         Field("data.demo_train", "demo_train", "Demo training images", lambda: IntSpin(0, 10**7),
               "How many demo images to generate for training.", m, DATA,
               enabled=lambda form: _dataset(form) not in NEEDS_PATH),
@@ -215,8 +225,10 @@ def _fields() -> tuple[Field, ...]:
         Field("device", "device", "Device", _device_combo, "Where to train. auto = the first CUDA GPU, else "
               "Apple MPS, else the CPU. Devices this machine lacks are greyed out.", t, RUN),
         Field("mixed_precision", "mixed_precision", "",
-              lambda: CheckField("Mixed precision (float16 on CUDA, bfloat16 on CPU)"),
-              "Faster training on GPUs with autocast; the losses are still computed in float32.", t, RUN),
+              lambda: CheckField("Mixed precision"),
+              "Autocast: float16 on CUDA, bfloat16 on the CPU. Faster training on GPUs; the losses are still "
+              "computed in float32.", t, RUN,
+              name="Mixed precision"),
         Field("seed", "seed", "Seed", lambda: IntSpin(0, 2**31 - 1),
               "Seeds the data order, augmentation and initialisation: the same seed gives the same run on the CPU.",
               t, RUN),
@@ -248,6 +260,68 @@ def _set(config, path: str, value) -> None:
     for part in parents:
         config = getattr(config, part)
     setattr(config, name, value)
+
+
+# ---- problems in words ---------------------------------------------------------------------------------
+
+PAIR_PARTS = {"teacher": "teacher layers", "student": "student layers", "weight": "weight", "method": "method",
+              "options": "options", "stage": "stage"}
+_PREDICATES = ("must", "is", "are", "needs", "need", "has", "have", "takes", "cannot", "can", "does", "do",
+               "should", "was", "were", "found", "holds", "names", "expects", "lacks")
+_TITLES = {field.path: field.title for field in FIELDS}
+_SECTIONS = {"teacher": "Teacher", "student": "Student", "data": "Dataset", "optim": "Optimizer",
+             "monitor": "Live view", "kd": METHODS[KD_METHOD].short_name}
+
+
+def field_title(field: str) -> str:
+    """What the window calls a run-file field: its label on the form (``"teacher.weights"`` →
+    ``"Teacher weights file"``), pair fields by their 1-based number as the pair table shows them
+    (``"pairs[7].teacher"`` → ``"Pair 8, teacher layers"``); "" for the run file as a whole."""
+    if not field:
+        return ""
+    if field in _TITLES:
+        return _TITLES[field]
+    parts = field_parts(field)
+    if len(parts) >= 2 and parts[0] == PAIRS and isinstance(parts[1], int):
+        rest = ".".join(str(part) for part in parts[2:])
+        head = f"Pair {parts[1] + 1}"
+        if not rest:
+            return head
+        return f"{head}, {PAIR_PARTS.get(rest.split('.')[0], rest)}" + (f" {rest.split('.', 1)[1]}" if "." in rest else "")
+    if parts and parts[0] == PAIRS:
+        return "Pairs"
+    inside = next((title for path, title in _TITLES.items() if path.startswith(field + ".")), None)
+    if inside is not None and str(parts[0]) in _SECTIONS:
+        return f"The {_SECTIONS[str(parts[0])]} settings"
+    return field
+
+
+def sentence(subject: str, message: str) -> str:
+    """``subject`` and ``message`` as one sentence: "Batch size must be at least 1; got 0." — a message
+    that does not start with a verb gets a colon ("Dataset folder: … does not exist.")."""
+    message = message.strip()
+    if not subject:
+        text = message
+    elif message.split(" ", 1)[0] in _PREDICATES:
+        text = f"{subject} {message}"
+    else:
+        text = f"{subject}: {message}"
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith((".", "!", "?", ")")) or text.endswith("…") else text + "."
+
+
+def problem_sentence(problem: Problem) -> str:
+    """A problem in plain words, naming its field by its label (see :func:`field_title`)."""
+    return sentence(field_title(problem.field), problem.message)
+
+
+def problems_summary(problems, shown: int = 3) -> str:
+    """Problems as sentences on one line; beyond ``shown``, how many more."""
+    texts = [problem_sentence(problem) for problem in problems]
+    if len(texts) <= 1:
+        return texts[0] if texts else ""
+    more = f" And {len(texts) - shown} more, marked in red." if len(texts) > shown else ""
+    return f"{len(texts)} problems: " + " ".join(texts[:shown]) + more
 
 
 # ---- the form ------------------------------------------------------------------------------------------
@@ -327,10 +401,10 @@ class ConfigForm(QtWidgets.QTabWidget):
 
     def _add_teacher_toggle(self, form: QtWidgets.QFormLayout) -> None:
         """The box that says whether the teacher is trained first (no weights file), or loaded."""
-        self.teacher_train = QtWidgets.QCheckBox("Train the teacher first (no weights file)")
+        self.teacher_train = QtWidgets.QCheckBox("Train the teacher first")
         self.teacher_train.setObjectName("trainTeacherCheck")
-        self.teacher_train.setToolTip("Train the teacher from scratch on the dataset before distilling; "
-                                      "for when you have no trained teacher.")
+        self.teacher_train.setToolTip("Train the teacher from scratch on the dataset before distilling, for "
+                                      "when you have no trained teacher (then no weights file is needed).")
         spacer = QtWidgets.QLabel()
         spacer.setMinimumWidth(LABEL_WIDTH)
         form.addRow(spacer, self.teacher_train)
@@ -422,9 +496,15 @@ class ConfigForm(QtWidgets.QTabWidget):
         """Run the form checks (no model is built) and mark every problem, with those the last
         validation found that are not edited yet; returns the form checks' error (None if none)."""
         self._quick_timer.stop()
-        _config, problems = self._read(check=True)
-        self._mark(problems + self._found)
+        config, problems = self._read(check=True)
+        problems += self._file_problems(config, problems)
+        self._mark(problems + [p for p in self._found if p not in problems])
         return ConfigError.from_problems(problems) if problems else None
+
+    def _file_problems(self, config: RunConfig, known: list[Problem]) -> list[Problem]:
+        """The core's file checks (weights files, the dataset folder) for fields without a problem yet."""
+        marked = {p.field for p in known}
+        return [p for p in check_files(config) if p.field not in marked]
 
     def check_before_start(self) -> RunConfig:
         """The form checks and every pair's layer check; marks every problem and raises them together.
@@ -435,6 +515,7 @@ class ConfigForm(QtWidgets.QTabWidget):
         self.refresh_layers()            # a model name typed but not confirmed yet is picked up here
         self._found = []
         config, problems = self._read(check=True)
+        problems += self._file_problems(config, problems)
         if not self._layers_pending:
             table = self.layers.pair_table
             marked = {field_parts(p.field)[1] for p in problems if self._pair_index(p.field) is not None}
@@ -481,17 +562,19 @@ class ConfigForm(QtWidgets.QTabWidget):
             index = self._pair_index(problem.field)
             if index is not None:
                 rest = ".".join(str(part) for part in field_parts(problem.field)[2:])
-                at_rows.setdefault(index, []).append(f"{rest}: {problem.message}" if rest else problem.message)
+                part = PAIR_PARTS.get(rest.split(".")[0], rest) if rest else ""
+                at_rows.setdefault(index, []).append(sentence(part, problem.message))
                 first_tab = first_tab or (LAYERS_TAB, None)
                 continue
             path = self._field_for(problem.field)
             if path is None:
                 elsewhere.append(problem)
                 continue
-            at_fields.setdefault(path, []).append(problem.message)
+            at_fields.setdefault(path, []).append(problem_sentence(problem))
             first_tab = first_tab or (self._boxes[path][1], self._editors[path])
         for path, (box, _tab) in self._boxes.items():
-            messages = at_fields.get(path) or ([self._model_errors[path]] if path in self._model_errors else [])
+            messages = at_fields.get(path) or ([sentence(_TITLES.get(path, path), self._model_errors[path])]
+                                               if path in self._model_errors else [])
             if messages:
                 box.show_error("\n".join(dict.fromkeys(messages)))
             else:
@@ -504,7 +587,7 @@ class ConfigForm(QtWidgets.QTabWidget):
             self.setCurrentIndex(first_tab[0])
             if first_tab[1] is not None:
                 first_tab[1].setFocus()
-        self.validityChanged.emit("\n".join(str(p) for p in problems))
+        self.validityChanged.emit("\n".join(problem_sentence(p) for p in problems))
         return elsewhere
 
     def _pair_index(self, field: str) -> int | None:

@@ -11,13 +11,29 @@ dynamic property, styled by :data:`INVALID_STYLE`).
 
 from __future__ import annotations
 
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 ERROR_COLOUR = "#b00020"
 INVALID_STYLE = f"""
 *[invalid="true"] {{ border: 2px solid {ERROR_COLOUR}; border-radius: 3px; }}
 QLabel#fieldError {{ color: {ERROR_COLOUR}; }}
 """
+
+
+def grey_disabled_placeholders() -> None:
+    """Placeholder text of a disabled field in the disabled text's grey, application-wide. (Fusion's
+    palette gives disabled placeholders black: an empty, locked "Weights file" then reads like a
+    filled one. Set on the application: the window's style sheet keeps a widget's palette from
+    reaching its children.)"""
+    app = QtWidgets.QApplication.instance()
+    if app is None:
+        return
+    palette = app.palette()
+    group, role = QtGui.QPalette.ColorGroup, QtGui.QPalette.ColorRole
+    grey = palette.color(group.Disabled, role.Text)
+    if palette.color(group.Disabled, role.PlaceholderText) != grey:
+        palette.setColor(group.Disabled, role.PlaceholderText, grey)
+        app.setPalette(palette)
 
 
 class FieldBox(QtWidgets.QWidget):
@@ -150,6 +166,9 @@ class ChoiceCombo(QtWidgets.QComboBox):
 
     def __init__(self, choices: list[tuple[str, str]] | None = None, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
+        # as narrow as a dozen characters allow: long labels are elided, the list shows them whole
+        self.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.setMinimumContentsLength(12)
         for value, label in choices or []:
             self.addItem(label, value)
 

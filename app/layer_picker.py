@@ -19,6 +19,8 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from featdistill_core import LayerInfo, Taps, model_layers
 
+from app.worker import GuiGarbage
+
 PATH_ROLE = QtCore.Qt.ItemDataRole.UserRole
 
 _cache: dict[tuple[str, int, int], tuple[LayerInfo, ...] | str] = {}
@@ -88,6 +90,7 @@ class LayerLoader(QtCore.QObject):
         thread = threading.Thread(target=lambda: self._results.put((key, self._compute(key))),
                                   name="featdistill-layers", daemon=True)
         self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        GuiGarbage.instance().hold(thread)      # no garbage collection on this thread (see GuiGarbage)
         thread.start()
         self._timer.start()
         return False

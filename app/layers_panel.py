@@ -94,19 +94,24 @@ class LayersPanel(QtWidgets.QWidget):
                                        "(e.g. every stage of equal spatial size in both).")
         self.suggest_button.clicked.connect(self.suggest)
 
-        controls = QtWidgets.QHBoxLayout()
-        controls.addWidget(QtWidgets.QLabel("Method"))
-        controls.addWidget(self.method_combo, 1)
-        controls.addWidget(self.method_help_button)
-        controls.addWidget(QtWidgets.QLabel("Weight"))
-        controls.addWidget(self.weight_spin)
-        controls.addWidget(self.add_button)
-        controls.addWidget(self.suggest_button)
+        controls = QtWidgets.QGridLayout()          # two rows, so the page stays narrow (1366-px screens)
+        controls.setContentsMargins(0, 0, 0, 0)
+        controls.addWidget(QtWidgets.QLabel("Method"), 0, 0)
+        controls.addWidget(self.method_combo, 0, 1, 1, 3)
+        controls.addWidget(self.method_help_button, 0, 4)
+        controls.addWidget(QtWidgets.QLabel("Weight"), 1, 0)
+        controls.addWidget(self.weight_spin, 1, 1)
+        controls.addWidget(self.add_button, 1, 2)
+        controls.addWidget(self.suggest_button, 1, 3, 1, 2)
+        controls.setColumnStretch(1, 1)
 
         self.message = QtWidgets.QLabel()
         self.message.setObjectName("pairMessage")
         self.message.setWordWrap(True)
         self.message.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.message.setAlignment(QtCore.Qt.AlignmentFlag.AlignLeft | QtCore.Qt.AlignmentFlag.AlignTop)
+        # always two lines high: a message of one line or two never moves the buttons above it
+        self.message.setFixedHeight(2 * self.message.fontMetrics().lineSpacing() + 2)
 
         self.pair_table = PairTable()
         self.pair_table.pairsChanged.connect(self.changed)
@@ -261,10 +266,12 @@ class LayersPanel(QtWidgets.QWidget):
 
     def clear_message(self) -> None:
         self.message.clear()
+        self.message.setToolTip("")
 
     def _say(self, text: str, colour: str) -> None:
         self.message.setStyleSheet(f"color: {colour};")
         self.message.setText(text)
+        self.message.setToolTip(text)          # the whole of it, when it is longer than two lines
 
     def _method_changed(self) -> None:
         key = self.method_combo.currentData()

@@ -26,12 +26,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtCore, QtGui, QtWidgets
 
 from app import colormaps
+from app.plot_tools import ExportButtons, HoverReadout, Series, save_widget_png, spans_decades, write_csv
 from app.rounding import round_up
 from featdistill_core import EpochEvent, Stage, StepEvent
 
@@ -262,27 +264,75 @@ def _new_plot_widget() -> pg.PlotWidget:
 
 
 # --------------------------------------------------------------------------------------------------
+# runs
+
+
+PRIMARY = ""              # the run the window shows (live, or opened); any other key is a run overlaid on it
+PRIMARY_LABEL = "this run"
+RAW_ALPHA = 70            # opacity (of 255) of the raw curve drawn faintly under a smoothed one
+MARKER_COLOUR = "#9a9a9a"
+
+
+def _faint(colour: str) -> QtGui.QColor:
+    faint = QtGui.QColor(colour)
+    faint.setAlpha(RAW_ALPHA)
+    return faint
+
+
+class _Runs:
+    """The runs a plot shows, in the order they came (the primary first once it has data), with labels."""
+
+    def __init__(self) -> None:
+        self.labels: dict[str, str] = {PRIMARY: PRIMARY_LABEL}
+        self.order: list[str] = []
+
+    def note(self, run: str) -> None:
+        if run not in self.order:
+            if run == PRIMARY:
+                self.order.insert(0, run)
+            else:
+                self.order.append(run)
+        self.labels.setdefault(run, run)
+
+    def forget(self, run: str) -> None:
+        if run in self.order:
+            self.order.remove(run)
+        if run != PRIMARY:
+            self.labels.pop(run, None)
+
+    def colour(self, run: str) -> str:
+        return colormaps.palette_colour(self.order.index(run) if run in self.order else len(self.order))
+
+    def label(self, run: str) -> str:
+        return self.labels.get(run, run)
+
+
+# --------------------------------------------------------------------------------------------------
 # loss plot
 
 
 class _LossCurve:
-    """One loss component of one stage: raw values, the displayed values and its plot item."""
+    """One loss component of one stage of one run: raw values, the displayed values and its plot items."""
 
-    def __init__(self, name: str, stage: str, component: str, item: pg.PlotDataItem):
+    def __init__(self, run: str, name: str, stage: str, component: str, item: pg.PlotDataItem,
+                 raw_item: pg.PlotDataItem):
+        self.run = run
         self.name = name
         self.stage = stage
         self.component = component
         self.item = item
+        self.raw_item = raw_item            # the raw values, faint, under a smoothed curve
         self.x = GrowableArray()
         self.raw = GrowableArray()
         self.shown = GrowableArray()       # smoothed, then clipped to LOG_FLOOR on a log axis
         self.last_smoothed: float | None = None
         self.drawn = 0                     # points the plot item holds; -1: its values are out of date
         self.on_plot = False               # whether the item is on the plot (and in the legend)
+        self.raw_on_plot = False
         self.planned = 0                   # the stage's planned steps (StepEvent.total_steps)
         self.drawn_at = 0.0                # time.monotonic() of the last hand-over
         self.all_finite = True             # lets pyqtgraph skip its O(n) finite checks per update
-        self.low = math.inf                # smallest and largest finite shown value
+        self.low = math.inf                # smallest and largest finite raw value (clipped on a log axis)
         self.high = -math.inf
 
     def append(self, x: np.ndarray, y: np.ndarray, alpha: float, log_y: bool) -> None:
@@ -291,12 +341,13 @@ class _LossCurve:
         self.all_finite = self.all_finite and bool(np.isfinite(y).all())
         smoothed = ema(y, alpha, self.last_smoothed) if alpha > 0 else y
         self._remember_last(smoothed)
-        shown = np.maximum(smoothed, LOG_FLOOR) if log_y else smoothed
-        self.shown.extend(shown)
-        self._widen(shown)
+        self.shown.extend(np.maximum(smoothed, LOG_FLOOR) if log_y else smoothed)
+        self._widen(np.maximum(y, LOG_FLOOR) if log_y else y)
 
-    def _widen(self, shown: np.ndarray) -> None:
-        finite = shown[np.isfinite(shown)]
+    def _widen(self, values: np.ndarray) -> None:
+        """The raw values bound the smoothed ones (an EMA is a weighted mean of them): the range
+        holds both curves."""
+        finite = values[np.isfinite(values)]
         if finite.size:
             self.low = min(self.low, float(finite.min()))
             self.high = max(self.high, float(finite.max()))
@@ -314,23 +365,28 @@ class _LossCurve:
         self.shown.clear()
         self.shown.extend(np.maximum(smoothed, LOG_FLOOR) if log_y else smoothed)
         self.low, self.high = math.inf, -math.inf
-        self._widen(self.shown.view())
+        self._widen(np.maximum(raw, LOG_FLOOR) if log_y else raw)
 
     def _remember_last(self, smoothed: np.ndarray) -> None:
         finite = smoothed[np.isfinite(smoothed)]
         if finite.size:
             self.last_smoothed = float(finite[-1])
 
-    def push_to_item(self) -> None:
+    def push_to_item(self, log_y: bool) -> None:
         # steps are finite, and smoothing and clipping keep finite values finite
         self.item.setSkipFiniteCheck(self.all_finite)
         self.item.setData(self.x.view(), self.shown.view())
+        if self.raw_on_plot:
+            raw = self.raw.view()
+            self.raw_item.setSkipFiniteCheck(self.all_finite)
+            self.raw_item.setData(self.x.view(), np.maximum(raw, LOG_FLOOR) if log_y else raw)
         self.drawn = len(self.x)
         self.drawn_at = time.monotonic()
 
     def take_off(self) -> None:
-        """Empty the item before it leaves the plot (see LossPlot._show_stage)."""
+        """Empty the items before they leave the plot (see LossPlot._show_selection)."""
         self.item.setData([], [])
+        self.raw_item.setData([], [])
         self.drawn = -1
 
 
@@ -339,7 +395,13 @@ class LossPlot(QtWidgets.QWidget):
 
     Curves appear as new component names arrive. Click a legend entry to hide or show its curve.
     ``smoothing`` is the EMA factor ``alpha`` of :func:`ema` (0 = raw); it changes only what is drawn,
-    :meth:`curve_data` always returns the raw values.
+    :meth:`curve_data` always returns the raw values. With smoothing on, the raw values are drawn
+    faintly under each smoothed curve.
+
+    **Runs.** The window's own run (live, or opened) is the *primary* run (:data:`PRIMARY`); other runs
+    can be laid over it (:meth:`add_run`) to compare them. With one run the plot shows its every
+    component, one colour per component. With several it shows one component (the "show" box, the
+    total by default) of every run, one colour per run, the legend naming the runs.
 
     New points reach pyqtgraph at most every ``redraw_interval_s`` seconds (:data:`REDRAW_INTERVAL_S`;
     a new curve at once), and not while the plot is hidden (it catches up when shown). Handing a
@@ -349,48 +411,80 @@ class LossPlot(QtWidgets.QWidget):
     A timer catches up with whatever is left when the data stops. A stage's curves go on the plot
     (and in the legend, right of the plot) one per event-loop turn; :meth:`plot_items` puts them all
     on at once. The auto-range fits a :class:`RangeAnchor` box, not the curves themselves.
+
+    With ``auto_log`` the y axis turns logarithmic by itself once the curves on it span two orders
+    of magnitude (:func:`~app.plot_tools.spans_decades`), until the user ticks or unticks "log y".
     """
 
-    def __init__(self, parent: QtWidgets.QWidget | None = None):
+    exported = QtCore.Signal(str, str)       # what, path
+    exportFailed = QtCore.Signal(str)
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None, *, auto_log: bool = False,
+                 smoothing: float = 0.0):
         super().__init__(parent)
         self.setObjectName("lossPlot")
-        self._curves: dict[str, _LossCurve] = {}
+        self._curves: dict[tuple[str, str, str], _LossCurve] = {}
+        self._runs = _Runs()
         self._alpha = 0.0
         self._log_y = False
+        self.auto_log = auto_log
+        self._log_chosen = False                 # the user ticked or unticked "log y": no more auto
+        self._component = TOTAL                  # what a comparison of runs shows
         self.redraw_interval_s = REDRAW_INTERVAL_S
         self._last_redraw = -math.inf            # time.monotonic() of the last hand-over
         self._catch_up = QtCore.QTimer(self)
         self._catch_up.setSingleShot(True)
         self._catch_up.timeout.connect(self.redraw)
-        self._to_place: list[_LossCurve] = []    # curves of the shown stage waiting to go on the plot
+        self._to_place: list[_LossCurve] = []    # curves to show, waiting to go on the plot
         self._place_timer = QtCore.QTimer(self)   # puts them there one per event-loop turn
         self._place_timer.setSingleShot(True)
         self._place_timer.setInterval(0)
         self._place_timer.timeout.connect(self._place_next)
+        self._marker_at: tuple[str, int] | None = None
 
         self.stage_box = StageSelector()
         self.stage_box.setObjectName("lossStage")
+        self.component_label = QtWidgets.QLabel("show")
+        self.component_label.setToolTip("Comparing runs: which loss component to draw for each of them")
+        self.component_box = QtWidgets.QComboBox()
+        self.component_box.setObjectName("lossComponent")
+        self.component_box.setToolTip("Comparing runs: which loss component to draw for each of them")
+        self.component_box.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToContents)
         self.smoothing_box = QtWidgets.QDoubleSpinBox()
         self.smoothing_box.setObjectName("lossSmoothing")
         self.smoothing_box.setRange(0.0, MAX_SMOOTHING)
         self.smoothing_box.setDecimals(3)
         self.smoothing_box.setSingleStep(0.05)
+        self.smoothing_box.setMaximumWidth(70)
         self.smoothing_box.setToolTip("Exponential moving average of the drawn curves: "
-                                      "s = α·s_prev + (1 − α)·loss. 0 draws the raw values.")
+                                      "s = α·s_prev + (1 − α)·loss. 0 draws the raw values; above 0 the raw "
+                                      "values are drawn faintly underneath.")
         self.log_box = QtWidgets.QCheckBox("log y")
         self.log_box.setObjectName("lossLogY")
-        self.log_box.setToolTip(f"Logarithmic loss axis (values ≤ {LOG_FLOOR:g} are drawn at {LOG_FLOOR:g})")
+        self.log_box.setToolTip(f"Logarithmic loss axis (values ≤ {LOG_FLOOR:g} are drawn at {LOG_FLOOR:g}). "
+                                "It turns on by itself when the curves span two orders of magnitude "
+                                "(distillation terms are often 100× below the cross-entropy), until you "
+                                "tick or untick it.")
+        self.export = ExportButtons(self, "loss", self.export_png, self.export_csv)
+        self.export.exported.connect(self.exported)
+        self.export.failed.connect(self.exportFailed)
 
         controls = QtWidgets.QHBoxLayout()
         controls.setContentsMargins(0, 0, 0, 0)
-        controls.addWidget(QtWidgets.QLabel("stage"))
+        controls.setSpacing(4)
         controls.addWidget(self.stage_box)
-        controls.addSpacing(12)
-        controls.addWidget(QtWidgets.QLabel("smoothing"))
+        controls.addWidget(self.component_label)
+        controls.addWidget(self.component_box)
+        controls.addSpacing(4)
+        smooth_label = QtWidgets.QLabel("smooth")
+        smooth_label.setToolTip(self.smoothing_box.toolTip())
+        controls.addWidget(smooth_label)
         controls.addWidget(self.smoothing_box)
-        controls.addSpacing(12)
         controls.addWidget(self.log_box)
         controls.addStretch(1)
+        for button in self.export.buttons():
+            controls.addWidget(button)
+        self._show_component_box(False)
 
         self.plot_widget = _new_plot_widget()
         self.plot_item: pg.PlotItem = self.plot_widget.getPlotItem()
@@ -402,22 +496,33 @@ class LossPlot(QtWidgets.QWidget):
         # it receives (overriding the curve's), so they are set here, on the plot
         self.plot_item.setDownsampling(auto=True, mode="peak")
         self.plot_item.setClipToView(True)
+        self.marker = pg.InfiniteLine(angle=90, movable=False,
+                                      pen=pg.mkPen(MARKER_COLOUR, width=1, style=QtCore.Qt.PenStyle.DashLine))
+        self.marker.setToolTip("The step of the attention snapshot shown")
+        self.marker.setVisible(False)
+        self.plot_item.addItem(self.marker, ignoreBounds=True)
+        self.hover = HoverReadout(self.plot_item, self._hover_series, "step", self.log_y, self)
 
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 0)
         layout.addLayout(controls)
         layout.addWidget(self.plot_widget, 1)
 
-        self.stage_box.stageChanged.connect(self._show_stage)
+        self.stage_box.stageChanged.connect(self._stage_changed)
+        self.component_box.activated.connect(self._component_picked)
         self.smoothing_box.valueChanged.connect(self.set_smoothing)
-        self.log_box.toggled.connect(self.set_log_y)
+        self.log_box.toggled.connect(self._log_toggled)
+        if smoothing:
+            self.set_smoothing(smoothing)
 
     # -- public API ---------------------------------------------------------------------------
 
-    def add_steps(self, events: Sequence[StepEvent]) -> None:
-        """Append a batch of step events: one point per component (and the total) per event."""
+    def add_steps(self, events: Sequence[StepEvent], run: str = PRIMARY) -> None:
+        """Append a batch of step events of ``run``: one point per component (and the total) per event."""
         if not events:
             return
+        comparing = self.comparing()
+        self._runs.note(run)
         batches: dict[tuple[str, str], tuple[list[float], list[float]]] = {}
         stages: list[str] = []
         planned: dict[str, int] = {}
@@ -429,25 +534,93 @@ class LossPlot(QtWidgets.QWidget):
                 xs, ys = batches.setdefault((event.stage, component), ([], []))
                 xs.append(event.step)
                 ys.append(value)
+        new_components = False
         for (stage, component), (xs, ys) in batches.items():
-            curve = self._curve(stage, component)
+            new_components |= (run, stage, component) not in self._curves
+            curve = self._curve(run, stage, component)
             curve.append(np.asarray(xs, np.float64), np.asarray(ys, np.float64), self._alpha, self._log_y)
             curve.planned = planned[stage]
         self.stage_box.note_stages(stages)
+        if self.comparing() != comparing:
+            self._show_selection()
+        elif new_components:
+            self._sync_component_box()
+        self._consider_log()
         self.redraw()
 
+    def add_run(self, run: str, label: str, events: Sequence[StepEvent]) -> None:
+        """Lay the steps of another run over the plot (``run`` is its key, e.g. its folder)."""
+        if run == PRIMARY:
+            raise ValueError("add_run is for other runs; the primary run's steps go to add_steps")
+        self.remove_run(run)
+        self._runs.labels[run] = label
+        self._runs.note(run)
+        self.add_steps(events, run)
+        self._show_selection()
+
+    def remove_run(self, run: str) -> None:
+        """Take a run off the plot (the primary run's curves go with :meth:`clear_run`)."""
+        if run not in self._runs.order and run not in self._runs.labels:
+            return
+        self.clear_run(run)
+
+    def clear_run(self, run: str = PRIMARY) -> None:
+        """Forget every curve of ``run`` (the primary run by default), keep the others."""
+        gone = [key for key, curve in self._curves.items() if curve.run == run]
+        if not gone and run not in self._runs.order:
+            return
+        for key in gone:
+            curve = self._curves.pop(key)
+            self._take_off(curve)
+        self._to_place = [c for c in self._to_place if c.run != run]
+        self._runs.forget(run)
+        if not self._curves:
+            self.clear()
+            return
+        stages = {c.stage for c in self._curves.values()}
+        if self.stage_box.stage() not in stages:
+            self.stage_box.reset()
+            self.stage_box.note_stages(sorted(stages, key=_stage_rank))
+        self._show_selection()
+
+    def runs(self) -> list[str]:
+        """The keys of the runs on the plot, the primary (``""``) first when it has data."""
+        return list(self._runs.order)
+
+    def set_run_label(self, run: str, label: str) -> None:
+        """What the legend and the read-out call ``run`` (the primary run is "this run" until named)."""
+        if self._runs.labels.get(run) != label:
+            self._runs.labels[run] = label
+            if self.comparing():
+                self._show_selection()
+
+    def run_label(self, run: str) -> str:
+        return self._runs.label(run)
+
+    def comparing(self) -> bool:
+        """Whether more than one run has curves (then one component of each is drawn)."""
+        return len({curve.run for curve in self._curves.values()}) > 1
+
+    def component(self) -> str:
+        """The component drawn for each run when comparing runs."""
+        return self._component
+
+    def set_component(self, component: str) -> None:
+        self._component = component
+        self._sync_component_box()
+        self._show_selection()
+
     def redraw(self, force: bool = False) -> None:
-        """Hand the shown stage's new points to pyqtgraph: all of them with ``force``, else those due."""
+        """Hand the shown curves' new points to pyqtgraph: all of them with ``force``, else those due."""
         if not force and not self.isVisible():
             return                              # showEvent catches up
         now = time.monotonic()
         throttled = not force and now - self._last_redraw < self.redraw_interval_s
-        stage = self.stage_box.stage()
         waiting = drew = False
         for curve in self._curves.values():
-            if curve.stage == stage and curve.on_plot and curve.behind():
+            if curve.on_plot and curve.behind():
                 if force or curve.drawn <= 0 or (not throttled and self._redraw_due(curve, now)):
-                    curve.push_to_item()
+                    curve.push_to_item(self._log_y)
                     drew = True
                 else:
                     waiting = True
@@ -463,50 +636,71 @@ class LossPlot(QtWidgets.QWidget):
         self.stage_box.note_stages([stage])
 
     def clear(self) -> None:
-        """Remove every curve and forget every stage."""
+        """Remove every curve of every run and forget every stage."""
         self._catch_up.stop()
         self._place_timer.stop()
         self._to_place.clear()
         if self._curves:                  # (an empty plot is left alone: no relayout, no repaint)
             for curve in self._curves.values():
-                if curve.on_plot:
-                    self.plot_item.removeItem(curve.item)
+                self._take_off(curve)
             self._curves.clear()
             self.legend.clear()
+        self._runs = _Runs() if not self._runs.order else self._reset_runs()
         self.stage_box.reset()
         self._anchor.set_box(None)
         self._last_redraw = -math.inf
+        self._marker_at = None
+        self.marker.setVisible(False)
+        self.hover.hide()
+        self._show_component_box(False)
+
+    def _reset_runs(self) -> _Runs:
+        runs = _Runs()
+        runs.labels[PRIMARY] = self._runs.labels.get(PRIMARY, PRIMARY_LABEL)
+        return runs
 
     def curve_names(self) -> list[str]:
-        """Every curve's name in order of arrival: ``"total"``, ``"ce"``, ``"teacher total"``, ..."""
-        return list(self._curves)
+        """Every curve's name of the primary run, in order of arrival: ``"total"``, ``"ce"``,
+        ``"teacher total"``, ..."""
+        return [curve.name for curve in self._curves.values() if curve.run == PRIMARY]
 
-    def curve_data(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        """The raw (unsmoothed, unclipped) steps and values of curve ``name`` (copies)."""
-        curve = self._named(name)
+    def curve_data(self, name: str, run: str = PRIMARY) -> tuple[np.ndarray, np.ndarray]:
+        """The raw (unsmoothed, unclipped) steps and values of curve ``name`` of ``run`` (copies)."""
+        curve = self._named(name, run)
         return curve.x.view().copy(), curve.raw.view().copy()
 
-    def displayed_data(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+    def displayed_data(self, name: str, run: str = PRIMARY) -> tuple[np.ndarray, np.ndarray]:
         """What is drawn for curve ``name``: smoothed, and clipped to LOG_FLOOR on a log axis."""
-        curve = self._named(name)
+        curve = self._named(name, run)
         return curve.x.view().copy(), curve.shown.view().copy()
 
     def set_smoothing(self, alpha: float) -> None:
-        """Draw an EMA with factor ``alpha`` (0 ≤ alpha ≤ 0.999) instead of the raw values."""
+        """Draw an EMA with factor ``alpha`` (0 ≤ alpha ≤ 0.999) instead of the raw values, with the
+        raw values faintly under it."""
         alpha = float(alpha)
         if not 0.0 <= alpha <= MAX_SMOOTHING:
             raise ValueError(f"smoothing must be between 0 and {MAX_SMOOTHING}, got {alpha}")
         if alpha == self._alpha:
             return
+        raw_before = self._alpha > 0
         self._alpha = alpha
         self._sync_control(self.smoothing_box, alpha)
+        if (alpha > 0) != raw_before:
+            for curve in self._curves.values():
+                if curve.on_plot:
+                    self._place_raw(curve)
         self._recompute_all()
 
     def smoothing(self) -> float:
         return self._alpha
 
     def set_log_y(self, on: bool) -> None:
-        """Use a logarithmic loss axis; values ≤ LOG_FLOOR are drawn at LOG_FLOOR."""
+        """Use a logarithmic loss axis; values ≤ LOG_FLOOR are drawn at LOG_FLOOR. Called from code
+        (or by the user's tick), it decides for good: the axis no longer switches by itself."""
+        self._log_chosen = True
+        self._apply_log_y(on)
+
+    def _apply_log_y(self, on: bool) -> None:
         on = bool(on)
         if on == self._log_y:
             return
@@ -515,8 +709,15 @@ class LossPlot(QtWidgets.QWidget):
         self._recompute_all()
         self.plot_item.setLogMode(y=on)
 
+    def _log_toggled(self, on: bool) -> None:
+        self.set_log_y(on)
+
     def log_y(self) -> bool:
         return self._log_y
+
+    def log_chosen(self) -> bool:
+        """Whether the log axis was set by hand (or by code), not by the auto rule."""
+        return self._log_chosen
 
     def stage(self) -> str | None:
         """The stage whose curves are on the plot."""
@@ -527,39 +728,117 @@ class LossPlot(QtWidgets.QWidget):
         self.stage_box.select(stage)
         self._place_all()
 
-    def is_curve_visible(self, name: str) -> bool:
+    def is_curve_visible(self, name: str, run: str = PRIMARY) -> bool:
         """Whether curve ``name`` is drawn (it must also belong to the plotted stage to be seen)."""
         self._place_all()
-        return self._named(name).item.isVisible()
+        return self._named(name, run).item.isVisible()
 
     def plot_items(self) -> dict[str, pg.PlotDataItem]:
-        """Each curve's PlotDataItem by curve name (for tests and exporters); the shown stage's are on the plot."""
+        """Each primary curve's PlotDataItem by curve name (for tests and exporters); the shown ones are on the plot."""
         self._place_all()
-        return {name: curve.item for name, curve in self._curves.items()}
+        return {curve.name: curve.item for curve in self._curves.values() if curve.run == PRIMARY}
+
+    def shown_curves(self) -> list[tuple[str, str, str]]:
+        """``(run, stage, component)`` of every curve on the plot now, in legend order."""
+        self._place_all()
+        return [(c.run, c.stage, c.component) for c in self._curves.values() if c.on_plot]
+
+    def curve_item(self, run: str, stage: str, component: str) -> pg.PlotDataItem:
+        self._place_all()
+        return self._curves[(run, stage, component)].item
+
+    def raw_item(self, name: str, run: str = PRIMARY) -> pg.PlotDataItem:
+        """The faint raw curve under curve ``name`` (empty while smoothing is 0)."""
+        self._place_all()
+        return self._named(name, run).raw_item
+
+    def legend_labels(self) -> list[str]:
+        self._place_all()
+        return [label.text for _sample, label in self.legend.items]
+
+    def set_marker(self, stage: str | None, step: int | None) -> None:
+        """Mark ``step`` of ``stage`` (the attention snapshot shown) with a vertical line; None clears it."""
+        self._marker_at = (str(stage), int(step)) if stage is not None and step is not None else None
+        self._show_marker()
+
+    def marker_step(self) -> float | None:
+        """The marked step while the line shows on the plot, else None."""
+        return float(self.marker.value()) if self.marker.isVisible() else None
+
+    def readout_at(self, step: float, value: float) -> str:
+        """The hover read-out for a mouse at (``step``, ``value``) in data units; "" when no point is near."""
+        self._place_all()
+        self.redraw(force=True)
+        y = math.log10(value) if self._log_y and value > 0 else value
+        return self.hover.show_near(step, y)
+
+    def export_png(self, path) -> Path:
+        """The plot as drawn (curves, axes, legend), as a PNG."""
+        self._place_all()
+        self.redraw(force=True)
+        return save_widget_png(self.plot_widget, path)
+
+    def export_csv(self, path) -> Path:
+        """Every point of every run and stage: run, stage, component, step, value (raw), smoothed."""
+        rows = []
+        for curve in self._curves.values():
+            raw = curve.raw.view()
+            smoothed = ema(raw, self._alpha) if self._alpha > 0 else raw
+            label = self._runs.label(curve.run)
+            rows += [(label, curve.stage, curve.component, int(x), repr(float(v)), repr(float(s)))
+                     for x, v, s in zip(curve.x.view(), raw, smoothed)]
+        if not rows:
+            raise ValueError("no loss values to export yet")
+        return write_csv(path, ("run", "stage", "component", "step", "value", "smoothed"), rows)
 
     # -- internals ----------------------------------------------------------------------------
 
-    def _named(self, name: str) -> _LossCurve:
-        try:
-            return self._curves[name]
-        except KeyError:
-            known = ", ".join(self._curves) or "none yet"
-            raise KeyError(f"no loss curve named {name!r}; curves: {known}") from None
+    def _named(self, name: str, run: str = PRIMARY) -> _LossCurve:
+        for curve in self._curves.values():
+            if curve.run == run and curve.name == name:
+                return curve
+        known = ", ".join(c.name for c in self._curves.values() if c.run == run) or "none yet"
+        raise KeyError(f"no loss curve named {name!r}; curves: {known}")
 
-    def _curve(self, stage: str, component: str) -> _LossCurve:
-        name = curve_name(stage, component)
-        curve = self._curves.get(name)
+    def _curve(self, run: str, stage: str, component: str) -> _LossCurve:
+        key = (run, stage, component)
+        curve = self._curves.get(key)
         if curve is None:
-            if component == TOTAL:
-                colour = colormaps.TOTAL_COLOUR
-            else:
-                siblings = sum(1 for c in self._curves.values() if c.stage == stage and c.component != TOTAL)
-                colour = colormaps.palette_colour(siblings)
-            item = pg.PlotDataItem(pen=pg.mkPen(colour, width=1), name=component)
-            curve = self._curves[name] = _LossCurve(name, stage, component, item)
-            if stage == self.stage_box.stage():
+            item = pg.PlotDataItem(pen=pg.mkPen(TOTAL_PEN, width=1), name=component)
+            raw_item = pg.PlotDataItem(pen=pg.mkPen(TOTAL_PEN, width=1))
+            item.visibleChanged.connect(lambda i=item, r=raw_item: r.setVisible(i.isVisible()))
+            curve = self._curves[key] = _LossCurve(run, curve_name(stage, component), stage, component, item,
+                                                   raw_item)
+            self._style(curve)
+            if self._wanted(curve):
                 self._queue_placement(curve)
         return curve
+
+    def _style(self, curve: _LossCurve) -> None:
+        """Colour and legend name: by component for one run, by run when comparing runs."""
+        if self.comparing():
+            colour, name = self._runs.colour(curve.run), self._runs.label(curve.run)
+        else:
+            colour, name = self._component_colour(curve), curve.component
+        curve.item.setPen(pg.mkPen(colour, width=1))
+        curve.raw_item.setPen(pg.mkPen(_faint(colour), width=1))
+        curve.item.opts["name"] = name
+
+    def _component_colour(self, curve: _LossCurve) -> str:
+        if curve.component == TOTAL:
+            return colormaps.TOTAL_COLOUR
+        siblings = [c for c in self._curves.values()
+                    if c.run == curve.run and c.stage == curve.stage and c.component != TOTAL]
+        index = siblings.index(curve) if curve in siblings else len(siblings)
+        return colormaps.palette_colour(index)
+
+    def _wanted(self, curve: _LossCurve) -> bool:
+        """Whether ``curve`` belongs on the plot now."""
+        if curve.stage != self.stage_box.stage():
+            return False
+        if self.comparing():
+            return curve.component == self._component
+        return True
 
     def _queue_placement(self, curve: _LossCurve) -> None:
         if curve not in self._to_place:
@@ -575,15 +854,41 @@ class LossPlot(QtWidgets.QWidget):
         """
         while self._to_place:
             curve = self._to_place.pop(0)
-            if curve.on_plot or curve.stage != self.stage_box.stage():
+            if curve.on_plot or not self._wanted(curve) or curve not in self._curves.values():
                 continue
+            self._place_raw(curve)
             self.plot_item.addItem(curve.item, ignoreBounds=True)    # the range anchor covers it
             curve.on_plot = True
             if curve.behind():
-                curve.push_to_item()
+                curve.push_to_item(self._log_y)
             break
         if self._to_place:
             self._place_timer.start()
+
+    def _place_raw(self, curve: _LossCurve) -> None:
+        """The raw curve goes under a smoothed one, and off when there is no smoothing."""
+        want = self._alpha > 0
+        if want and not curve.raw_on_plot:
+            curve.raw_item.setData([], [])
+            self.plot_item.addItem(curve.raw_item, ignoreBounds=True)
+            curve.raw_item.setZValue(-1)
+            curve.raw_item.setVisible(curve.item.isVisible())
+            curve.raw_on_plot = True
+            curve.drawn = -1
+        elif not want and curve.raw_on_plot:
+            curve.raw_item.setData([], [])
+            self.plot_item.removeItem(curve.raw_item)
+            curve.raw_on_plot = False
+
+    def _take_off(self, curve: _LossCurve) -> None:
+        if curve.on_plot:
+            curve.take_off()
+            self.plot_item.removeItem(curve.item)
+            curve.on_plot = False
+        if curve.raw_on_plot:
+            curve.raw_item.setData([], [])
+            self.plot_item.removeItem(curve.raw_item)
+            curve.raw_on_plot = False
 
     def _place_all(self) -> None:
         while self._to_place:
@@ -603,10 +908,12 @@ class LossPlot(QtWidgets.QWidget):
         points_per_column = count / max(view.width(), 200.0)
         return count - curve.drawn >= points_per_column or now - curve.drawn_at >= REDRAW_LAG_S
 
+    def _shown_set(self) -> list[_LossCurve]:
+        return [c for c in self._curves.values() if self._wanted(c)]
+
     def _update_box(self) -> None:
-        """Give the range anchor a round box around the shown stage's curves (see RangeAnchor)."""
-        stage = self.stage_box.stage()
-        curves = [c for c in self._curves.values() if c.stage == stage and len(c.x) and c.low <= c.high]
+        """Give the range anchor a round box around the shown curves (see RangeAnchor)."""
+        curves = [c for c in self._shown_set() if len(c.x) and c.low <= c.high]
         if not curves:              # (a stage just started: not the previous stage's range)
             self._anchor.set_box(EMPTY_BOX if self._curves else None)
             return
@@ -617,26 +924,83 @@ class LossPlot(QtWidgets.QWidget):
         planned = max((c.planned for c in curves), default=0) or None
         self._anchor.set_box(round_box(x_lo, x_hi, y_lo, y_hi, self._log_y, planned))
 
-    def _show_stage(self, stage: str) -> None:
-        """Put the curves of ``stage`` on the plot (and in the legend) and take the others off.
+    def _consider_log(self) -> None:
+        """With ``auto_log``, turn the log axis on once the shown curves span two orders of magnitude."""
+        if not self.auto_log or self._log_chosen or self._log_y:
+            return
+        curves = [c for c in self._shown_set() if len(c.x)]
+        if curves and spans_decades((c.low for c in curves), (c.high for c in curves)):
+            self._apply_log_y(True)
 
-        The new curves go on one per event-loop turn (see :meth:`_place_next`). A curve leaves the
-        plot empty and gets its data back after it is re-added: pyqtgraph's clip-to-view fails on an
-        item that holds data while it is being added to a plot.
+    def _stage_changed(self, _stage: str) -> None:
+        self._show_selection()
+
+    def _component_picked(self, _index: int) -> None:
+        component = self.component_box.currentData()
+        if component and component != self._component:
+            self._component = component
+            self._show_selection()
+
+    def _show_component_box(self, shown: bool) -> None:
+        self.component_label.setVisible(shown)
+        self.component_box.setVisible(shown)
+
+    def _sync_component_box(self) -> None:
+        comparing = self.comparing()
+        self._show_component_box(comparing)
+        if not comparing:
+            return
+        stage = self.stage_box.stage()
+        components = list(dict.fromkeys(
+            [TOTAL] + [c.component for c in self._curves.values() if c.stage == stage and c.component != TOTAL]))
+        if self._component not in components:
+            self._component = TOTAL
+        current = [self.component_box.itemData(i) for i in range(self.component_box.count())]
+        if current != components:
+            self.component_box.blockSignals(True)
+            self.component_box.clear()
+            for component in components:
+                self.component_box.addItem(component, component)
+            self.component_box.blockSignals(False)
+        self.component_box.setCurrentIndex(max(0, self.component_box.findData(self._component)))
+
+    def _show_selection(self) -> None:
+        """Put the wanted curves on the plot (and in the legend) with their colours, take the others off.
+
+        Everything shown is taken off first, so legend entries and colours follow the selection
+        (by component for one run, by run when comparing). The curves go on one per event-loop turn
+        (see :meth:`_place_next`). A curve leaves the plot empty and gets its data back after it is
+        re-added: pyqtgraph's clip-to-view fails on an item that holds data while it is being added.
         """
-        self._to_place = [c for c in self._to_place if c.stage == stage]
+        self._sync_component_box()
+        self._to_place = []
         for curve in self._curves.values():
-            if curve.stage == stage:
-                if not curve.on_plot:
-                    self._queue_placement(curve)
-                elif curve.behind():
-                    curve.push_to_item()
-            elif curve.on_plot:
-                curve.take_off()
-                self.plot_item.removeItem(curve.item)
-                curve.on_plot = False
+            self._take_off(curve)
+            self._style(curve)
+        for curve in self._curves.values():
+            if self._wanted(curve):
+                self._queue_placement(curve)
         self._update_box()
+        self._show_marker()
+        self.hover.hide()
         self.plot_item.enableAutoRange()
+        self._consider_log()
+
+    def _show_marker(self) -> None:
+        at = self._marker_at
+        if at is None or at[0] != self.stage_box.stage():
+            self.marker.setVisible(False)
+            return
+        self.marker.setValue(at[1])
+        self.marker.setVisible(True)
+
+    def _hover_series(self) -> list[Series]:
+        series = []
+        for curve in self._curves.values():
+            if curve.on_plot and curve.item.isVisible() and len(curve.x):
+                series.append(Series(curve.component, self._runs.label(curve.run), curve.x.view(),
+                                     curve.shown.view(), curve.raw.view() if self._alpha > 0 else None))
+        return series
 
     def _recompute_all(self) -> None:
         for curve in self._curves.values():
@@ -653,8 +1017,42 @@ class LossPlot(QtWidgets.QWidget):
         control.blockSignals(False)
 
 
+TOTAL_PEN = colormaps.TOTAL_COLOUR
+_STAGE_ORDER = [stage.value for stage in Stage]
+
+
+def _stage_rank(stage: str) -> int:
+    return _STAGE_ORDER.index(stage) if stage in _STAGE_ORDER else len(_STAGE_ORDER)
+
+
 # --------------------------------------------------------------------------------------------------
 # accuracy plot
+
+
+class _AccuracyRun:
+    """One run's accuracies: ``{series name: {epoch: accuracy}}``, its stages' planned epochs, its teacher."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, dict[int, float]] = {}
+        self.stage_epochs: dict[str, int] = {}
+        self.teacher_acc: float | None = None
+        self.items: dict[str, pg.PlotDataItem] = {}     # "train", "test" (other runs' items)
+
+    def add(self, events: Sequence[EpochEvent]) -> None:
+        for event in events:
+            self.values.setdefault(curve_name(event.stage, "train"), {})[event.epoch] = float(event.train_acc)
+            self.values.setdefault(curve_name(event.stage, "test"), {})[event.epoch] = float(event.test_acc)
+            self.stage_epochs[event.stage] = max(int(event.epochs), self.stage_epochs.get(event.stage, 0))
+            if event.teacher_acc is not None:
+                self.teacher_acc = float(event.teacher_acc)
+
+    def series(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        values = self.values.get(name, {})
+        epochs = np.array(sorted(values), dtype=np.float64)
+        return epochs, np.array([values[int(e)] for e in epochs], dtype=np.float64)
+
+    def has_stage(self, stage: str) -> bool:
+        return curve_name(stage, "train") in self.values or curve_name(stage, "test") in self.values
 
 
 class AccuracyPlot(QtWidgets.QWidget):
@@ -664,22 +1062,36 @@ class AccuracyPlot(QtWidgets.QWidget):
     for other stages, and ``"teacher"`` for the reference line. An epoch reported twice keeps its
     latest value. New epochs are drawn on the next event-loop turn, so that their repaint is not
     added to the loss plot's (epochs end with a burst of events); :meth:`plot_items` draws at once.
+
+    Other runs can be laid over the primary one (:meth:`add_run`): then each run has one colour, its
+    test accuracy a solid line named by the run in the legend and its train accuracy a dotted line
+    of the same colour; the teacher's line is the primary run's (or the first run's that has one).
     """
+
+    exported = QtCore.Signal(str, str)
+    exportFailed = QtCore.Signal(str)
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("accuracyPlot")
-        self._values: dict[str, dict[int, float]] = {}    # series name -> {epoch: accuracy}
-        self._stage_epochs: dict[str, int] = {}           # planned epochs per stage
-        self._teacher_acc: float | None = None
+        self._data: dict[str, _AccuracyRun] = {PRIMARY: _AccuracyRun()}
+        self._runs = _Runs()
+        self._legend_key: tuple | None = None
+        # the legend's sample for "train (dotted)" when comparing runs (never on the plot itself)
+        self._dotted_sample = pg.PlotDataItem(pen=pg.mkPen(colormaps.MUTED, width=1, style=QtCore.Qt.PenStyle.DotLine))
 
         self.stage_box = StageSelector()
         self.stage_box.setObjectName("accuracyStage")
+        self.export = ExportButtons(self, "accuracy", self.export_png, self.export_csv)
+        self.export.exported.connect(self.exported)
+        self.export.failed.connect(self.exportFailed)
         controls = QtWidgets.QHBoxLayout()
         controls.setContentsMargins(0, 0, 0, 0)
-        controls.addWidget(QtWidgets.QLabel("stage"))
+        controls.setSpacing(4)
         controls.addWidget(self.stage_box)
         controls.addStretch(1)
+        for button in self.export.buttons():
+            controls.addWidget(button)
 
         self.plot_widget = _new_plot_widget()
         self.plot_item: pg.PlotItem = self.plot_widget.getPlotItem()
@@ -691,15 +1103,17 @@ class AccuracyPlot(QtWidgets.QWidget):
         train_colour, test_colour = colormaps.palette_colour(0), colormaps.palette_colour(1)
         self._train_item = self.plot_item.plot(
             pen=pg.mkPen(train_colour, width=1), symbol="o", symbolSize=6,
-            symbolBrush=train_colour, symbolPen=None, name="train")
+            symbolBrush=train_colour, symbolPen=None)
         self._test_item = self.plot_item.plot(
             pen=pg.mkPen(test_colour, width=1), symbol="s", symbolSize=6,
-            symbolBrush=test_colour, symbolPen=None, name="test")
+            symbolBrush=test_colour, symbolPen=None)
         self._teacher_item = self.plot_item.plot(
-            pen=pg.mkPen(colormaps.MUTED, width=1, style=QtCore.Qt.PenStyle.DashLine), name="teacher")
+            pen=pg.mkPen(colormaps.MUTED, width=1, style=QtCore.Qt.PenStyle.DashLine))
+        self._data[PRIMARY].items = {"train": self._train_item, "test": self._test_item}
         self._teacher_label = pg.TextItem(color=colormaps.MUTED, anchor=(1.0, 0.0))   # under the line's end
         self._teacher_label.setVisible(False)
         self.plot_item.addItem(self._teacher_label, ignoreBounds=True)
+        self.hover = HoverReadout(self.plot_item, self._hover_series, "epoch", parent=self)
 
         layout = QtWidgets.QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 0)
@@ -711,50 +1125,106 @@ class AccuracyPlot(QtWidgets.QWidget):
         self._redraw_timer.timeout.connect(self._redraw)
         self.stage_box.stageChanged.connect(lambda _stage: self._redraw_timer.start())
 
-    def add_epochs(self, events: Sequence[EpochEvent]) -> None:
-        """Record a batch of epoch events and redraw once."""
+    # -- public API ---------------------------------------------------------------------------
+
+    def add_epochs(self, events: Sequence[EpochEvent], run: str = PRIMARY) -> None:
+        """Record a batch of epoch events of ``run`` and redraw once."""
         if not events:
             return
-        for event in events:
-            self._values.setdefault(curve_name(event.stage, "train"), {})[event.epoch] = float(event.train_acc)
-            self._values.setdefault(curve_name(event.stage, "test"), {})[event.epoch] = float(event.test_acc)
-            self._stage_epochs[event.stage] = max(int(event.epochs), self._stage_epochs.get(event.stage, 0))
-            if event.teacher_acc is not None:
-                self._teacher_acc = float(event.teacher_acc)
+        self._data.setdefault(run, _AccuracyRun()).add(events)
+        self._runs.note(run)
         self.stage_box.note_stages(event.stage for event in events)
         self._redraw_timer.start()
+
+    def add_run(self, run: str, label: str, events: Sequence[EpochEvent]) -> None:
+        """Lay another run's accuracies over the plot."""
+        if run == PRIMARY:
+            raise ValueError("add_run is for other runs; the primary run's epochs go to add_epochs")
+        self.remove_run(run)
+        self._runs.labels[run] = label
+        self._runs.note(run)
+        self.add_epochs(events, run)
+        self._redraw_timer.start()
+
+    def remove_run(self, run: str) -> None:
+        if run == PRIMARY:
+            self.clear_run()
+            return
+        data = self._data.pop(run, None)
+        if data is not None:
+            for item in data.items.values():
+                self.plot_item.removeItem(item)
+        self._runs.forget(run)
+        self._redraw_timer.start()
+
+    def clear_run(self, run: str = PRIMARY) -> None:
+        """Forget ``run``'s epochs (the primary run's by default), keep the others."""
+        if run != PRIMARY:
+            self.remove_run(run)
+            return
+        primary = self._data[PRIMARY]
+        had = bool(primary.values) or primary.teacher_acc is not None
+        items = primary.items
+        self._data[PRIMARY] = _AccuracyRun()
+        self._data[PRIMARY].items = items
+        self._runs.forget(PRIMARY)
+        if len(self._data) == 1:
+            self.stage_box.reset()
+        if had:
+            self._redraw()
+
+    def set_run_label(self, run: str, label: str) -> None:
+        if self._runs.labels.get(run) != label:
+            self._runs.labels[run] = label
+            self._redraw_timer.start()
+
+    def runs(self) -> list[str]:
+        return list(self._runs.order)
+
+    def comparing(self) -> bool:
+        return sum(1 for data in self._data.values() if data.values) > 1
 
     def note_stage(self, stage: str) -> None:
         """A stage has started: list it in the stage box before its first epoch ends."""
         self.stage_box.note_stages([stage])
 
     def clear(self) -> None:
-        had_data = bool(self._values) or self._teacher_acc is not None
-        self._values.clear()
-        self._stage_epochs.clear()
-        self._teacher_acc = None
+        """Forget every run's epochs."""
+        had_data = any(data.values or data.teacher_acc is not None for data in self._data.values())
+        for run in [run for run in self._data if run != PRIMARY]:
+            for item in self._data.pop(run).items.values():
+                self.plot_item.removeItem(item)
+        items = self._data[PRIMARY].items
+        self._data[PRIMARY] = _AccuracyRun()
+        self._data[PRIMARY].items = items
+        primary_label = self._runs.labels.get(PRIMARY, PRIMARY_LABEL)
+        self._runs = _Runs()
+        self._runs.labels[PRIMARY] = primary_label
         self.stage_box.reset()
         if had_data:                      # (an empty plot is left alone: no repaint)
             self._redraw()
 
     def series_names(self) -> list[str]:
-        names = list(self._values)
-        return names + ["teacher"] if self._teacher_acc is not None else names
+        primary = self._data[PRIMARY]
+        names = list(primary.values)
+        return names + ["teacher"] if primary.teacher_acc is not None else names
 
-    def series(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+    def series(self, name: str, run: str = PRIMARY) -> tuple[np.ndarray, np.ndarray]:
         """Epochs and accuracies (%) of ``"train"``, ``"test"``, ``"<stage> train"``... or ``"teacher"``.
 
         The teacher's series is its reference line: the planned epochs' first and last, at the
         teacher's accuracy. Unknown names raise KeyError; a known name with no data yet is empty.
         """
+        data = self._data.get(run)
+        if data is None:
+            raise KeyError(f"no run {run!r} on the accuracy plot; runs: {', '.join(self._data)}")
         if name == "teacher":
-            return self._teacher_line()
-        if name not in self._values and name not in ("train", "test"):
-            known = ", ".join(self.series_names()) or "none yet"
+            return self._teacher_line(data)
+        if name not in data.values and name not in ("train", "test"):
+            names = list(data.values) + (["teacher"] if data.teacher_acc is not None else [])
+            known = ", ".join(names) or "none yet"
             raise KeyError(f"no accuracy series named {name!r}; series: {known}")
-        values = self._values.get(name, {})
-        epochs = np.array(sorted(values), dtype=np.float64)
-        return epochs, np.array([values[int(e)] for e in epochs], dtype=np.float64)
+        return data.series(name)
 
     def stage(self) -> str | None:
         return self.stage_box.stage()
@@ -763,41 +1233,149 @@ class AccuracyPlot(QtWidgets.QWidget):
         self.stage_box.select(stage)
 
     def plot_items(self) -> dict[str, pg.PlotDataItem]:
-        """The train, test and teacher items, with every epoch received drawn."""
+        """The primary run's train, test and teacher items, with every epoch received drawn."""
         if self._redraw_timer.isActive():
             self._redraw()
         return {"train": self._train_item, "test": self._test_item, "teacher": self._teacher_item}
 
-    def _teacher_line(self) -> tuple[np.ndarray, np.ndarray]:
-        if self._teacher_acc is None:
+    def run_items(self, run: str) -> dict[str, pg.PlotDataItem]:
+        if self._redraw_timer.isActive():
+            self._redraw()
+        return dict(self._data[run].items)
+
+    def legend_labels(self) -> list[str]:
+        if self._redraw_timer.isActive():
+            self._redraw()
+        return [label.text for _sample, label in self.legend.items]
+
+    def readout_at(self, epoch: float, accuracy: float) -> str:
+        if self._redraw_timer.isActive():
+            self._redraw()
+        return self.hover.show_near(epoch, accuracy)
+
+    def export_png(self, path) -> Path:
+        if self._redraw_timer.isActive():
+            self._redraw()
+        return save_widget_png(self.plot_widget, path)
+
+    def export_csv(self, path) -> Path:
+        """Every accuracy of every run: run, stage, series, epoch, accuracy (%)."""
+        rows = []
+        for run, data in self._data.items():
+            label = self._runs.label(run)
+            for name, values in data.values.items():
+                stage, _, series = name.rpartition(" ")
+                for epoch in sorted(values):
+                    rows.append((label, stage or MAIN_STAGE, series, epoch, repr(values[epoch])))
+            if data.teacher_acc is not None:
+                rows.append((label, MAIN_STAGE, "teacher", "", repr(data.teacher_acc)))
+        if not rows:
+            raise ValueError("no accuracy to export yet")
+        return write_csv(path, ("run", "stage", "series", "epoch", "accuracy"), rows)
+
+    # -- drawing ------------------------------------------------------------------------------
+
+    def _teacher_line(self, data: _AccuracyRun) -> tuple[np.ndarray, np.ndarray]:
+        if data.teacher_acc is None:
             return np.empty(0), np.empty(0)
         stage = self.stage_box.stage() or MAIN_STAGE
-        last = max(self._stage_epochs.get(stage, 1), 2)
-        return np.array([1.0, float(last)]), np.full(2, self._teacher_acc)
+        last = max(max((d.stage_epochs.get(stage, 1) for d in self._data.values()), default=1), 2)
+        return np.array([1.0, float(last)]), np.full(2, data.teacher_acc)
+
+    def _teacher_source(self) -> _AccuracyRun | None:
+        for run in [PRIMARY] + self._runs.order:
+            data = self._data.get(run)
+            if data is not None and data.teacher_acc is not None:
+                return data
+        return None
+
+    def _item_for(self, run: str, role: str) -> pg.PlotDataItem:
+        data = self._data[run]
+        item = data.items.get(role)
+        if item is None:
+            item = pg.PlotDataItem()
+            self.plot_item.addItem(item)
+            data.items[role] = item
+        return item
 
     def _redraw(self) -> None:
         self._redraw_timer.stop()
         stage = self.stage_box.stage() or MAIN_STAGE
-        shown = (curve_name(stage, "train") in self._values or curve_name(stage, "test") in self._values
-                 or self._teacher_acc is not None)
-        self.legend.set_wanted(shown)                 # no legend over an empty plot
-        train = self._series_or_empty(curve_name(stage, "train"))
-        test = self._series_or_empty(curve_name(stage, "test"))
-        self._train_item.setData(*train)
-        self._test_item.setData(*test)
-        x, y = self._teacher_line()
+        comparing = self.comparing()
+        teacher = self._teacher_source()
+        shown = any(data.has_stage(stage) for data in self._data.values()) or teacher is not None
+        legend: list[tuple[pg.PlotDataItem, str]] = []
+        points = [np.empty(0)]
+        for run, data in self._data.items():
+            train = data.series(curve_name(stage, "train"))
+            test = data.series(curve_name(stage, "test"))
+            if run != PRIMARY and not data.values:
+                continue
+            train_item, test_item = self._item_for(run, "train"), self._item_for(run, "test")
+            if comparing:
+                colour = self._runs.colour(run)
+                train_item.setPen(pg.mkPen(colour, width=1, style=QtCore.Qt.PenStyle.DotLine))
+                train_item.setSymbol(None)
+                test_item.setPen(pg.mkPen(colour, width=2))
+                test_item.setSymbol("o")
+                test_item.setSymbolBrush(colour)
+                test_item.setSymbolPen(None)
+                test_item.setSymbolSize(6)
+                if data.has_stage(stage):
+                    legend.append((test_item, self._runs.label(run)))
+            else:
+                for item, role, symbol in ((train_item, "train", "o"), (test_item, "test", "s")):
+                    colour = colormaps.palette_colour(0 if role == "train" else 1)
+                    item.setPen(pg.mkPen(colour, width=1))
+                    item.setSymbol(symbol)
+                    item.setSymbolBrush(colour)
+                    item.setSymbolPen(None)
+                    item.setSymbolSize(6)
+                    if data.has_stage(stage) and run == PRIMARY:
+                        legend.append((item, role))
+            train_item.setData(*train)
+            test_item.setData(*test)
+            points += [train[1], test[1]]
+        x, y = self._teacher_line(teacher) if teacher is not None else (np.empty(0), np.empty(0))
         self._teacher_item.setData(x, y)
-        if self._teacher_acc is None:
+        if teacher is not None:
+            legend.append((self._teacher_item, "teacher" if not comparing else f"teacher {teacher.teacher_acc:.1f} %"))
+        if comparing and legend:
+            legend.append((self._dotted_sample, "train (dotted)"))
+        self._set_legend(legend)
+        self.legend.set_wanted(shown)                 # no legend over an empty plot
+        if teacher is None or comparing:          # comparing runs, the legend gives the teacher's accuracy
             self._teacher_label.setVisible(False)
         else:
             # under the line's end, or above it when the line is in the lower half of the points
             # (under it, the label would leave the plot)
-            values = np.concatenate([train[1], test[1], [self._teacher_acc]])
-            low_line = self._teacher_acc < (values.min() + values.max()) / 2
+            values = np.concatenate(points + [[teacher.teacher_acc]])
+            low_line = teacher.teacher_acc < (values.min() + values.max()) / 2
             self._teacher_label.setAnchor((1.0, 1.0) if low_line else (1.0, 0.0))
-            self._teacher_label.setText(f"teacher {self._teacher_acc:.1f} %")
-            self._teacher_label.setPos(float(x[-1]), self._teacher_acc)
+            self._teacher_label.setText(f"teacher {teacher.teacher_acc:.1f} %")
+            self._teacher_label.setPos(float(x[-1]), teacher.teacher_acc)
             self._teacher_label.setVisible(True)
 
-    def _series_or_empty(self, name: str) -> tuple[np.ndarray, np.ndarray]:
-        return self.series(name) if name in self._values else (np.empty(0), np.empty(0))
+    def _set_legend(self, entries: list[tuple[pg.PlotDataItem, str]]) -> None:
+        key = tuple((id(item), label) for item, label in entries)
+        if key == self._legend_key:
+            return
+        self._legend_key = key
+        self.legend.clear()
+        for item, label in entries:
+            self.legend.addItem(item, label)
+
+    def _hover_series(self) -> list[Series]:
+        stage = self.stage_box.stage() or MAIN_STAGE
+        series = []
+        for run, data in self._data.items():
+            label = self._runs.label(run)
+            for role in ("test", "train"):
+                x, y = data.series(curve_name(stage, role))
+                if x.size:
+                    series.append(Series(role, label, x, y))
+        teacher = self._teacher_source()
+        if teacher is not None:
+            x, y = self._teacher_line(teacher)
+            series.append(Series("teacher", "", x, y))
+        return series

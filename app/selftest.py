@@ -55,6 +55,7 @@ def run_self_test(screenshot: str | None = None, timeout_s: float = DEFAULT_TIME
     settings = QtCore.QSettings(str(workdir / "settings.ini"), QtCore.QSettings.Format.IniFormat)
     window = MainWindow(config=self_test_config(str(workdir / "runs")), settings=settings)
     window.show_error_dialogs = False
+    window.prompt_unsaved = False
     outcome: dict = {}
     window.worker.finished.connect(lambda event: outcome.setdefault("finished", event))
     window.worker.failed.connect(lambda event: outcome.setdefault("failed", event))

@@ -1,4 +1,5 @@
-"""Where the window remembers things between launches: the last run file and its layout.
+"""Where the window remembers things between launches: the last run file, whether to reopen it, and
+the layout (window geometry and where each panel is docked).
 
 The settings live in Qt's per-user store (``QSettings("featdistill", "featdistill")``: the registry
 on Windows, a plist on macOS, ``~/.config/featdistill/featdistill.conf`` on Linux). Setting the
@@ -19,11 +20,11 @@ APPLICATION = "featdistill"
 
 LAST_RUN_FILE = "files/last_run_file"
 LAST_DIRECTORY = "files/last_directory"
+REOPEN_LAST = "files/reopen_last"       # open the last run file at launch (else: the demo)
 WINDOW_GEOMETRY = "layout/geometry"
-WINDOW_STATE = "layout/state"
-MAIN_SPLITTER = "layout/main_splitter"
-LIVE_SPLITTER = "layout/live_splitter"
+WINDOW_STATE = "layout/docks"           # QMainWindow.saveState of the docked panels (0.1's "layout/state" is ignored)
 CONFIG_TAB = "layout/config_tab"
+CENTRAL_TAB = "layout/central_tab"
 
 
 def open_settings() -> QtCore.QSettings:
@@ -52,3 +53,12 @@ def last_directory(settings: QtCore.QSettings) -> str:
     """The folder of the last file chosen, for file dialogs to start in ("" when none)."""
     value = settings.value(LAST_DIRECTORY, "", type=str)
     return value if value and Path(value).is_dir() else ""
+
+
+def reopen_last(settings: QtCore.QSettings) -> bool:
+    """Whether a launch without a run file reopens the last one (False: it opens on the demo)."""
+    return settings.value(REOPEN_LAST, False, type=bool)
+
+
+def set_reopen_last(settings: QtCore.QSettings, on: bool) -> None:
+    settings.setValue(REOPEN_LAST, bool(on))

@@ -14,10 +14,17 @@ whatever the step rate. The GUI thread never waits on training: start, pause, re
 set flags the trainer checks at its next step (a pause or stop asked for while the run is still
 being checked is handed to the trainer as soon as it exists). Progress is the core's estimate
 (:class:`featdistill_core.ProgressEstimator`) over the run's stage plan.
+
+While a background thread runs, Python's automatic garbage collection is off and the GUI thread
+collects instead (:class:`GuiGarbage`, about once a second, by the same generation thresholds). A
+collection that runs on the training thread can delete Qt objects of the window (cycles of pyqtgraph
+items left by earlier redraws) from the wrong thread; seen here as the training thread stopping for
+good inside a model's constructor while the window waited for it.
 """
 
 from __future__ import annotations
 
+import gc
 import queue
 import threading
 import traceback
@@ -31,8 +38,73 @@ from featdistill_core import (
 )
 
 DRAIN_HZ = 10              # deliveries (so window repaints) a second: live enough, and the CPU stays with training
+GC_INTERVAL_MS = 1000      # how often the GUI thread collects garbage while automatic collection is off
 _torch_warmed_up = False
 _warm_up_thread: threading.Thread | None = None
+
+
+class GuiGarbage(QtCore.QObject):
+    """Garbage collection on the GUI thread only, while background threads run.
+
+    :meth:`hold` turns Python's automatic collection off (the first hold) and :meth:`release` turns it
+    back on (the last release, when it was on before). Meanwhile a timer on the GUI thread collects
+    each generation whose count passed its threshold, as the automatic collector would, so memory is
+    reclaimed as usual, only never on another thread. (pyqtgraph's ``GarbageCollector`` does the same
+    for the whole life of an application.)
+    """
+
+    _instance: "GuiGarbage | None" = None
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._holds = 0
+        self._was_enabled = True
+        self._timer = QtCore.QTimer(self)
+        self._timer.setInterval(GC_INTERVAL_MS)
+        self._timer.timeout.connect(self.collect_due)
+        self._threads: list[threading.Thread] = []
+
+    @classmethod
+    def instance(cls) -> "GuiGarbage":
+        if cls._instance is None:
+            cls._instance = GuiGarbage()
+        return cls._instance
+
+    def hold(self, thread: threading.Thread | None = None) -> None:
+        """Collect on the GUI thread from now on; with ``thread``, until that thread has ended."""
+        if self._holds == 0:
+            self._was_enabled = gc.isenabled()
+            gc.disable()
+            self._timer.start()
+        self._holds += 1
+        if thread is not None:
+            self._threads.append(thread)
+
+    def release(self) -> None:
+        if self._holds == 0:
+            return
+        self._holds -= 1
+        if self._holds == 0:
+            self._timer.stop()
+            self.collect_due()
+            if self._was_enabled:
+                gc.enable()
+
+    def collect_due(self) -> None:
+        """Collect the generations due (by ``gc.get_threshold()``); release threads that ended."""
+        for thread in [t for t in self._threads if not t.is_alive()]:
+            self._threads.remove(thread)
+            self.release()
+        thresholds, counts = gc.get_threshold(), gc.get_count()
+        if counts[0] > thresholds[0]:
+            generation = 0
+            if counts[1] > thresholds[1]:
+                generation = 2 if counts[2] > thresholds[2] else 1
+            gc.collect(generation)
+
+    @property
+    def holding(self) -> bool:
+        return self._holds > 0
 
 
 def warm_up_torch() -> None:
@@ -65,6 +137,7 @@ def warm_up_torch_in_background() -> None:
     if _torch_warmed_up or _warm_up_thread is not None:
         return
     _warm_up_thread = threading.Thread(target=warm_up_torch, name="featdistill-warm-up", daemon=True)
+    GuiGarbage.instance().hold(_warm_up_thread)         # released by the GUI thread once it has ended
     _warm_up_thread.start()
 
 
@@ -150,6 +223,8 @@ class TrainingWorker(QtCore.QObject):
         self._stop_requested.clear()
         self._thread = threading.Thread(target=self._run, args=(config, run_dir, validate, factory),
                                         name="featdistill-training", daemon=True)
+        gc.collect(1)                         # what earlier windows left, collected here, on the GUI thread
+        GuiGarbage.instance().hold()          # ... and nothing on the training thread (see GuiGarbage)
         self._thread.start()
         self._timer.start()
 
@@ -237,6 +312,7 @@ class TrainingWorker(QtCore.QObject):
         if thread_done and self._thread is not None:
             self._thread = None
             self._timer.stop()
+            GuiGarbage.instance().release()
             self.runEnded.emit()
 
     def _deliver(self, events: list) -> None:

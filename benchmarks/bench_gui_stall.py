@@ -7,7 +7,8 @@ Start. A 10 ms precise QTimer on the GUI thread records the time between its tic
 run, from just after Start until the run has ended (the worker's run check, data generation,
 teacher stage, student stage, evaluations). A tick that comes late means the GUI thread could not
 run: a stall.
-Targets: longest gap ≤ 50 ms, 99th percentile ≤ 20 ms. The run is the throughput benchmark's (a
+Targets: longest gap ≤ 33 ms, 99th percentile ≤ 17 ms, and the GUI thread's CPU time ≤ 5 % of the
+process's CPU time over the run (the GUI thread's share of what the run cost the machine). The run is the throughput benchmark's (a
 step event every step, an attention snapshot every 5 steps); torch._dynamo is imported before Start,
 as the app does when its window first shows. The machine's load average is printed before and
 after each run: on a shared machine, other processes' work shows up as stalls too.
@@ -179,6 +180,7 @@ def one_run(args, clock: CallClock | None) -> np.ndarray:
     settings = QtCore.QSettings(str(workdir / "settings.ini"), QtCore.QSettings.Format.IniFormat)
     window = MainWindow(config=bench_config(str(workdir / "runs"), args.device, args.train), settings=settings)
     window.show_error_dialogs = False
+    window.prompt_unsaved = False
     window.show()
     window.form.wait_for_layers()
     settle = QtCore.QEventLoop()         # the window's first paint, long done when a user presses Start
@@ -199,6 +201,7 @@ def one_run(args, clock: CallClock | None) -> np.ndarray:
         clock.cpu.clear()
     started = time.perf_counter()
     started_cpu = time.thread_time()
+    started_process = time.process_time()
     if not window.start_run():
         raise SystemExit(f"the window refused the run: {window.status_text()}")
     start_call_ms = (time.perf_counter() - started) * 1000
@@ -208,6 +211,7 @@ def one_run(args, clock: CallClock | None) -> np.ndarray:
     heartbeat.stop()
     ticks.append(time.perf_counter())
     gui_cpu = time.thread_time() - started_cpu
+    process_cpu = time.process_time() - started_process
     window.close()
     print(f"after the run:  {load_average()}")
 
@@ -216,10 +220,12 @@ def one_run(args, clock: CallClock | None) -> np.ndarray:
     print(f"run: {window.status_text()[:120]}")
     print(f"Start button handler: {start_call_ms:.1f} ms on the GUI thread")
     print(f"heartbeat every {HEARTBEAT_MS} ms over {stamps[-1] - stamps[0]:.1f} s: {gaps.size} gaps; "
-          f"median {np.median(gaps):.1f} ms, p99 {np.percentile(gaps, 99):.1f} ms (target ≤ 20), "
-          f"max {gaps.max():.1f} ms (target ≤ 50); gaps > 50 ms: {(gaps > 50).sum()}; gaps > 20 ms: "
-          f"{(gaps > 20).sum()}", flush=True)
-    print(f"GUI thread CPU time: {gui_cpu:.2f} s ({100 * gui_cpu / (stamps[-1] - stamps[0]):.1f} % of the run)")
+          f"median {np.median(gaps):.1f} ms, p99 {np.percentile(gaps, 99):.1f} ms (target ≤ 17), "
+          f"max {gaps.max():.1f} ms (target ≤ 33); gaps > 33 ms: {(gaps > 33).sum()}; gaps > 17 ms: "
+          f"{(gaps > 17).sum()}", flush=True)
+    print(f"GUI thread CPU time: {gui_cpu:.2f} s = {100 * gui_cpu / max(process_cpu, 1e-9):.1f} % of the process's "
+          f"CPU time ({process_cpu:.1f} s; target ≤ 5 %), {100 * gui_cpu / (stamps[-1] - stamps[0]):.1f} % of the "
+          f"wall time")
     if clock is not None:
         print(clock.report(stamps), flush=True)
     return gaps

@@ -27,40 +27,50 @@ __version__ = "0.2.0"
 
 _PUBLIC = {
     "featdistill_core.config": (
-        "CheckpointConfig", "DataConfig", "KD_METHOD", "KDConfig", "MonitorConfig", "OPTIMIZERS", "OptimConfig",
-        "PAIR_STAGES", "PairConfig",
+        "AUTO_WEIGHT", "BalanceConfig", "CheckpointConfig", "DataConfig", "KD_METHOD", "KDConfig", "MonitorConfig",
+        "OPTIMIZERS", "OptimConfig", "PAIR_STAGES", "PairConfig",
         "RunConfig", "SCHEDULES", "StudentConfig", "TeacherConfig", "check_values", "checked", "config_from_dict",
         "config_from_toml", "config_to_toml", "load_config", "save_config", "term_names",
     ),
     "featdistill_core.errors": ("ConfigError", "Problem", "Problems", "field_parts"),
     "featdistill_core.stages": ("PlannedStage", "Stage", "plan_stages"),
     "featdistill_core.events": (
-        "AttentionSnapshot", "Checkpointed", "EpochEvent", "Failed", "Finished", "PairMaps", "Resumed", "StageStarted",
-        "StepEvent",
+        "AttentionSnapshot", "Checkpointed", "EpochEvent", "Failed", "Finished", "LossBalance", "PairMaps", "Resumed",
+        "StageStarted", "StepEvent", "TermBalance",
     ),
     "featdistill_core.losses": (
         "LayerCount", "METHODS", "Method", "OptionSpec", "PairCheck", "Taps", "check_pair", "get_method",
         "register_method", "validate_options",
     ),
     "featdistill_core.validate": (
-        "TermPlan", "ValidatedRun", "check_term_layers", "initial_student", "model_layers", "validate_run",
+        "TermPlan", "ValidatedRun", "check_files", "check_term_layers", "initial_student", "model_layers",
+        "validate_run",
     ),
     "featdistill_core.data": (
-        "DATASETS", "DATASET_TITLES", "DatasetError", "FIXED_IMAGE_SIZES", "NEEDS_PATH", "dataset_classes", "load_dataset",
+        "DATASETS", "DATASET_TITLES", "DatasetError", "FIXED_IMAGE_SIZES", "NEEDS_PATH", "SPLIT_RULES", "dataset_classes",
+        "dataset_info", "load_dataset",
     ),
     "featdistill_core.models": ("create_model", "list_models", "load_weights", "register_model", "save_weights"),
     "featdistill_core.layers": ("LayerInfo", "list_layers", "stage_outputs", "suggest_pairs"),
     "featdistill_core.placement": ("PlacementError", "place_method"),
     "featdistill_core.device": ("DeviceOption", "available_devices", "resolve_device"),
     "featdistill_core.runfolder": (
-        "FollowUpdate", "RunFolderError", "RunFollower", "RunRecord", "RunStatus", "load_run", "run_status",
+        "FollowUpdate", "RUN_STATES", "RunFolderError", "RunFollower", "RunRecord", "RunStatus", "load_run",
+        "read_balance", "run_folders", "run_state", "run_status",
     ),
     "featdistill_core.checkpoint": ("CheckpointError",),
     "featdistill_core.guard": ("NonFiniteError",),
     "featdistill_core.atomic": ("WriteError",),
+    "featdistill_core.balance": ("measure_run",),
+    "featdistill_core.compare": (
+        "BASELINE", "RECIPE", "WEIGHT_MODES", "Candidate", "CompareEntry", "CompareFolderError", "ComparePlan",
+        "CompareResult", "CompareRunner", "EntryFinished", "EntryStarted", "LeaderboardRow", "SweepEstimator",
+        "SweepFinished", "leaderboard", "leaderboard_csv", "leaderboard_markdown", "parse_methods", "parse_seeds",
+        "plan_compare", "read_compare",
+    ),
     "featdistill_core.trainer": ("Trainer",),
     "featdistill_core.demo": ("baseline_config", "demo_config", "run_demo"),
-    "featdistill_core.progress": ("Progress", "ProgressEstimator", "format_duration"),
+    "featdistill_core.progress": ("Progress", "ProgressEstimator", "format_duration", "step_event_due"),
     "featdistill_core.runstate": ("RunState",),
     "featdistill_core.analysis": (
         "AlignedPair", "AnalysisCancelled", "CKALayer", "CKAResult", "Evaluation", "LAYER_SELECTIONS", "PairCKA",

@@ -28,11 +28,11 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Optional, Union
 
 from featdistill_core.atomic import write_atomic
+from featdistill_core.data import DATASETS, DEFAULT_TEST_FRACTION, FIXED_IMAGE_SIZES, LOADERS, NEEDS_PATH, STREAMABLE
 from featdistill_core.distributed import LR_SCALINGS
-from featdistill_core.data import DATASETS, FIXED_IMAGE_SIZES, LOADERS, NEEDS_PATH, STREAMABLE
 from featdistill_core.errors import ConfigError, Problem, Problems
 from featdistill_core.losses import METHODS, get_method, validate_options
 from featdistill_core.speed import AMP_DTYPES, COMPILE_MODES
@@ -47,7 +47,8 @@ MAX_PATH_LENGTH = 4096
 MAX_NAME_LENGTH = 120
 
 __all__ = [
-    "CheckpointConfig", "ConfigError", "DataConfig", "KD_METHOD", "KDConfig", "MonitorConfig", "OptimConfig",
+    "AUTO_WEIGHT", "BalanceConfig", "CheckpointConfig", "ConfigError", "DataConfig", "KD_METHOD", "KDConfig",
+    "MonitorConfig", "OptimConfig",
     "PairConfig", "Problem",
     "RunConfig", "StudentConfig", "TeacherConfig", "check_values", "checked", "config_from_dict",
     "config_from_toml", "config_to_dict", "config_to_toml", "load_config", "read_config", "read_run_file",
@@ -77,6 +78,7 @@ class DataConfig:
                              # random-resized crop + flip (streamed evaluation: resize + centre crop)
     demo_train: int = 5000   # demo dataset sizes
     demo_test: int = 2000
+    test_fraction: float = DEFAULT_TEST_FRACTION   # image folder without train/ and test/: share of each class held out
     loader: str = "auto"     # one of LOADERS: "auto" holds the data in memory up to 4 GiB of resized
                              # images and streams a larger image folder from disk; "memory" / "stream" force it
     workers: int = -1        # processes reading a streamed folder: -1 one per core less one (at most 8),
@@ -106,18 +108,25 @@ class KDConfig:
     temperature: float = 4.0
 
 
+AUTO_WEIGHT = "auto"
+"""A term's weight chosen from calibration batches when training starts (:mod:`featdistill_core.balance`)."""
+
+Weight = Optional[Union[float, str]]
+
+
 @dataclass
 class PairConfig:
     """One distillation term: a method, the layers it pairs (none for a method on logits), its weight.
 
     ``weight`` None means the method's reference weight (``METHODS[method].default_weight``), filled
-    in when the pair is made, whether in code or from a file.
+    in when the pair is made, whether in code or from a file. ``weight = "auto"`` (:data:`AUTO_WEIGHT`)
+    lets the trainer choose it from a few calibration batches (see :class:`BalanceConfig`).
     """
 
     method: str              # a key of featdistill_core.losses.METHODS
     teacher: list[str] = field(default_factory=list)   # module paths in the teacher (two for FSP)
     student: list[str] = field(default_factory=list)   # module paths in the student
-    weight: Optional[float] = None
+    weight: Weight = None
     stage: str = Stage.STUDENT.value   # "student": with the task loss; "init": only in the initialisation stage
     options: dict[str, Any] = field(default_factory=dict)
 
@@ -133,6 +142,23 @@ class PairConfig:
         if not self.teacher and not self.student:
             return str(self.method)
         return f"{self.method}:{'+'.join(self.teacher)}<-{'+'.join(self.student)}"
+
+
+@dataclass
+class BalanceConfig:
+    """How the distillation terms are weighed against the task loss (:mod:`featdistill_core.balance`).
+
+    Before the student's first step the trainer measures every term on ``batches`` training batches:
+    its loss and the norm of its gradient at the student's parameters, each relative to the
+    cross-entropy's. A term whose weight is ``"auto"`` (every term, with ``auto = true``) gets the
+    weight that makes its gradient ``target`` times the cross-entropy's; a term whose gradient starts
+    above ``warn_ratio`` times the cross-entropy's is warned about.
+    """
+
+    auto: bool = False         # every term's weight chosen as for weight = "auto"
+    target: float = 0.1        # an auto weight makes the term's gradient this fraction of the cross-entropy's
+    batches: int = 4           # calibration batches (0: no measurement; "auto" weights need at least 1)
+    warn_ratio: float = 1.0    # warn when a term's gradient starts above this multiple of the cross-entropy's
 
 
 @dataclass
@@ -176,6 +202,7 @@ class RunConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     kd: KDConfig = field(default_factory=KDConfig)
     monitor: MonitorConfig = field(default_factory=MonitorConfig)
+    balance: BalanceConfig = field(default_factory=BalanceConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     pairs: list[PairConfig] = field(default_factory=list)
 
@@ -229,6 +256,7 @@ _INT_BOUNDS = {
     "monitor.log_every": (1, 1_000_000),
     "monitor.snapshot_every": (0, 1_000_000),
     "monitor.probe_images": (1, 256),
+    "balance.batches": (0, 1000),
 }
 _FLOAT_BOUNDS = {   # (minimum, maximum, minimum excluded)
     "ce_weight": (0.0, 1e6, False),
@@ -238,8 +266,12 @@ _FLOAT_BOUNDS = {   # (minimum, maximum, minimum excluded)
     "optim.gamma": (0.0, 1e3, False),
     "kd.weight": (0.0, 1e6, False),
     "kd.temperature": (0.0, 1e3, True),
+    "data.test_fraction": (0.0, 1.0, True),
+    "balance.target": (0.0, 1e3, True),
+    "balance.warn_ratio": (0.0, 1e6, True),
     "checkpoint.every_minutes": (0.0, 10_080.0, False),
 }
+_BELOW_ONE = ("optim.momentum", "data.test_fraction")   # bounded by 1, which is excluded
 MAX_TERM_WEIGHT = 1e6
 MAX_EPOCH = 100_000
 
@@ -255,6 +287,7 @@ _SECTIONS = {
     "optim": OptimConfig,
     "kd": KDConfig,
     "monitor": MonitorConfig,
+    "balance": BalanceConfig,
     "checkpoint": CheckpointConfig,
 }
 _PATH_FIELDS = (("teacher", "weights"), ("student", "weights"), ("data", "path"), (None, "output_dir"))
@@ -456,6 +489,12 @@ def _coerce(name: str, annotation: str, value: Any) -> Any:
         if isinstance(value, int) and not isinstance(value, bool):
             return value
         raise _Bad(f"must be a whole number; got {_short(value)}")
+    if annotation == "Weight":
+        if value == AUTO_WEIGHT:
+            return value
+        if isinstance(value, str) or isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise _Bad(f'must be a number or "{AUTO_WEIGHT}"; got {_short(value)}')
+        annotation = "float"
     if annotation in ("float", "Optional[float]"):
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             try:
@@ -529,8 +568,8 @@ def collect_value_problems(config: RunConfig, problems: Problems) -> None:
             problems.add(path, f"must be greater than {low:g}; got {value:g}")
         elif value < low:
             problems.add(path, f"must be at least {low:g}; got {value:g}")
-        elif value > high or (path == "optim.momentum" and value >= 1):
-            problems.add(path, f"must be below 1; got {value:g}" if path == "optim.momentum"
+        elif value > high or (path in _BELOW_ONE and value >= 1):
+            problems.add(path, f"must be below 1; got {value:g}" if path in _BELOW_ONE
                          else f"must be at most {high:g}; got {value:g}")
 
     if isinstance(c.device, str) and not _DEVICE_PATTERN.match(c.device):
@@ -589,6 +628,15 @@ def collect_value_problems(config: RunConfig, problems: Problems) -> None:
                 problems.add("kd.temperature", str(exc).split("; ", 1)[-1] if "; got" in str(exc) else str(exc))
     for i, pair in enumerate(c.pairs):
         _check_pair_form(problems, f"pairs[{i}]", pair)
+    auto = [i for i, pair in enumerate(c.pairs) if pair.weight == AUTO_WEIGHT]
+    if not problems.has("balance.batches") and c.balance.batches == 0:
+        if c.balance.auto and c.terms:
+            problems.add("balance.batches", "must be at least 1 when balance.auto is true: the weights are "
+                                            "chosen from these batches")
+        for i in auto:
+            if not problems.has(f"pairs[{i}].weight"):
+                problems.add(f"pairs[{i}].weight", f'"{AUTO_WEIGHT}" needs calibration batches: set '
+                                                   "balance.batches to at least 1, or give a number")
     if not problems.has("init_epochs") and any(t.stage == Stage.INIT.value for t in c.terms) and c.init_epochs == 0:
         problems.add("init_epochs", "must be at least 1 when a pair's stage is \"init\"")
 
@@ -648,7 +696,9 @@ def _check_pair_form(problems: Problems, prefix: str, pair: PairConfig) -> None:
         problems.add(prefix + ".student", f"needs as many layers as the teacher side ({len(pair.teacher)}); "
                                           f"got {len(pair.student)}")
     weight = pair.weight
-    if not problems.has(prefix + ".weight"):
+    if weight == AUTO_WEIGHT:
+        pass       # chosen when training starts; balance.batches is checked with the run
+    elif not problems.has(prefix + ".weight"):
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight):
             problems.add(prefix + ".weight", f"must be a finite number; got {_short(weight)}")
         elif weight < 0:

@@ -61,9 +61,11 @@ def demo_config(seed: int = 0, output_dir: str = "runs") -> RunConfig:
 
 
 def baseline_config(distill: RunConfig) -> RunConfig:
-    """The same student, data and schedule without any teacher."""
+    """The same student, data and schedule without any teacher (named like the run, "distill" replaced
+    by "baseline", or with "-baseline" added)."""
     baseline = copy.deepcopy(distill)
-    baseline.name = distill.name.replace("distill", "baseline")
+    baseline.name = (distill.name.replace("distill", "baseline") if "distill" in distill.name
+                     else f"{distill.name}-baseline")
     baseline.pairs = []
     baseline.kd.weight = 0.0
     baseline.teacher.train_epochs = 0

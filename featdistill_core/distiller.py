@@ -79,16 +79,31 @@ class Distiller(nn.Module):
         """Student logits and the weighted loss components for one batch."""
         stage = progress.stage
         active = self.terms_in(stage)
+        with_ce = stage == Stage.STUDENT and self.ce_weight > 0
+        student_logits, raw = self.components(images, labels, indices, progress, active, ce=with_ce)
+        losses: dict[str, torch.Tensor] = {}
+        if with_ce:
+            losses["ce"] = self.ce_weight * raw["ce"]
+        for i in active:
+            plan = self.terms[i]
+            losses[plan.name] = plan.weight * raw[plan.name]
+        return student_logits, losses
+
+    def components(self, images: torch.Tensor, labels: torch.Tensor, indices: torch.Tensor,
+                   progress: TrainingProgress, terms: list[int], *, ce: bool = True, remember: bool = True):
+        """Student logits and the *unweighted* losses of the terms at ``terms`` (indices), plus the
+        cross-entropy as ``"ce"`` when ``ce``. With ``remember`` the steps are kept for :meth:`after_step`
+        (calibration passes ``False``: it must not feed memory banks)."""
         teacher_logits = None
-        if active:       # the frozen teacher under inference mode; what the loss reads copied out of it
+        if terms:        # the frozen teacher under inference mode; what the loss reads copied out of it
             teacher_logits = as_autograd_tensor(frozen_forward(self.teacher, images))
         student_logits = self.student(images)
 
         losses: dict[str, torch.Tensor] = {}
-        if stage == Stage.STUDENT and self.ce_weight > 0:
-            losses["ce"] = self.ce_weight * F.cross_entropy(student_logits, labels)
-        self._last_steps = []
-        for i in active:
+        if ce:
+            losses["ce"] = F.cross_entropy(student_logits, labels)
+        steps = []
+        for i in terms:
             plan = self.terms[i]
             taps = plan.method.taps
             step = StepContext(
@@ -97,8 +112,10 @@ class Distiller(nn.Module):
                 student_logits=student_logits, teacher_logits=teacher_logits,
                 labels=labels, indices=indices, progress=progress,
             )
-            losses[plan.name] = plan.weight * self.term_losses[i](step)
-            self._last_steps.append((i, step))
+            losses[plan.name] = self.term_losses[i](step)
+            steps.append((i, step))
+        if remember:
+            self._last_steps = steps
         return student_logits, losses
 
     def prepare(self, stage: str, loader, *, checkpoint=None, report=None) -> list[str]:

@@ -12,14 +12,16 @@ mark every bad field at once::
     problems.raise_if_any()      # ConfigError with both
 
 ``str(error)`` is one ``field: message`` line per problem; ``error.field`` and ``error.reason`` are the
-first problem's, for code that handles one. :func:`field_parts` splits a field path into its parts
+first problem's, for code that handles one. A problem's message is one line; what would not fit on
+it (the full list of a weights file's keys that do not fit, say) can go into ``error.details[field]``,
+for a window's "details" box (``problems.add(field, message, details=...)``). :func:`field_parts` splits a field path into its parts
 (``"pairs[3].teacher"`` → ``("pairs", 3, "teacher")``), for code that places a problem at a widget.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Iterable, NamedTuple
+from typing import Iterable, Mapping, NamedTuple
 
 
 _PART = re.compile(r"([^.\[\]]+)|\[(\d+)\]")
@@ -50,28 +52,30 @@ class ConfigError(ValueError):
     ``ConfigError(field, message)`` is a single problem; :meth:`from_problems` makes one of several.
     """
 
-    def __init__(self, field_name: str, message: str, *, problems: Iterable[Problem] | None = None):
+    def __init__(self, field_name: str, message: str, *, problems: Iterable[Problem] | None = None,
+                 details: Mapping[str, str] | None = None):
         found = tuple(problems) if problems is not None else (Problem(field_name, message),)
         if not found:
             found = (Problem(field_name, message),)
         self.problems: tuple[Problem, ...] = found
         self.field = found[0].field
         self.reason = found[0].message
+        self.details: dict[str, str] = {k: v for k, v in (details or {}).items() if v}   # field -> longer text
         super().__init__("\n".join(str(p) for p in found))
 
     @classmethod
-    def from_problems(cls, problems: Iterable[Problem]) -> "ConfigError":
+    def from_problems(cls, problems: Iterable[Problem], details: Mapping[str, str] | None = None) -> "ConfigError":
         found = tuple(problems)
         if not found:
             raise ValueError("ConfigError.from_problems needs at least one problem")
-        return cls(found[0].field, found[0].message, problems=found)
+        return cls(found[0].field, found[0].message, problems=found, details=details)
 
     def __reduce__(self):   # picklable (multiprocessing, torchrun ranks)
-        return (_rebuild, (self.problems,))
+        return (_rebuild, (self.problems, self.details))
 
 
-def _rebuild(problems):
-    return ConfigError.from_problems(Problem(*p) for p in problems)
+def _rebuild(problems, details=None):
+    return ConfigError.from_problems((Problem(*p) for p in problems), details)
 
 
 class Problems:
@@ -79,15 +83,18 @@ class Problems:
 
     def __init__(self) -> None:
         self._items: list[Problem] = []
+        self.details: dict[str, str] = {}
 
-    def add(self, field_name: str, message: str) -> None:
+    def add(self, field_name: str, message: str, details: str = "") -> None:
         problem = Problem(field_name, message)
         if problem not in self._items:
             self._items.append(problem)
+        if details:
+            self.details.setdefault(field_name, details)
 
     def extend(self, error: ConfigError) -> None:
         for problem in error.problems:
-            self.add(problem.field, problem.message)
+            self.add(problem.field, problem.message, getattr(error, "details", {}).get(problem.field, ""))
 
     def has(self, prefix: str) -> bool:
         """Whether a problem was recorded at ``prefix`` or below it (``"pairs[0]"`` covers ``pairs[0].teacher``)."""
@@ -105,7 +112,7 @@ class Problems:
 
     def raise_if_any(self) -> None:
         if self._items:
-            raise ConfigError.from_problems(self._items)
+            raise ConfigError.from_problems(self._items, self.details)
 
 
 __all__ = ["ConfigError", "Problem", "Problems", "field_parts"]

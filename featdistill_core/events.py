@@ -80,6 +80,64 @@ class AttentionSnapshot:
 
 
 @dataclass(frozen=True)
+class TermBalance:
+    """How one distillation term starts next to the task loss (see :class:`LossBalance`)."""
+
+    name: str                 # the term's loss-component name, "hint:layer3<-layer3"
+    field: str                # where it is in the run file: "pairs[2]", "kd"
+    method: str
+    stage: str                # "student" or "init"
+    weight: float             # the weight training uses (the chosen one for an auto weight)
+    auto: bool                # whether the weight was chosen from the calibration batches
+    loss: float               # the unweighted term, mean over the calibration batches
+    grad_norm: float          # ‖∇ term‖ at the student's parameters, unweighted, mean over the batches
+    loss_ratio: float         # weight · loss / task loss
+    grad_ratio: float         # weight · ‖∇ term‖ / ‖∇ task loss‖
+    warning: str = ""         # why this term needs a look, "" if it does not
+    note: str = ""            # how an auto weight was chosen, or why it could not be
+
+    def describe(self) -> str:
+        """One line: ``hint:layer3<-layer3: weight 1 starts at 1.30× the cross-entropy (gradient 0.42×)``."""
+        weight = f"weight auto → {self.weight:.4g}" if self.auto else f"weight {self.weight:g}"
+        line = (f"{self.name}: {weight}; starts at {self.loss_ratio:.3g}× the cross-entropy "
+                f"(gradient {self.grad_ratio:.3g}×)")
+        return line + (f" — {self.note}" if self.note else "") + (f" — warning: {self.warning}" if self.warning else "")
+
+
+@dataclass(frozen=True)
+class LossBalance:
+    """How a stage's terms start next to the task loss, measured on the first training batches after
+    the stage's terms are prepared and before its first step; emitted once per student-side stage."""
+
+    batches: int              # calibration batches measured
+    task_loss: float          # ce_weight · cross-entropy (the cross-entropy itself when ce_weight is 0), mean
+    task_grad_norm: float     # ‖∇ task loss‖ at the student's parameters, mean over the batches
+    target: float             # the gradient ratio an auto weight is chosen for
+    warn_ratio: float         # a term above this ratio (loss or gradient) is warned about
+    terms: tuple[TermBalance, ...]
+    teacher_trained: bool = True   # False: measured with a teacher this run has not trained yet
+    stage: str = "student"         # the stage whose terms these are ("" : every stage's, measured without training)
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return tuple(f"{t.name}: {t.warning}" for t in self.terms if t.warning)
+
+    def weights(self) -> dict[str, float]:
+        """The weight training uses, by term name."""
+        return {t.name: t.weight for t in self.terms}
+
+    def lines(self) -> list[str]:
+        where = f" ({self.stage} stage)" if self.stage and self.stage != "student" else ""
+        head = (f"loss balance{where} on {self.batches} training batch{'es' if self.batches != 1 else ''}: "
+                f"task loss {self.task_loss:.4g}")
+        lines = [head] + ["  " + t.describe() for t in self.terms]
+        if not self.teacher_trained:
+            lines.append("  (measured with a teacher this run has yet to train: the trainer measures again "
+                         "once it is trained)")
+        return lines
+
+
+@dataclass(frozen=True)
 class Finished:
     metrics: dict             # e.g. {"student_test_acc": 81.2, "teacher_test_acc": 94.0}
     run_dir: str
@@ -124,5 +182,5 @@ class Resumed:
     run_dir: str = ""
 
 
-Event = (StageStarted | StepEvent | EpochEvent | AttentionSnapshot | Finished | Failed | Checkpointed
+Event = (StageStarted | LossBalance | StepEvent | EpochEvent | AttentionSnapshot | Finished | Failed | Checkpointed
          | Resumed)

@@ -84,6 +84,15 @@ class ProgressEstimator:
         )
 
 
+def step_event_due(step: int, log_every: int, total_steps: int) -> bool:
+    """Whether the trainer emits a step event after ``step`` (1-based, within its stage): every
+    ``log_every`` steps and at the stage's last step, and before the first ``log_every`` also at
+    steps 1, 2, 4, 8, … — so a model whose steps take seconds shows its first losses, its speed and
+    an ETA after one or two steps instead of after ``log_every`` of them. Depends on the step alone,
+    so a run's log is the same on every machine (and after a resume)."""
+    return step % log_every == 0 or step == total_steps or (step < log_every and step & (step - 1) == 0)
+
+
 def format_duration(seconds: Optional[float]) -> str:
     """``75`` → ``"1:15"``, ``3725`` → ``"1:02:05"``; ``None`` → ``"–"``."""
     if seconds is None or seconds != seconds or seconds == float("inf"):
@@ -94,4 +103,4 @@ def format_duration(seconds: Optional[float]) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
-__all__ = ["Progress", "ProgressEstimator", "format_duration"]
+__all__ = ["Progress", "ProgressEstimator", "format_duration", "step_event_due"]

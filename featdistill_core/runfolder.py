@@ -4,6 +4,8 @@ Layout::
 
     run.toml              the run file as used (paths made absolute)
     metrics.jsonl         one JSON object per event, appended and flushed as it happens
+    balance.json          how each term started next to the task loss and the weight it trains with
+                          (the chosen one for weight = "auto"): one report per student-side stage
     snapshots/NNNNNN_<stage>.npz   attention maps of each snapshot (and the probe images)
     checkpoint-last.pt    the whole run state, for --resume (see featdistill_core.checkpoint)
     checkpoint-best.pt    the run state at the end of the best epoch (test accuracy, last stage)
@@ -51,7 +53,8 @@ from featdistill_core.atomic import LineLog, WriteError, atomic_file, remove_sta
 from featdistill_core.checkpoint import CHECKPOINT_BEST, CHECKPOINT_LAST, checkpoint_summary
 from featdistill_core.config import ConfigError, RunConfig, config_to_toml, load_config
 from featdistill_core.events import (
-    AttentionSnapshot, Checkpointed, EpochEvent, Failed, Finished, PairMaps, Resumed, StageStarted, StepEvent,
+    AttentionSnapshot, Checkpointed, EpochEvent, Failed, Finished, LossBalance, PairMaps, Resumed, StageStarted,
+    StepEvent, TermBalance,
 )
 from featdistill_core.stages import Stage
 
@@ -72,8 +75,8 @@ STATES = ("running", "finished", "stopped", "failed", "interrupted")
 
 __all__ = [
     "ADAPTERS_FILE", "CHECKPOINT_BEST", "CHECKPOINT_LAST", "FollowUpdate", "RunFolderError", "RunFollower",
-    "RunLock", "RunRecord", "RunStatus", "RunWriter", "STUDENT_FILE", "TEACHER_FILE", "load_run", "new_run_dir",
-    "run_status", "write_run_file",
+    "RunLock", "RunRecord", "RunStatus", "RunWriter", "STUDENT_FILE", "TEACHER_FILE", "BALANCE_FILE", "load_run",
+    "new_run_dir", "read_balance", "run_status", "write_run_file",
 ]
 
 
@@ -237,6 +240,10 @@ class RunWriter:
                 first_error = exc           # still try to log the event
         if isinstance(event, Resumed):
             self._remove_superseded_snapshots(event)
+        if isinstance(event, LossBalance):          # one report per student-side stage, in order
+            earlier = [dataclasses.asdict(r) for r in read_balance(self.run_dir) if r.stage != event.stage]
+            write_atomic(self.run_dir / BALANCE_FILE,
+                         json.dumps(earlier + [dataclasses.asdict(event)], indent=1) + "\n")
         self._log.append(encode_record(record))
         if first_error is not None:
             raise first_error
@@ -269,9 +276,32 @@ def error_text(event: Failed) -> str:
 
 
 _TYPES = {StageStarted: "stage", StepEvent: "step", EpochEvent: "epoch", Finished: "finished", Failed: "failed",
-          Checkpointed: "checkpoint", Resumed: "resumed"}
+          Checkpointed: "checkpoint", Resumed: "resumed", LossBalance: "balance"}
 _CLASSES = {name: cls for cls, name in _TYPES.items()}
 _RANK = {stage.value: rank for rank, stage in enumerate(Stage)}
+BALANCE_FILE = "balance.json"
+
+
+def balance_from_dict(data: dict) -> LossBalance:
+    """A :class:`LossBalance` from its JSON form (a ``balance`` record or an item of ``balance.json``)."""
+    data = {k: v for k, v in data.items() if k != "type"}
+    data["terms"] = tuple(TermBalance(**term) for term in data.get("terms", ()))
+    return LossBalance(**data)
+
+
+def read_balance(run_dir: str | Path) -> tuple[LossBalance, ...]:
+    """The run folder's ``balance.json``: one report per student-side stage measured (none when there is
+    no file). RunFolderError when it is damaged."""
+    path = Path(run_dir) / BALANCE_FILE
+    if not path.is_file():
+        return ()
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, list):
+            raise ValueError("expected a list of reports")
+        return tuple(balance_from_dict(item) for item in data)
+    except (ValueError, TypeError, KeyError, AttributeError, OSError) as exc:
+        raise RunFolderError(f"{path} is damaged: {exc}") from None
 
 
 def encode_record(record: dict) -> str:
@@ -332,6 +362,7 @@ class RunRecord:
     failed: Failed | None = None
     checkpoints: list[Checkpointed] = field(default_factory=list)
     resumes: list[Resumed] = field(default_factory=list)
+    balance: list[LossBalance] = field(default_factory=list)    # one per student-side stage measured
 
     def apply(self, event) -> None:
         """Add one event in the order it was written (a :class:`Resumed` drops what it supersedes;
@@ -356,6 +387,8 @@ class RunRecord:
             _put(self.snapshots, event, lambda e: (e.stage, e.step))
         elif isinstance(event, Checkpointed):
             self.checkpoints.append(event)
+        elif isinstance(event, LossBalance):
+            _put(self.balance, event, lambda e: e.stage)
         elif isinstance(event, Finished):
             self.finished = event
         elif isinstance(event, Failed):
@@ -385,6 +418,8 @@ def event_from_record(data: dict, run_dir: Path, *, snapshots: bool = True):
         data["stage"] = Stage(data["stage"])
     if kind == "snapshot":
         return _read_snapshot(run_dir, data) if snapshots else None
+    if kind == "balance":
+        return balance_from_dict(data)
     if kind == "failed":
         data["problems"] = tuple(tuple(p) for p in data.get("problems", ()))
         data["holds"] = tuple(tuple(p) for p in data.get("holds", ()))
@@ -583,3 +618,39 @@ def _last_record(path: Path, tail: int = 1 << 16) -> dict | None:
             except (ValueError, UnicodeDecodeError):
                 continue
     return None
+
+
+# ---- what a run folder is, for a list of runs ----------------------------------------------------
+
+RUN_STATES = ("finished", "stopped", "failed", "interrupted")
+
+
+def run_state(record: RunRecord) -> str:
+    """How the recorded run ended, one of :data:`RUN_STATES`: ``"finished"``, ``"stopped"`` (a stop
+    request ended it early), ``"failed"`` (an error ended it; ``record.failed`` says which), or
+    ``"interrupted"`` (its log ends without an end record: the process was killed, or is still
+    writing it)."""
+    if record.failed is not None:
+        return "failed"
+    if record.finished is not None:
+        return "stopped" if record.finished.stopped else "finished"
+    return "interrupted"
+
+
+def run_folders(folder: str | Path) -> list[Path]:
+    """The run folders directly inside ``folder`` (those holding ``run.toml`` and ``metrics.jsonl``),
+    newest first (by the time their log was last written); ``[]`` when ``folder`` is not a folder."""
+    folder = Path(folder)
+    try:
+        children = [child for child in folder.iterdir() if child.is_dir()]
+    except OSError:
+        return []
+    found = []
+    for child in children:
+        log = child / "metrics.jsonl"
+        try:
+            if (child / "run.toml").is_file() and log.is_file():
+                found.append((log.stat().st_mtime, child))
+        except OSError:
+            continue
+    return [child for _mtime, child in sorted(found, key=lambda item: (-item[0], item[1].name))]

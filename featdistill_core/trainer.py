@@ -38,6 +38,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from featdistill_core import distributed
+from featdistill_core.balance import calibrate
 from featdistill_core.analysis import record_pair_cka
 from featdistill_core.atomic import WriteError
 from featdistill_core.checkpoint import CHECKPOINT_BEST, CHECKPOINT_LAST, CheckpointError, checkpoint_summary, \
@@ -53,6 +54,7 @@ from featdistill_core.guard import BufferBackup, NonFiniteError, NonFiniteGuard,
 from featdistill_core.losses import TrainingProgress
 from featdistill_core.models import save_weights
 from featdistill_core.optim import make_optimizer, make_schedule
+from featdistill_core.progress import step_event_due
 from featdistill_core.runfolder import (
     ADAPTERS_FILE, STUDENT_FILE, TEACHER_FILE, RunFolderError, RunLock, RunWriter, holds_a_run, new_run_dir,
     run_status, write_run_file,
@@ -197,7 +199,7 @@ class Trainer:
         self._amp = amp_plan(self.device, cfg.mixed_precision, cfg.amp_dtype)
         self.data = load_dataset(cfg.data.name, cfg.data.path or None, image_size=cfg.data.image_size,
                                  demo_train=cfg.data.demo_train, demo_test=cfg.data.demo_test, seed=cfg.seed,
-                                 loader=cfg.data.loader, workers=cfg.data.workers)
+                                 test_fraction=cfg.data.test_fraction, loader=cfg.data.loader, workers=cfg.data.workers)
         if self.data.num_classes != v.num_classes:
             raise ConfigError("data.path", f"found {self.data.num_classes} classes, expected {v.num_classes}")
         self.student = v.student.to(self.device)
@@ -277,6 +279,11 @@ class Trainer:
             self._between_steps = False                 # a half-prepared term is not checkpointed
             self.distiller.prepare(stage, self.loader, checkpoint=self._control.checkpoint)
             self.dist.broadcast_module(self.distiller.term_losses)   # every rank takes rank 0's preparation
+            calibrate(self.distiller, self.loader, cfg, stage=stage, emit=self.emit, run_dir=self.run_dir)  # loss balance, auto weights
+            if self.dist.active:    # each rank measured its own share: every rank trains with rank 0's weights
+                weights = self.dist.from_main(lambda: [plan.weight for plan in self.distiller.terms])
+                self.distiller.terms = [dataclasses.replace(plan, weight=w) for plan, w in zip(self.distiller.terms, weights)]
+            self._guard = self._make_guard(planned)     # its messages name the weights calibration chose
             self._between_steps = True
         self._forward = self._parallel(planned)
 
@@ -295,7 +302,7 @@ class Trainer:
                     logits, losses, total = done
                     state.trained[planned.trains] = True
                     state.meter.add(*self._across_ranks(losses, total, logits, batch.labels))
-                if (state.step % cfg.monitor.log_every == 0 or state.step == total_steps) and state.meter.steps:
+                if step_event_due(state.step, cfg.monitor.log_every, total_steps) and state.meter.steps:
                     self.emit(state.meter.step_event(stage, state.step, epoch, total_steps, lr))
                 if self._snapshot_due(stage, state.step):
                     self._snapshot(stage, state.step, epoch)

@@ -27,14 +27,16 @@ from typing import Optional
 import torch
 from torch import nn
 
-from featdistill_core.config import RunConfig, checked, read_run_file, term_names, with_absolute_paths
-from featdistill_core.data import DatasetError, DatasetInfo, choose_loader, estimated_bytes, inspect_dataset
+from featdistill_core.config import AUTO_WEIGHT, RunConfig, checked, read_run_file, term_names, with_absolute_paths
+from featdistill_core.data import (
+    NEEDS_PATH, DatasetError, DatasetInfo, choose_loader, dataset_classes, estimated_bytes, inspect_dataset,
+)
 from featdistill_core.device import DeviceError, resolve_device
 from featdistill_core.distributed import launch_env, launch_problems
-from featdistill_core.errors import ConfigError, Problems
+from featdistill_core.errors import ConfigError, Problem, Problems
 from featdistill_core.layers import LayerInfo, list_layers, unknown_path_message
 from featdistill_core.losses import BuildContext, Method, PairCheck, build_term, check_pair, get_method
-from featdistill_core.models import UnknownModelError, WeightsError, create_model, load_weights
+from featdistill_core.models import UnknownModelError, WeightsError, check_weights_file, create_model, load_weights
 from featdistill_core.runstate import capture_rng, restore_rng, seed_everything
 from featdistill_core.stages import PlannedStage, plan_stages
 from featdistill_core.timelimit import call_with_time_limit
@@ -51,10 +53,11 @@ class TermPlan:
     student_paths: tuple[str, ...]
     teacher_shapes: tuple[tuple[int, ...], ...]
     student_shapes: tuple[tuple[int, ...], ...]
-    weight: float
+    weight: float               # for an auto weight: the method's reference weight until calibration
     stage: str
     options: dict
     check: PairCheck
+    auto: bool = False          # the weight is chosen from calibration batches (featdistill_core.balance)
 
 
 @dataclass
@@ -91,9 +94,10 @@ def build_model(config: RunConfig, role: str, num_classes: int, *, load: bool = 
         raise ConfigError(f"{role}.arch", _one_line(exc)) from None
     if load and section.weights:
         try:
-            load_weights(model, section.weights)
+            load_weights(model, section.weights, name=section.arch)
         except (WeightsError, ValueError, OSError) as exc:
-            raise ConfigError(f"{role}.weights", _one_line(exc)) from None
+            field_name = f"{role}.weights"
+            raise ConfigError(field_name, _one_line(exc), details={field_name: getattr(exc, "details", "")}) from None
     return model
 
 
@@ -216,6 +220,31 @@ def check_term_layers(method: str, teacher_paths, student_paths, options: dict |
     return check, ""
 
 
+def check_files(config: RunConfig) -> list[Problem]:
+    """The checks of a run's files that read no file and build no model, for a form to run as the
+    user types: each weights file the run will load exists, is a file and is of a kind featdistill
+    reads (:func:`~featdistill_core.models.check_weights_file`), and the dataset's folder holds the
+    dataset (found by the loader's own discovery, :func:`~featdistill_core.data.dataset_classes`).
+    Relative paths are taken from the current folder, as :func:`validate_run` takes them.
+    :func:`validate_run` reports the same problems, with the same messages, and more."""
+    config = with_absolute_paths(config)
+    problems = Problems()
+    roles = ["student"] + (["teacher"] if config.uses_teacher or config.trains_teacher else [])
+    for role in roles:
+        path = getattr(config, role).weights
+        if path:
+            try:
+                check_weights_file(path)
+            except WeightsError as exc:
+                problems.add(f"{role}.weights", _one_line(exc))
+    if config.data.name in NEEDS_PATH and config.data.path:
+        try:
+            dataset_classes(config.data.name, config.data.path)
+        except DatasetError as exc:
+            problems.add("data.path", _one_line(exc))
+    return list(problems)
+
+
 def validate_run_file(path) -> ValidatedRun:
     """Read a run file and validate it: every problem of the file and of the run, together."""
     config, problems = read_run_file(path)
@@ -277,7 +306,8 @@ def _check_meaning(config: RunConfig, problems: Problems) -> ValidatedRun:
         try:
             sample = inspect_dataset(config.data.name, config.data.path or None, image_size=size,
                                      demo_train=config.data.demo_train, demo_test=config.data.demo_test,
-                                     seed=config.seed)
+                                     seed=config.seed,
+                                     test_fraction=config.data.test_fraction)
             num_classes, dataset_size = sample.num_classes, sample.train_size
         except DatasetError as exc:
             problems.add("data.path", str(exc))
@@ -351,12 +381,14 @@ def _plan_terms(config: RunConfig, layers, problems: Problems, models) -> list[T
         if not check.ok:
             problems.add(f"{where}.{side}" if side and where != "kd" else where, check.reason)
             continue
+        auto = term.weight == AUTO_WEIGHT or config.balance.auto
         plans.append(TermPlan(
             field=where, name=name, method=info,
             teacher_paths=tuple(term.teacher), student_paths=tuple(term.student),
             teacher_shapes=tuple(layers["teacher"][p].tapped_shape(info.taps) for p in term.teacher),
             student_shapes=tuple(layers["student"][p].tapped_shape(info.taps) for p in term.student),
-            weight=float(term.weight), stage=term.stage, options=dict(term.options), check=check,
+            weight=info.default_weight if auto else float(term.weight), stage=term.stage,
+            options=dict(term.options), check=check, auto=auto,
         ))
     return plans
 
@@ -386,6 +418,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 __all__ = [
-    "TermPlan", "ValidatedRun", "build_model", "check_term_layers", "initial_student", "model_layers", "validate_run",
+    "TermPlan", "ValidatedRun", "build_model", "check_files", "check_term_layers", "initial_student", "model_layers",
+    "validate_run",
     "validate_run_file",
 ]

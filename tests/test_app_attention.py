@@ -146,13 +146,62 @@ def test_teacher_and_student_share_one_fixed_scale_and_the_difference_is_symmetr
     assert view.scene.diff_bar.levels() == (-d, d)
 
 
-def test_scales_only_grow_so_a_replay_compares_like_with_like(view):
+def test_on_the_fixed_scale_a_replay_compares_like_with_like(view):
+    view.set_difference_scale("fixed")
     view.add_snapshots([make_snapshot(1, closeness=0.0)])
     first = view.levels()
     view.add_snapshots([make_snapshot(2, closeness=0.95)])
     assert view.levels() == first
     diffs = [i for (_, role), i in view.image_items().items() if role == "difference"]
     assert tuple(diffs[0].getLevels()) == first["difference"]
+
+
+def test_the_adaptive_difference_scale_follows_the_snapshot_shown(view):
+    assert view.difference_scale() == "adaptive"
+    early, late = make_snapshot(1, closeness=0.0), make_snapshot(2, closeness=0.95)
+    view.add_snapshots([early, late])
+    diff = np.concatenate([np.abs(p.student - p.teacher).ravel() for p in late.pairs])
+    d = round_up(float(np.percentile(diff, 99.5)))
+    assert view.levels()["difference"] == (-d, d)                  # the late, small differences fill the scale
+    diffs = [i for (_, role), i in view.image_items().items() if role == "difference"]
+    assert tuple(diffs[0].getLevels()) == (-d, d)
+    view.show_snapshot(0)
+    view.image_items()
+    assert view.levels()["difference"][1] > 5 * d                 # the early one has its own
+    view.set_difference_scale("fixed")                            # the absolute scale is still there
+    view.show_snapshot(1)
+    diffs = [i for (_, role), i in view.image_items().items() if role == "difference"]
+    assert tuple(diffs[0].getLevels()) == view.levels()["difference"] and view.levels()["difference"][1] > 5 * d
+    with pytest.raises(ValueError, match="difference scale must be one of adaptive, fixed"):
+        view.set_difference_scale("log")
+
+
+def test_play_steps_through_the_snapshots_and_ends_live(view, qtbot):
+    view.add_snapshots([make_snapshot(step) for step in (10, 20, 30)])
+    shown_steps = []
+    view.snapshotShown.connect(lambda i: shown_steps.append(view.state.snapshots[i].step))
+    view.play()
+    assert view.is_playing() and view.current_index() == 0        # at the newest: from the start
+    qtbot.waitUntil(lambda: not view.is_playing(), timeout=5000)
+    assert shown_steps == [10, 20, 30] and view.is_live()
+
+
+def test_the_title_counts_snapshots_that_arrive_while_an_older_one_is_shown(view):
+    view.add_snapshots([make_snapshot(step) for step in (10, 20)])
+    view.show_snapshot(0)
+    view.image_items()
+    view.add_snapshots([make_snapshot(step) for step in (30, 40, 50)])
+    assert "snapshot 1/5" in view.scene.title_text() and "snapshot 1/5" in view.timeline_label.text()
+
+
+def test_the_waiting_text_says_what_the_view_waits_for(view):
+    view.set_waiting_text("Training the teacher: maps in about 2:00")
+    assert "Training the teacher" in view.scene.title_text()
+    view.add_snapshots([make_snapshot(1)])
+    view.image_items()
+    assert "snapshot 1/1" in view.scene.title_text()
+    view.clear()
+    assert "Training the teacher" in view.scene.title_text()
 
 
 def test_pair_header_reports_mean_absolute_difference(view):

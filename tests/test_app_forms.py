@@ -70,7 +70,7 @@ def test_core_range_check_is_shown_at_its_field_and_its_tab(form):
     with pytest.raises(ConfigError) as caught:
         form.check_before_start()
     assert caught.value.field == "optim.lr"
-    assert form.field_error("optim.lr") == "must be greater than 0; got 0"
+    assert form.field_error("optim.lr") == "Learning rate must be greater than 0; got 0."
     assert form.currentIndex() == TRAINING_TAB
 
 
@@ -85,7 +85,7 @@ def test_teacher_without_weights_and_not_trained_is_refused_at_the_weights_field
 def test_edits_are_checked_shortly_after_typing(qtbot, form):
     with qtbot.waitSignal(form.validityChanged, timeout=3000) as signal:
         form.momentum.setText("1.5")
-    assert signal.args[0].startswith("optim.momentum: must be below 1")
+    assert signal.args[0].startswith("Momentum must be below 1")        # by its label, not its key
     assert "must be below 1" in form.field_error("optim.momentum")
 
 
@@ -213,7 +213,7 @@ def test_changing_a_rows_method_rechecks_it(form):
         form.check_before_start()
     assert caught.value.field == "pairs[0].teacher"      # the core's form check: two layers per side
     assert form.currentIndex() == LAYERS_TAB
-    assert "teacher: " in table.row_state(0)[1] and "takes 2 layers on each side" in table.row_state(0)[1]
+    assert "Teacher layers: " in table.row_state(0)[1] and "takes 2 layers on each side" in table.row_state(0)[1]
 
 
 def test_suggest_pairs_matches_stages_of_equal_size(form):
@@ -320,9 +320,9 @@ def test_problems_found_by_validation_stay_until_their_field_is_edited(form):
     ])
     elsewhere = form.show_error(error, focus=True)
     assert elsewhere == [Problem("", "the run file as a whole")]       # no field: the caller says it
-    assert form.field_error("teacher.weights") == "cannot be read: not a weights file"
-    assert form.field_error("kd.weight") == "the shorthand cannot be built"   # a section: its first field
-    assert table.row_state(1) == ("refused", "✗ student: no layer 'x' in demo_student")
+    assert form.field_error("teacher.weights") == "Teacher weights file cannot be read: not a weights file."
+    assert form.field_error("kd.weight") == "The logit KD settings: the shorthand cannot be built."   # a section: at its first field
+    assert table.row_state(1) == ("refused", "✗ Student layers: no layer 'x' in demo_student.")
     assert form.currentIndex() == 0                                     # the first problem's tab
     form.check_quick()                                                  # another check keeps them
     assert form.field_error("teacher.weights") and table.row_state(1)[0] == "refused"
@@ -478,3 +478,37 @@ def test_method_lists_and_help_come_from_the_registry(form):
         assert info.title in panel.method_combo.toolTip()
         text = method_help_html(key)
         assert html.escape(info.paper) in text and html.escape(info.layers.describe()) in text
+
+
+def test_a_weights_file_is_checked_as_it_is_typed(qtbot, form, tmp_path):
+    form.teacher_train.setChecked(False)
+    with qtbot.waitSignal(form.validityChanged, timeout=3000):
+        form.teacher_weights.setText(str(tmp_path / "teacher.safetensors"))
+    assert form.field_error("teacher.weights") == (
+        f"Teacher weights file: weights file not found: {tmp_path / 'teacher.safetensors'}.")
+    from featdistill_core import create_model, save_weights
+    save_weights(create_model("demo_teacher", 10), tmp_path / "teacher.safetensors")
+    with qtbot.waitSignal(form.validityChanged, timeout=3000):
+        form.teacher_weights.setText(str(tmp_path / "teacher.safetensors") + " ")     # typed again: found now
+    assert form.field_error("teacher.weights") == ""
+    form.data_name.setCurrentIndex(form.data_name.findData("cifar10"))
+    form.data_path.setText(str(tmp_path / "no-cifar"))
+    form.check_quick()
+    assert "Dataset folder" in form.field_error("data.path") and "does not exist" in form.field_error("data.path")
+
+
+def test_field_titles_and_sentences_name_fields_by_their_labels():
+    from app.config_form import field_title, problem_sentence, problems_summary
+
+    assert field_title("teacher.train_epochs") == "Teacher epochs"
+    assert field_title("teacher.weights") == "Teacher weights file"
+    assert field_title("pairs[7].teacher") == "Pair 8, teacher layers"       # 1-based, as the table shows it
+    assert field_title("pairs[0]") == "Pair 1"
+    assert field_title("") == ""
+    assert problem_sentence(Problem("batch_size", "must be at least 1; got 0")) == "Batch size must be at least 1; got 0."
+    assert problem_sentence(Problem("", "the run file is empty")) == "The run file is empty."
+    text = problems_summary([Problem("optim.lr", "must be greater than 0; got 0"),
+                             Problem("pairs[7].student", "needs as many layers as the teacher side")])
+    assert text == ("2 problems: Learning rate must be greater than 0; got 0. "
+                    "Pair 8, student layers needs as many layers as the teacher side.")
+    assert "pairs[" not in text and "optim." not in text

@@ -414,3 +414,129 @@ def test_render_plots_for_a_look(loss_plot, accuracy_plot, qtbot):
         path = SHOTS / name
         assert widget.grab().save(str(path))
         assert path.stat().st_size > 5_000
+
+
+# -- runs side by side, read-out, marker, export, log by itself ---------------------------------------
+
+
+def test_another_run_overlays_one_component_per_run_in_its_own_colour(loss_plot, qtbot):
+    loss_plot.add_steps(steps("student", 1, 20, components=("ce", "at:layer2")))
+    assert not loss_plot.comparing() and not loss_plot.component_box.isVisible()
+    loss_plot.set_run_label("", "distilled")
+    loss_plot.add_run("/runs/baseline", "baseline", steps("student", 1, 20, components=("ce",),
+                                                          value=lambda name, step: 2.0 / step))
+    assert loss_plot.comparing() and loss_plot.component_box.isVisibleTo(loss_plot)
+    assert loss_plot.runs() == ["", "/runs/baseline"]
+    assert sorted(loss_plot.shown_curves()) == [("", "student", "total"), ("/runs/baseline", "student", "total")]
+    assert loss_plot.legend_labels() == ["distilled", "baseline"]          # a legend by run
+    colours = {run: loss_plot.curve_item(run, "student", "total").opts["pen"].color().name()
+               for run in loss_plot.runs()}
+    assert len(set(colours.values())) == 2
+    np.testing.assert_allclose(loss_plot.curve_item("/runs/baseline", "student", "total").getData()[1],
+                               2.0 / np.arange(1, 21))
+    loss_plot.set_component("ce")                                          # one component, every run
+    assert sorted(loss_plot.shown_curves()) == [("", "student", "ce"), ("/runs/baseline", "student", "ce")]
+    loss_plot.remove_run("/runs/baseline")                                 # back to one run: every component
+    assert not loss_plot.comparing()
+    assert sorted(c for _, _, c in loss_plot.shown_curves()) == ["at:layer2", "ce", "total"]
+    assert loss_plot.legend_labels() == ["total", "ce", "at:layer2"]
+
+
+def test_overlay_runs_stay_when_the_primary_run_is_cleared(loss_plot):
+    loss_plot.add_steps(steps("student", 1, 5))
+    loss_plot.add_run("b", "baseline", steps("student", 1, 5))
+    loss_plot.clear_run()
+    assert loss_plot.runs() == ["b"] and loss_plot.curve_names() == []
+    assert loss_plot.stage() == "student"
+    assert sorted(c for _, _, c in loss_plot.shown_curves()) == ["ce", "kd", "total"]
+
+
+def test_the_raw_curve_is_drawn_faintly_under_the_smoothed_one(loss_plot):
+    noise = np.random.default_rng(3).random(40) + 1.0
+    loss_plot.add_steps(steps("student", 1, 40, components=("ce",), value=lambda name, step: noise[step - 1]))
+    assert loss_plot.raw_item("ce").getData()[0] is None or loss_plot.raw_item("ce").getData()[0].size == 0
+    loss_plot.set_smoothing(0.8)
+    raw_item, item = loss_plot.raw_item("ce"), loss_plot.plot_items()["ce"]
+    assert raw_item in loss_plot.plot_item.items
+    np.testing.assert_allclose(raw_item.getData()[1], noise)
+    np.testing.assert_allclose(item.getData()[1], reference_ema(noise, 0.8))
+    assert raw_item.opts["pen"].color().alpha() < 255 == item.opts["pen"].color().alpha()
+    assert raw_item.zValue() < item.zValue()
+    assert raw_item not in [i for i, _ in loss_plot.legend.items]
+    item.setVisible(False)                                      # hiding a curve (legend click) hides its raw one
+    assert not raw_item.isVisible()
+    loss_plot.set_smoothing(0.0)
+    assert raw_item not in loss_plot.plot_item.items
+
+
+def test_hover_reads_out_step_value_component_and_run(loss_plot):
+    loss_plot.set_run_label("", "demo-distill")
+    loss_plot.add_steps(steps("student", 1, 10, components=("ce",), value=lambda name, step: float(step)))
+    text = loss_plot.readout_at(4.05, 4.0)
+    assert text.startswith("step 4: ce = 4") and "run: demo-distill" in text
+    assert loss_plot.readout_at(4.0, 1e6) == ""                 # nothing near: nothing shown
+    loss_plot.set_log_y(True)
+    assert loss_plot.readout_at(7.0, 7.0).startswith("step 7: ce = 7")
+
+
+def test_the_snapshot_shown_is_marked_on_its_stage(loss_plot):
+    loss_plot.add_steps(steps("student", 1, 30))
+    loss_plot.set_marker("student", 20)
+    assert loss_plot.marker_step() == 20
+    loss_plot.set_marker("teacher", 20)                         # another stage than the one plotted
+    assert loss_plot.marker_step() is None
+    loss_plot.set_marker(None, None)
+    assert loss_plot.marker_step() is None
+
+
+def test_export_buttons_write_png_and_csv_where_asked_and_say_so(loss_plot, accuracy_plot, tmp_path, qtbot):
+    loss_plot.add_steps(steps("student", 1, 5, components=("ce",)))
+    loss_plot.add_run("b", "baseline", steps("student", 1, 3, components=("ce",)))
+    assert [b.text() for b in loss_plot.export.buttons()] == ["PNG", "CSV"]
+    assert all(b.isVisibleTo(loss_plot) for b in loss_plot.export.buttons())
+    loss_plot.export.directory = lambda: str(tmp_path)
+    assert loss_plot.export.default_path("png") == tmp_path / "loss.png"
+    with qtbot.waitSignal(loss_plot.exported) as said:
+        assert loss_plot.export.write("csv", tmp_path / "loss") == tmp_path / "loss.csv"
+    assert said.args == ["the loss plot (CSV)", str(tmp_path / "loss.csv")]
+    lines = (tmp_path / "loss.csv").read_text().splitlines()
+    assert lines[0] == "run,stage,component,step,value,smoothed"
+    assert len(lines) == 1 + 2 * 5 + 2 * 3 and any(line.startswith("baseline,student,ce,3,") for line in lines)
+    assert loss_plot.export.write("png", tmp_path / "loss.png").stat().st_size > 1000
+    with qtbot.waitSignal(loss_plot.exportFailed):
+        loss_plot.export.write("csv", tmp_path / "no-folder" / "x.csv")
+    accuracy_plot.add_epochs(epochs("student", 2, teacher=60.0))
+    accuracy_plot.export.write("csv", tmp_path / "acc.csv")
+    rows = (tmp_path / "acc.csv").read_text().splitlines()
+    assert rows[0] == "run,stage,series,epoch,accuracy" and "this run,student,teacher,,60.0" in rows
+
+
+def test_log_axis_turns_on_by_itself_when_the_terms_are_orders_of_magnitude_apart(qtbot):
+    plot = LossPlot(auto_log=True)
+    qtbot.addWidget(plot)
+    plot.add_steps(steps("student", 1, 10, components=("ce",), value=lambda name, step: 2.0))
+    assert not plot.log_y()
+    plot.add_steps(steps("student", 11, 10, components=("ce", "at:layer2"),
+                         value=lambda name, step: 2.0 if name == "ce" else 0.01))
+    assert plot.log_y() and plot.log_box.isChecked() and not plot.log_chosen()
+    plot.log_box.setChecked(False)                               # the user decides: it stays off
+    plot.add_steps(steps("student", 21, 10, components=("ce", "at:layer2"),
+                         value=lambda name, step: 2.0 if name == "ce" else 0.001))
+    assert not plot.log_y() and plot.log_chosen()
+
+
+def test_accuracy_of_several_runs_one_colour_each_with_a_legend_by_run(accuracy_plot):
+    accuracy_plot.set_run_label("", "distilled")
+    accuracy_plot.add_epochs(epochs("student", 3, teacher=90.0))
+    assert accuracy_plot.legend_labels() == ["train", "test", "teacher"]
+    accuracy_plot.add_run("b", "baseline", [EpochEvent("student", e, 10, 5.0 * e, 4.0 * e) for e in (1, 2, 3)])
+    assert accuracy_plot.comparing()
+    assert accuracy_plot.legend_labels() == ["distilled", "baseline", "teacher 90.0 %", "train (dotted)"]
+    assert not accuracy_plot._teacher_label.isVisible()
+    mine, theirs = accuracy_plot.plot_items()["test"], accuracy_plot.run_items("b")["test"]
+    assert mine.opts["pen"].color() != theirs.opts["pen"].color()
+    np.testing.assert_allclose(theirs.getData()[1], [4, 8, 12])
+    assert accuracy_plot.run_items("b")["train"].opts["pen"].style() == QtCore.Qt.PenStyle.DotLine
+    assert "run: baseline" in accuracy_plot.readout_at(2.0, 8.0)
+    accuracy_plot.remove_run("b")
+    assert not accuracy_plot.comparing() and accuracy_plot.legend_labels() == ["train", "test", "teacher"]

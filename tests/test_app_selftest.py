@@ -60,7 +60,7 @@ def test_self_test_reports_a_refused_run(qtbot, monkeypatch):
     monkeypatch.setattr(selftest, "self_test_config", broken_config)
     result = selftest.run_self_test(timeout_s=30)
     assert not result.ok
-    assert "refused" in result.message and "batch_size" in result.message
+    assert "refused" in result.message and "Batch size must be at least 1" in result.message
 
 
 def test_main_survives_missing_streams(monkeypatch):

@@ -47,6 +47,7 @@ def settings_file(tmp_path, monkeypatch):
 def window(qtbot, tmp_path, settings_file):
     win = MainWindow(config=tiny_config(tmp_path))
     win.show_error_dialogs = False
+    win.prompt_unsaved = False
     qtbot.addWidget(win)
     win.show()
     qtbot.waitUntil(lambda: not win.form.layers_busy(), timeout=20000)
@@ -175,20 +176,30 @@ def test_start_is_refused_for_an_invalid_form(qtbot, window):
     window.form.batch_size.setValue(0)
     assert not window.start_run()
     assert not window.worker.running
-    assert "batch_size" in window.status_text()
+    assert "Batch size must be at least 1" in window.status_text()       # by its label, not "batch_size"
     assert "must be at least 1" in window.form.field_error("batch_size")
 
 
 def test_every_problem_found_by_the_run_check_is_marked_at_its_field(qtbot, window, tmp_path):
+    from featdistill_core import create_model, save_weights
+
+    other = tmp_path / "wrn.safetensors"                          # weights of another network
+    save_weights(create_model("wrn_16_1", 10), other)
+    garbage = tmp_path / "student.pt"
+    garbage.write_bytes(b"not a pytorch file")
     window.form.teacher_train.setChecked(False)
-    window.form.teacher_weights.setText(str(tmp_path / "no-such-teacher.safetensors"))
-    window.form.student_weights.setText(str(tmp_path / "no-such-student.safetensors"))
+    window.form.teacher_weights.setText(str(other))
+    window.form.student_weights.setText(str(garbage))
     with qtbot.waitSignal(window.runEnded, timeout=RUN_TIMEOUT_MS):
         assert window.start_run()
         assert window.progress_bar.format() == "Checking the run…"     # checked on the worker thread
-    assert window.form.field_error("teacher.weights") and window.form.field_error("student.weights")
+    teacher = window.form.field_error("teacher.weights")
+    assert teacher.startswith("Teacher weights file: weights file") and "is for a different network" in teacher
+    assert "\n" not in teacher and "layer1.0.conv1.weight" not in teacher    # one line; the keys are in the details
+    assert window.form.field_error("student.weights").startswith("Student starting weights")
     assert "Cannot start" in window.status_text() and "2 problems" in window.status_text()
-    assert window.validity_label.text().count("⚠") == 2
+    assert "missing keys" in window.status_details() and "details…" in window.status_label.text()
+    assert window.validity_label.text().startswith("⚠ 2 to fix:")
     assert not (tmp_path / "runs").exists()
     window.form.student_weights.setText("")                             # fixed: its mark goes
     window.form.check_quick()
@@ -225,7 +236,7 @@ def test_a_broken_run_file_shows_the_error_and_keeps_the_form(qtbot, window, tmp
     errors = []
     window.errorShown.connect(errors.append)
     assert not window.open_run_file(broken)
-    assert len(errors) == 1 and "epochs: must be a whole number" in errors[0]
+    assert len(errors) == 1 and "Epochs must be a whole number; got 'many'. (in the file: epochs)" in errors[0]
     assert window.form.config() == before
     not_toml = tmp_path / "garbage.toml"
     not_toml.write_text("this is [not toml", encoding="utf-8")

@@ -294,3 +294,34 @@ def test_config_error_from_failed_keeps_every_field():
     assert (error.field, error.reason) == ("pairs[1].student", "no layer 'x' in demo_student")
     assert [p.field for p in error.problems] == ["pairs[1].student", "data.path"]
     assert config_error_from_failed(Failed(error="boom", kind="RuntimeError")) is None
+
+
+def test_garbage_is_collected_on_the_gui_thread_while_a_background_thread_runs(qtbot):
+    import gc
+    import threading
+
+    from app.worker import GuiGarbage
+
+    garbage = GuiGarbage()
+    assert gc.isenabled()
+    finish = threading.Event()
+    thread = threading.Thread(target=finish.wait)
+    thread.start()
+    garbage.hold(thread)
+    try:
+        assert not gc.isenabled() and garbage.holding       # no automatic collection on any thread
+
+        class Cycle:
+            pass
+
+        for _ in range(gc.get_threshold()[0] + 10):
+            a, b = Cycle(), Cycle()
+            a.b, b.a = b, a
+        assert gc.get_count()[0] > gc.get_threshold()[0]
+        garbage.collect_due()                                 # the GUI thread's timer does this
+        assert gc.get_count()[0] < gc.get_threshold()[0]
+    finally:
+        finish.set()
+        thread.join()
+    qtbot.waitUntil(lambda: gc.isenabled(), timeout=5000)     # released once the thread has ended
+    assert not garbage.holding

@@ -67,6 +67,7 @@ def test_broken_images_are_found_by_check(capsys, tmp_path, damage, words):
 def test_a_sound_image_folder_passes(capsys, tmp_path):
     config = tiny_config(tmp_path)
     config.data.name, config.data.path = "imagefolder", str(_image_folder(tmp_path / "images"))
+    config.batch_size = 4               # 8 images, some of them held out for testing
     code, err = check(capsys, config, tmp_path)
     assert code == 0, err
 

@@ -96,7 +96,7 @@ def test_eval_a_run_folder_and_a_model_with_weights(capsys, tiny_trained_run, tm
 @pytest.mark.parametrize("args, words", [
     (("demo_student",), "--weights is needed"),
     (("demo_student", "--weights", "missing.safetensors"), "not found"),
-    (("resnet8", "--weights", "RUN/student.safetensors"), "does not fit the model"),
+    (("resnet8", "--weights", "RUN/student.safetensors"), "is for a different network"),
     (("nonsense_model", "--weights", "RUN/student.safetensors"), "nonsense_model"),
     (("RUN", "--data", "cifar10"), "cifar10 needs a path"),
     (("demo_student", "--weights", "RUN/student.safetensors", "--batch-size", "0"), "--batch-size must be at least 1"),

@@ -192,14 +192,11 @@ def test_image_folder_labels_sorted_class_folders_and_resizes(tmp_path):
             assert np.all(np.abs(image.reshape(3, -1).mean(axis=1) - colour) <= 32)
 
 
-def test_image_folder_split_is_deterministic_and_seeded(tmp_path):
+def test_image_folder_split_is_deterministic_and_no_image_is_in_both(tmp_path):
     _make_image_folder(tmp_path)
-    a = load_image_folder(tmp_path, seed=0)
-    b = load_image_folder(tmp_path, seed=0)
+    a = load_image_folder(tmp_path)
+    b = load_image_folder(tmp_path)
     assert np.array_equal(a.test_images, b.test_images)
-    c = [load_image_folder(tmp_path, seed=s).test_images for s in (1, 2, 3)]
-    assert any(not np.array_equal(a.test_images, other) for other in c)
-    # no image is in both splits
     train = {img.tobytes() for img in a.train_images}
     assert all(img.tobytes() not in train for img in a.test_images)
 

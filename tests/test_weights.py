@@ -101,7 +101,7 @@ def test_prefix_kept_when_the_model_itself_uses_it(tmp_path):
     assert_same_state(source, target)
 
 
-def test_mismatch_message_names_file_then_missing_unexpected_and_shapes(tmp_path):
+def test_mismatch_message_is_one_line_naming_the_keys_when_few_and_details_list_them(tmp_path):
     state = dict(create_model("resnet8", 100).state_dict())
     del state["layer1.0.bn1.running_mean"]
     state["projector.weight"] = torch.zeros(3)
@@ -109,29 +109,60 @@ def test_mismatch_message_names_file_then_missing_unexpected_and_shapes(tmp_path
     save_weights(state, path)
 
     with pytest.raises(WeightsError) as info:
-        load_weights(create_model("resnet8", 10), path)
+        load_weights(create_model("resnet8", 10), path, name="resnet8")
     message = str(info.value)
     assert isinstance(info.value, ValueError)
     assert "\n" not in message
-    assert str(path) in message
-    assert "missing keys (1): layer1.0.bn1.running_mean" in message
-    assert "unexpected keys (1): projector.weight" in message
-    assert "fc.weight (file [100, 64] vs model [10, 64])" in message
-    assert "fc.bias (file [100] vs model [10])" in message
-    positions = [message.index(s) for s in (str(path), "missing keys", "unexpected keys", "wrongly shaped keys")]
+    assert message.startswith(f"weights file {path} does not fit resnet8: ")
+    assert "is for a different network" not in message
+    # fc.weight and fc.bias (wrongly shaped) and projector.weight (unexpected); one key missing
+    assert message.endswith("3 of its 56 tensors do not fit resnet8; 1 of the 56 tensors of resnet8 is not in it")
+    details = info.value.details
+    assert "missing keys (1), in the model but not in the file:\n  layer1.0.bn1.running_mean" in details
+    assert "unexpected keys (1), in the file but not in the model:\n  projector.weight" in details
+    assert "fc.weight: file [100, 64] vs model [10, 64]" in details
+    assert "fc.bias: file [100] vs model [10]" in details
+    positions = [details.index(s) for s in ("missing keys", "unexpected keys", "wrongly shaped keys")]
     assert positions == sorted(positions)
 
 
-def test_long_key_lists_are_truncated(tmp_path):
+def test_one_wrong_key_is_named_in_the_line_itself(tmp_path):
+    state = dict(create_model("resnet8", 10).state_dict())
+    del state["fc.bias"]
+    path = tmp_path / "almost.safetensors"
+    save_weights(state, path)
+    with pytest.raises(WeightsError) as info:
+        load_weights(create_model("resnet8", 10), path, name="resnet8")
+    assert str(info.value) == f"weights file {path} does not fit resnet8: the file lacks fc.bias"
+
+
+def test_weights_of_another_network_say_so_in_one_line_with_every_key_in_the_details(tmp_path):
+    path = tmp_path / "other.safetensors"
+    save_weights(create_model("resnet8", 10), path)
+    target = create_model("wrn_16_1", 10)
+    with pytest.raises(WeightsError) as info:
+        load_weights(target, path, name="wrn_16_1")
+    message = str(info.value)
+    assert "\n" not in message
+    file_keys = len(create_model("resnet8", 10).state_dict())
+    assert f"is for a different network: " in message and f"of its {file_keys} tensors do not fit wrn_16_1" in message
+    details = info.value.details
+    for key in target.state_dict():          # every key, none cut off
+        if key not in create_model("resnet8", 10).state_dict():
+            assert f"  {key}\n" in details + "\n"
+
+
+def test_long_key_lists_stay_out_of_the_message(tmp_path):
     path = tmp_path / "small.safetensors"
     save_weights(create_model("resnet8", 10), path)
     with pytest.raises(WeightsError) as info:
         load_weights(create_model("resnet14", 10), path)
     expected_missing = len(create_model("resnet14", 10).state_dict()) - len(create_model("resnet8", 10).state_dict())
     message = str(info.value)
-    assert f"missing keys ({expected_missing}):" in message
-    assert f"... and {expected_missing - 5} more" in message
-    assert "layer1.1.conv1.weight" in message
+    assert f"{expected_missing} of the " in message and "tensors of ResNet are not in it" in message
+    assert "layer1.1.conv1.weight" not in message
+    assert f"missing keys ({expected_missing})" in info.value.details
+    assert "  layer1.1.conv1.weight" in info.value.details
 
 
 def test_non_strict_loads_what_fits_and_reports_the_rest(tmp_path):

@@ -9,6 +9,7 @@ def load_run_data(data_config, seed: int = 0):
 
     return load_dataset(data_config.name, data_config.path or None, image_size=data_config.image_size,
                         demo_train=data_config.demo_train, demo_test=data_config.demo_test, seed=seed,
+                        test_fraction=getattr(data_config, "test_fraction", 0.1),
                         loader=getattr(data_config, "loader", "auto"), workers=getattr(data_config, "workers", -1))
 
 

@@ -3,7 +3,8 @@
     featdistill demo [--seed N]          teacher, distilled student and baseline on the demo data
     featdistill train RUN.toml           run a run file; writes a run folder
     featdistill train --resume RUN_DIR   continue a stopped, failed or killed run from its checkpoint
-    featdistill check RUN.toml           validate a run file without training
+    featdistill check RUN.toml           validate a run file without training; how each term starts
+    featdistill compare RUN.toml --methods at,hint --seeds 0,1,2   which method works here
     featdistill status RUN_DIR ...       what run folders are, and whether they can be resumed
     featdistill layers MODEL [--input 3x32x32]
     featdistill models
@@ -25,11 +26,11 @@ import argparse
 import os
 import sys
 
-from featdistill_core.cli import check, cka, demo, evaluate, export, inspect, status, train
+from featdistill_core.cli import check, cka, compare, demo, evaluate, export, inspect, status, train
 from featdistill_core.cli.output import EXIT_BAD_INPUT, EXIT_FAILED, ProgressBar, error, say
 from featdistill_core.errors import ConfigError
 
-COMMANDS = (demo, train, check, status, inspect, cka, export, evaluate)
+COMMANDS = (demo, train, check, compare, status, inspect, cka, export, evaluate)
 """The modules of this package that define commands, in the order ``--help`` lists them."""
 
 EXIT_BROKEN_PIPE = 141

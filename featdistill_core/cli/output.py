@@ -60,6 +60,9 @@ class ProgressBar:
             self._finish_line(f"[{event.stage}] epoch {event.epoch}/{event.epochs}: "
                               f"train {event.train_acc:.1f}%, test {event.test_acc:.1f}%{teacher}"
                               + (f"  (stage ETA {self._eta})" if event.epoch < event.epochs and self._eta else ""))
+        elif isinstance(event, events.LossBalance):
+            for line in event.lines():
+                self._finish_line(line)
         elif isinstance(event, events.Failed) and self._interactive:
             self.stream.write("\r\033[K")      # the command prints the error itself
             self.stream.flush()

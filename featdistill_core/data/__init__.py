@@ -32,16 +32,17 @@ import torch
 from .check import DatasetSample, inspect_dataset
 from .cifar import check_cifar_folder, load_cifar10, load_cifar100
 from .demo import CLASS_NAMES as DEMO_CLASSES, load_demo
-from .imagefolder import image_folder_classes, image_folder_files, image_folder_sizes, load_image_folder
+from .imagefolder import DEFAULT_TEST_FRACTION, image_folder_classes, image_folder_files, image_folder_sizes, load_image_folder
 from .loader import Batch, BatchLoader
 from .splits import DatasetError, ImageSplits, probe_indices
 from .stream import StreamBundle, StreamLoader
 from .transforms import CIFAR10_MEAN, CIFAR10_STD, CIFAR100_MEAN, CIFAR100_STD, channel_mean_std, normalize
 
 __all__ = [
-    "DATASETS", "DATASET_TITLES", "FIXED_IMAGE_SIZES", "LOADERS", "MEMORY_LIMIT_BYTES", "NEEDS_PATH", "STREAMABLE",
-    "Batch", "BatchLoader", "DataBundle", "DatasetError", "DatasetInfo", "DatasetSample", "StreamBundle", "StreamLoader",
-    "choose_loader", "dataset_classes", "dataset_info", "estimated_bytes", "inspect_dataset", "load_dataset",
+    "DATASETS", "DATASET_TITLES", "DEFAULT_TEST_FRACTION", "FIXED_IMAGE_SIZES", "LOADERS", "MEMORY_LIMIT_BYTES",
+    "NEEDS_PATH", "SPLIT_RULES", "STREAMABLE", "Batch", "BatchLoader", "DataBundle", "DatasetError", "DatasetInfo",
+    "DatasetSample", "StreamBundle", "StreamLoader", "choose_loader", "dataset_classes", "dataset_info",
+    "estimated_bytes", "image_folder_files", "inspect_dataset", "load_dataset",
 ]
 
 DATASETS = ("demo", "cifar10", "cifar100", "imagefolder")
@@ -61,6 +62,16 @@ STREAMABLE = ("imagefolder",)
 MEMORY_LIMIT_BYTES = 4 * 2**30
 """``loader = "auto"`` holds a data set in memory up to this many bytes of resized images (4 GiB)."""
 
+SPLIT_RULES = {
+    "demo": "drawn from the run's seed, the test images from a stream of their own (never a training image); "
+            "data.demo_test images",
+    "cifar10": "the published test batch (10 000 images)",
+    "cifar100": "the published test file (10 000 images)",
+    "imagefolder": "its test/ folder if it has train/ and test/; otherwise data.test_fraction of each class, "
+                   "chosen by a fixed hash of the file names, whatever the seed",
+}
+"""How each data set's test split is chosen, in words (README, window tooltips)."""
+
 
 @dataclass(frozen=True)
 class DatasetInfo:
@@ -75,8 +86,11 @@ CIFAR_SIZES = (50_000, 10_000)   # the published split sizes (the files are not 
 
 
 def dataset_info(name: str, path: str | None = None, *, demo_train: int = 5000, demo_test: int = 2000,
-                 seed: int = 0) -> DatasetInfo:
+                 seed: int = 0, test_fraction: float = DEFAULT_TEST_FRACTION) -> DatasetInfo:
     """Class count and split sizes of a data set, found by the code that loads it (no image is read).
+
+    ``seed`` matters to the demo only (its images are drawn from it); ``test_fraction`` to an image
+    folder without train/ and test/ sub-folders only.
 
     Raises :class:`DatasetError` when the data set's files are not where ``path`` says.
     """
@@ -85,7 +99,7 @@ def dataset_info(name: str, path: str | None = None, *, demo_train: int = 5000, 
         return DatasetInfo(classes, demo_train, demo_test)
     if name in ("cifar10", "cifar100"):
         return DatasetInfo(classes, *CIFAR_SIZES)
-    return DatasetInfo(classes, *image_folder_sizes(path, seed=seed))
+    return DatasetInfo(classes, *image_folder_sizes(path, test_fraction=test_fraction))
 
 
 def estimated_bytes(info: DatasetInfo, image_size: int) -> int:
@@ -197,6 +211,7 @@ def load_dataset(
     demo_train: int = 5000,
     demo_test: int = 2000,
     seed: int = 0,
+    test_fraction: float = DEFAULT_TEST_FRACTION,
     loader: str = "auto",
     workers: int = -1,
 ) -> DataBundle | StreamBundle:
@@ -205,7 +220,8 @@ def load_dataset(
     ``path`` is required for ``cifar10`` (``cifar-10-batches-py`` or its parent), ``cifar100``
     (``cifar-100-python`` or its parent) and ``imagefolder``; the demo ignores it. ``image_size`` is
     the side of the square images of the demo and of image folders (CIFAR is always 32). ``seed``
-    draws the demo images and the image folder's train/test split. CIFAR is normalised with the
+    draws the demo images; an image folder's split does not depend on it (``test_fraction`` of each
+    class, by a fixed rule: :mod:`.imagefolder`). CIFAR is normalised with the
     literature's per-channel statistics; the demo and image folders with those of their training split
     (a streamed folder with those of a sample of it). ``loader`` is ``"auto"``, ``"memory"`` or
     ``"stream"`` (:func:`choose_loader`); ``workers`` the reading processes of a streamed folder
@@ -237,12 +253,12 @@ def load_dataset(
             return _bundle(load_cifar10(path), key, CIFAR10_MEAN, CIFAR10_STD)
         return _bundle(load_cifar100(path), key, CIFAR100_MEAN, CIFAR100_STD)
     if loader != "memory":
-        class_names, train_files, test_files = image_folder_files(path, seed=seed)
+        class_names, train_files, test_files = image_folder_files(path, test_fraction=test_fraction)
         info = DatasetInfo(len(class_names), len(train_files), len(test_files))
         if choose_loader(key, loader, info, image_size) == "stream":
             return StreamBundle(key, class_names, train_files, test_files, image_size=image_size, seed=seed,
                                 workers=workers)
-    splits = load_image_folder(path, image_size=image_size, seed=seed)
+    splits = load_image_folder(path, image_size=image_size, test_fraction=test_fraction)
     return _bundle(splits, key, *channel_mean_std(splits.train_images))
 
 

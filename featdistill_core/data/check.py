@@ -28,7 +28,7 @@ from PIL import Image
 
 from .cifar import CIFAR10_TRAIN_FILES, _class_names, _images_and_labels, check_cifar_folder, read_pickle
 from .demo import CLASS_NAMES as DEMO_CLASSES, make_demo_images
-from .imagefolder import image_folder_files, pixel_limit, read_image
+from .imagefolder import DEFAULT_TEST_FRACTION, image_folder_files, pixel_limit, read_image
 from .splits import DatasetError
 
 SAMPLE_IMAGES = 64
@@ -48,15 +48,16 @@ class DatasetSample:
 
 
 def inspect_dataset(name: str, path: str | None = None, *, image_size: int = 32, demo_train: int = 5000,
-                    demo_test: int = 2000, seed: int = 0) -> DatasetSample:
-    """Check a data set as described in the module docstring; raise :class:`DatasetError` naming the file."""
+                    demo_test: int = 2000, seed: int = 0, test_fraction: float = DEFAULT_TEST_FRACTION) -> DatasetSample:
+    """Check a data set as described in the module docstring; raise :class:`DatasetError` naming the file.
+    ``test_fraction`` splits an image folder without train/ and test/ as loading splits it."""
     if name == "demo":
         sample = make_demo_images(4, seed=(seed, 1), image_size=image_size)
         return DatasetSample(len(DEMO_CLASSES), demo_train, demo_test, sample.images, sample.labels)
     if name in ("cifar10", "cifar100"):
         return _inspect_cifar(name, path)
     if name == "imagefolder":
-        return _inspect_image_folder(path, image_size, seed)
+        return _inspect_image_folder(path, image_size, test_fraction)
     raise DatasetError(f"unknown dataset {name!r}")
 
 
@@ -84,8 +85,8 @@ def _inspect_cifar(name: str, path) -> DatasetSample:
     return DatasetSample(classes, counts["train"], counts["test"], sample_images, sample_labels)
 
 
-def _inspect_image_folder(path, image_size: int, seed: int) -> DatasetSample:
-    class_names, train_files, test_files = image_folder_files(path, seed=seed)
+def _inspect_image_folder(path, image_size: int, test_fraction: float) -> DatasetSample:
+    class_names, train_files, test_files = image_folder_files(path, test_fraction=test_fraction)
     files = train_files + test_files
     stride = max(1, -(-len(files) // MAX_HEADERS))
     for file, _ in files[::stride]:

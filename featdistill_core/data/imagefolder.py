@@ -6,9 +6,18 @@ files and folders (names starting with ".") are skipped.
 
 If ``root`` has ``train/`` and ``test/`` sub-folders (or ``train/`` and ``val/``, the ImageNet
 layout; ``val/`` is read as ``test/`` when there is no ``test/``), each is such a folder and they
-give the two splits (the classes are those of ``train/``). Otherwise the images are split
-deterministically: within each class, a seeded permutation sends ``round(test_fraction * n)``
-images to the test split (at least one when the class has two or more images).
+give the two splits (the classes are those of ``train/``). Otherwise the images are split by a fixed
+rule that no run setting but ``test_fraction`` changes (:func:`split_key`): within each class, the
+files are ranked by the SHA-256 of ``"<class>/<file name>"`` and the first
+``round(test_fraction * n)`` go to the test split (at least one when the class has two or more
+images, never all of them).
+
+So the split does not move with the run's seed: a teacher trained with one seed has never seen the
+test images of a student trained with another, and runs over several seeds are measured on the same
+test images. It does not depend on where the folder is, on file dates or on the other classes;
+adding images to a class moves at most the images whose rank they take. A smaller fraction's test
+split is a subset of a larger one's. :func:`image_folder_files` is the one place the split is made
+(the loader, the streamed loader and :func:`image_folder_sizes` all go through it).
 
 :func:`load_image_folder` converts every image to RGB, centre-crops it to a square and resizes it to
 ``image_size`` pixels (bilinear), so the whole folder becomes one uint8 array (N, 3, image_size,
@@ -20,6 +29,7 @@ large for that is streamed from disk (:mod:`.stream`), which lists it with :func
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
 import warnings
@@ -32,6 +42,7 @@ from PIL import Image, ImageOps
 from .splits import DatasetError, ImageSplits
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+DEFAULT_TEST_FRACTION = 0.1
 _EXPECTED = "one sub-folder per class, each holding .png/.jpg/.jpeg/.bmp/.webp images"
 
 
@@ -39,27 +50,26 @@ def load_image_folder(
     path: str | Path,
     *,
     image_size: int = 32,
-    test_fraction: float = 0.1,
-    seed: int = 0,
+    test_fraction: float = DEFAULT_TEST_FRACTION,
 ) -> ImageSplits:
     """Read an image folder (see the module docstring) into train and test splits."""
     if image_size < 1:
         raise DatasetError(f"image folder: image_size must be a positive number of pixels; got {image_size}")
-    if not 0.0 < test_fraction < 1.0:
-        raise DatasetError(f"image folder: test_fraction must be between 0 and 1; got {test_fraction}")
-    class_names, train_files, test_files = image_folder_files(path, test_fraction=test_fraction, seed=seed)
+    class_names, train_files, test_files = image_folder_files(path, test_fraction=test_fraction)
     train_images, train_labels = _read_images(train_files, image_size)
     test_images, test_labels = _read_images(test_files, image_size)
     return ImageSplits(train_images, train_labels, test_images, test_labels, class_names)
 
 
-def image_folder_files(path: str | Path, *, test_fraction: float = 0.1, seed: int = 0
+def image_folder_files(path: str | Path, *, test_fraction: float = DEFAULT_TEST_FRACTION
                        ) -> tuple[list[str], list[tuple[Path, int]], list[tuple[Path, int]]]:
     """(class names, training ``(file, label)`` pairs, test pairs) exactly as :func:`load_image_folder`
-    finds and splits them, without reading an image."""
+    finds and splits them, without reading an image: the one place the split is decided."""
+    if isinstance(test_fraction, bool) or not isinstance(test_fraction, (int, float)) or not 0.0 < test_fraction < 1.0:
+        raise DatasetError(f"image folder: test_fraction must be greater than 0 and less than 1; got {test_fraction!r}")
     class_names, train_files, test_files = _layout(path)
     if test_files is None:
-        train_files, test_files = _split(train_files, test_fraction, seed)
+        train_files, test_files = _split(train_files, class_names, float(test_fraction))
         if not test_files:
             raise DatasetError(f"image folder {path}: too few images to split off a test set (each class has one image)")
     return class_names, train_files, test_files
@@ -71,12 +81,23 @@ def image_folder_classes(path: str | Path) -> list[str]:
     return _layout(path)[0]
 
 
-def image_folder_sizes(path: str | Path, *, test_fraction: float = 0.1, seed: int = 0) -> tuple[int, int]:
+def image_folder_sizes(path: str | Path, *, test_fraction: float = DEFAULT_TEST_FRACTION) -> tuple[int, int]:
     """(training images, test images) that :func:`load_image_folder` will give, without reading an image."""
-    _, train_files, test_files = _layout(path)
-    if test_files is None:
-        train_files, test_files = _split(train_files, test_fraction, seed)
+    _, train_files, test_files = image_folder_files(path, test_fraction=test_fraction)
     return len(train_files), len(test_files)
+
+
+def split_key(class_name: str, file_name: str) -> bytes:
+    """The rank of a file within its class when a folder is split: SHA-256 of ``"<class>/<file name>"``."""
+    return hashlib.sha256(f"{class_name}/{file_name}".encode("utf-8", "surrogateescape")).digest()
+
+
+def held_out_count(n: int, test_fraction: float) -> int:
+    """How many of a class's ``n`` images go to the test split: ``round(test_fraction * n)``, at least
+    1 and at most ``n - 1`` when ``n >= 2``, none when the class has one image."""
+    if n < 2:
+        return 0
+    return min(max(int(round(test_fraction * n)), 1), n - 1)
 
 
 def _layout(path: str | Path) -> tuple[list[str], list[tuple[Path, int]], list[tuple[Path, int]] | None]:
@@ -146,21 +167,16 @@ def _class_files(folder: Path, class_names: list[str] | None = None) -> tuple[li
     return class_names, files
 
 
-def _split(files: list[tuple[Path, int]], test_fraction: float, seed: int):
-    """Per class, a seeded permutation sends ``round(test_fraction * n)`` files (at least 1 if n >= 2) to test."""
-    rng = np.random.default_rng(seed)
+def _split(files: list[tuple[Path, int]], class_names: list[str], test_fraction: float):
+    """Per class, the ``held_out_count`` files of lowest :func:`split_key` go to test; both keep folder order."""
     train, test = [], []
     labels = np.array([label for _, label in files])
     for label in np.unique(labels):
-        members = np.flatnonzero(labels == label)
-        n_test = int(round(test_fraction * len(members)))
-        if len(members) >= 2:
-            n_test = min(max(n_test, 1), len(members) - 1)
-        else:
-            n_test = 0
-        order = rng.permutation(members)
-        test.extend(files[i] for i in sorted(order[:n_test]))
-        train.extend(files[i] for i in sorted(order[n_test:]))
+        members = np.flatnonzero(labels == label).tolist()
+        ranked = sorted(members, key=lambda i: split_key(class_names[label], files[i][0].name))
+        chosen = set(ranked[:held_out_count(len(members), test_fraction)])
+        test.extend(files[i] for i in members if i in chosen)
+        train.extend(files[i] for i in members if i not in chosen)
     return train, test
 
 

@@ -11,7 +11,9 @@ main stage modules, in order, in the class attribute ``stage_names``.
 
 from featdistill_core.models.external import ModelFactoryError
 from featdistill_core.models.registry import ModelInfo, UnknownModelError, create_model, list_models, register_model
-from featdistill_core.models.weights import LoadReport, WeightsError, load_weights, read_state_dict, save_weights
+from featdistill_core.models.weights import (
+    LoadReport, WeightsError, check_weights_file, load_weights, read_state_dict, save_weights,
+)
 
 # Importing the architecture modules registers their models.
 from featdistill_core.models import (  # noqa: E402,F401  isort: skip
@@ -38,4 +40,5 @@ __all__ = [
     "read_state_dict",
     "LoadReport",
     "WeightsError",
+    "check_weights_file",
 ]

@@ -27,7 +27,7 @@ from torch import nn
 
 from featdistill_core.atomic import write_atomic
 
-__all__ = ["WeightsError", "LoadReport", "load_weights", "save_weights", "read_state_dict"]
+__all__ = ["WeightsError", "LoadReport", "check_weights_file", "load_weights", "save_weights", "read_state_dict"]
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -39,7 +39,15 @@ MAX_LISTED_KEYS = 5
 
 
 class WeightsError(ValueError):
-    """A weights file that is missing, unreadable, unsafe, or does not fit the model."""
+    """A weights file that is missing, unreadable, unsafe, or does not fit the model.
+
+    ``str(error)`` is one line for people; ``details`` holds what does not fit on it (every key that
+    does not fit, with its shapes), for a "details" box ("" when there is nothing more to say).
+    """
+
+    def __init__(self, message: str, details: str = ""):
+        super().__init__(message)
+        self.details = details
 
 
 @dataclass(frozen=True)
@@ -54,6 +62,15 @@ class LoadReport:
 
 def read_state_dict(path: PathLike) -> dict[str, torch.Tensor]:
     """Read a ``.safetensors`` / ``.pt`` / ``.pth`` file into a flat ``{name: tensor}`` dict on the CPU."""
+    path = check_weights_file(path)
+    if path.suffix.lower() in SAFETENSORS_SUFFIXES:
+        return _read_safetensors(path)
+    return _unwrap_checkpoint(_read_torch_file(path), path)
+
+
+def check_weights_file(path: PathLike) -> Path:
+    """What can be said of a weights file without reading it: it exists, is a file, is not empty,
+    and is of a kind :func:`read_state_dict` reads. Raises :class:`WeightsError`; returns the path."""
     path = Path(path)
     if not path.exists():
         raise WeightsError(f"weights file not found: {path}")
@@ -65,9 +82,7 @@ def read_state_dict(path: PathLike) -> dict[str, torch.Tensor]:
         raise WeightsError(f"unsupported weights file type {path.suffix or '(none)'!r} for {path}; expected {allowed}")
     if path.stat().st_size == 0:
         raise WeightsError(f"weights file is empty: {path}")
-    if suffix in SAFETENSORS_SUFFIXES:
-        return _read_safetensors(path)
-    return _unwrap_checkpoint(_read_torch_file(path), path)
+    return path
 
 
 def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
@@ -147,11 +162,48 @@ def _shape(tensor: torch.Tensor) -> str:
     return "[" + ", ".join(str(d) for d in tensor.shape) + "]"
 
 
-def load_weights(model: nn.Module, path: PathLike, *, strict: bool = True) -> LoadReport:
+MAX_INLINE_MISFITS = 3    # up to this many keys that do not fit are named in the one-line message
+
+
+def _misfit_summary(path: Path, name: str, state, model_state, missing, unexpected, mismatched) -> str:
+    """One line: how much of the file does not fit the model, naming the keys when they are few."""
+    misfit = len(unexpected) + len(mismatched)
+    if misfit + len(missing) <= MAX_INLINE_MISFITS:
+        parts = ([f"{k} is {_shape(state[k])} in the file but {_shape(model_state[k])} in {name}" for k in mismatched]
+                 + [f"{name} has no {k}" for k in unexpected] + [f"the file lacks {k}" for k in missing])
+        return f"weights file {path} does not fit {name}: " + "; ".join(parts)
+    fitting = len(state) - misfit
+    different = misfit >= len(state) / 2 or fitting < len(model_state) / 2      # most of one does not fit the other
+    what = "is for a different network" if different else f"does not fit {name}"
+    parts = []
+    if misfit:
+        parts.append(f"{misfit} of its {len(state)} tensors do not fit {name}")
+    if missing:
+        verb = "is" if len(missing) == 1 else "are"
+        parts.append(f"{len(missing)} of the {len(model_state)} tensors of {name} {verb} not in it")
+    return f"weights file {path} {what}: " + "; ".join(parts)
+
+
+def _misfit_details(state, model_state, missing, unexpected, mismatched) -> str:
+    """Every key that does not fit, one per line, by kind."""
+    lines = []
+    if missing:
+        lines += [f"missing keys ({len(missing)}), in the model but not in the file:"] + [f"  {k}" for k in missing]
+    if unexpected:
+        lines += [f"unexpected keys ({len(unexpected)}), in the file but not in the model:"] + [f"  {k}" for k in unexpected]
+    if mismatched:
+        lines += [f"wrongly shaped keys ({len(mismatched)}):"] + [
+            f"  {k}: file {_shape(state[k])} vs model {_shape(model_state[k])}" for k in mismatched]
+    return "\n".join(lines)
+
+
+def load_weights(model: nn.Module, path: PathLike, *, strict: bool = True, name: str | None = None) -> LoadReport:
     """Load the weights in ``path`` into ``model`` (in place) and return what was loaded.
 
     With ``strict=True`` the file must hold exactly the model's parameters and buffers with the
-    same shapes, all finite; otherwise :class:`WeightsError` names the file and lists the missing keys, the
+    same shapes, all finite; otherwise :class:`WeightsError` says in one line how much does not fit ``name``
+    (the model's name for messages, e.g. its registry name; default its class name) — "is for a
+    different network" when most of it does not — and its ``details`` list the missing keys, the
     unexpected keys and the wrongly shaped keys (file shape vs model shape). With ``strict=False``
     every key present in both with the same shape is loaded and the rest are reported, not raised
     (e.g. a teacher trained for 100 classes reused with a new 10-class ``fc``).
@@ -165,15 +217,9 @@ def load_weights(model: nn.Module, path: PathLike, *, strict: bool = True) -> Lo
     unexpected = [k for k in state if k not in model_state]
     mismatched = [k for k in model_state if k in state and state[k].shape != model_state[k].shape]
     if strict and (missing or unexpected or mismatched):
-        parts = []
-        if missing:
-            parts.append(f"missing keys ({len(missing)}): {_listing(missing)}")
-        if unexpected:
-            parts.append(f"unexpected keys ({len(unexpected)}): {_listing(unexpected)}")
-        if mismatched:
-            shapes = [f"{k} (file {_shape(state[k])} vs model {_shape(model_state[k])})" for k in mismatched]
-            parts.append(f"wrongly shaped keys ({len(mismatched)}): {_listing(shapes)}")
-        raise WeightsError(f"weights file {path} does not fit the model: " + "; ".join(parts))
+        raise WeightsError(_misfit_summary(path, name or type(model).__name__, state, model_state,
+                                           missing, unexpected, mismatched),
+                           _misfit_details(state, model_state, missing, unexpected, mismatched))
 
     usable = {k: v for k, v in state.items() if k in model_state and k not in mismatched}
     broken = [k for k, v in usable.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
