@@ -373,15 +373,19 @@ class Trainer:
     def _across_ranks(self, losses: dict, total: torch.Tensor, logits: torch.Tensor, labels: torch.Tensor):
         """What the step meter adds for one step: the loss components and their sum (means over the
         ranks), correct predictions and images (sums over the ranks); one all-reduce under torchrun,
-        so that every rank's meter, events and checkpoint agree."""
+        so that every rank's meter, events and checkpoint agree. It carries each rank's stop request
+        too, so that a signal to one rank stops every rank at the same step."""
         correct = (logits.detach().argmax(1) == labels).sum()
         if not self.dist.active:
             return losses, total, correct, len(labels)
         names = list(losses)
-        packed = torch.stack([losses[n].detach().float() for n in names] + [total.detach().float(), correct.float()])
+        stop = torch.tensor(float(self._control.stop_requested), device=correct.device)
+        packed = torch.stack([losses[n].detach().float() for n in names] + [total.detach().float(), correct.float(), stop])
         summed = self.dist.sum(packed)
+        if summed[-1].item() > 0:                   # one rank was asked to stop: all stop after this same step
+            self._control.request_stop()
         n = self.dist.world_size
-        return ({name: summed[i] / n for i, name in enumerate(names)}, summed[-2] / n, summed[-1].round().long(),
+        return ({name: summed[i] / n for i, name in enumerate(names)}, summed[-3] / n, summed[-2].round().long(),
                 len(labels) * n)                    # (validation makes every share batch_size / world_size)
 
     def _trained_modules(self, planned: PlannedStage) -> list[nn.Module]:

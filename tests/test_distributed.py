@@ -158,3 +158,24 @@ def test_compile_in_place_keeps_names_and_hooks(monkeypatch):
     assert seen and set(model.state_dict()) == names
     with pytest.raises(ValueError, match="compile must be one of"):
         speed.compile_in_place(model, "fast")
+
+
+class _TwoRanks(Dist):
+    """Rank 0 of two, whose other rank computed the same and was asked to stop."""
+
+    def sum(self, tensor):
+        other = tensor.clone()
+        other[-1] = 1.0
+        return tensor + other
+
+
+def test_a_stop_asked_of_one_rank_stops_every_rank_after_the_same_step(tmp_path):
+    trainer = Trainer(tiny_config(tmp_path), tmp_path / "run")
+    trainer.dist = _TwoRanks(0, 0, 2, "gloo")
+    losses = {"ce": torch.tensor(2.0), "at": torch.tensor(0.5)}
+    logits, labels = torch.eye(3)[[0, 1, 2, 0]], torch.tensor([0, 1, 0, 0])
+    assert not trainer._control.stop_requested
+    means, total, correct, images = trainer._across_ranks(losses, torch.tensor(2.5), logits, labels)
+    assert trainer._control.stop_requested                 # asked of the other rank only
+    assert means == {"ce": pytest.approx(2.0), "at": pytest.approx(0.5)} and float(total) == pytest.approx(2.5)
+    assert int(correct) == 6 and images == 8               # sums over both ranks
