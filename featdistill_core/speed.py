@@ -165,8 +165,22 @@ def compile_in_place(model: nn.Module | None, mode: str = "off") -> nn.Module | 
     if mode not in COMPILE_MODES:
         raise ValueError(f"compile must be one of {', '.join(COMPILE_MODES)}; got {mode!r}")
     if model is not None and mode != "off":
+        _keep_backward_buffers()
         model.compile(mode=None if mode == "default" else mode, backend=COMPILE_BACKEND)
     return model
+
+
+def _keep_backward_buffers() -> None:
+    """Turn off AOTAutograd's *donated buffers* (its backward reusing forward buffers in place): the
+    loss-balance measurement (:mod:`featdistill_core.balance`) takes each term's gradient with
+    ``retain_graph=True``, which a backward compiled with donated buffers refuses. The cost is a little
+    memory, not speed."""
+    try:
+        import torch._functorch.config as functorch_config
+    except ImportError:                 # pragma: no cover - a torch without it has no donated buffers
+        return
+    if hasattr(functorch_config, "donated_buffer"):
+        functorch_config.donated_buffer = False
 
 
 def original_module(model: nn.Module) -> nn.Module:

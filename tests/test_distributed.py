@@ -145,7 +145,12 @@ def test_mixed_precision_channels_last_and_compile_are_wired_into_the_trainer(tm
 
 
 def test_compile_in_place_keeps_names_and_hooks(monkeypatch):
+    """...and turns off donated buffers, which the loss-balance measurement's ``retain_graph`` needs
+    (found by ``bench_gpu.py --cpu-smoke``: an inductor-compiled run failed in its calibration)."""
+    import torch._functorch.config as functorch_config
+
     monkeypatch.setattr(speed, "COMPILE_BACKEND", "eager")
+    monkeypatch.setattr(functorch_config, "donated_buffer", True)
     model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU())
     seen = []
     model[0].register_forward_hook(lambda m, i, o: seen.append(o.shape))
@@ -156,6 +161,7 @@ def test_compile_in_place_keeps_names_and_hooks(monkeypatch):
     with torch.no_grad():
         assert torch.allclose(model(x), model[1](model[0](x)))
     assert seen and set(model.state_dict()) == names
+    assert functorch_config.donated_buffer is False
     with pytest.raises(ValueError, match="compile must be one of"):
         speed.compile_in_place(model, "fast")
 
