@@ -46,7 +46,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     if args.cpu_smoke:
-        device, batches, steps, warmup = "cpu", args.batches or [4], args.steps or 2, 1
+        device, batches, steps, warmup = "cpu", args.batches or [2], args.steps or 1, 1
         amp_choices = [False, True]  # bf16 autocast on the CPU: slow (emulated), but the path runs
     else:
         if not torch.cuda.is_available():
@@ -76,7 +76,8 @@ def main(argv=None) -> int:
                 channels_last and "channels_last" in notes):
             print(f"{row} | skipped: the trainer does not use this option yet")
             continue
-        options = Options(device=device, batch=batch, steps=steps, warmup=warmup if mode == "off" else warmup + 5,
+        compile_warmup = 1 if args.cpu_smoke else 5       # compiled steps before timing (the compiles)
+        options = Options(device=device, batch=batch, steps=steps, warmup=warmup if mode == "off" else warmup + compile_warmup,
                           amp=amp, channels_last=channels_last, compile=mode)
         try:
             result = measure(options, out)

@@ -540,7 +540,8 @@ class Trainer:
         if also:
             details += "\n" + "\n".join(also)
         problems = tuple(tuple(p) for p in exc.problems) if isinstance(exc, ConfigError) else ()
-        return Failed(error=self.dist.describe(exc, _one_line(exc)), kind=type(exc).__name__, run_dir=str(self.run_dir), details=details,
+        return Failed(error=self.dist.describe(exc, _one_line(exc)), kind=type(exc).__name__,   # (a rank lost: said so)
+                      run_dir=str(self.run_dir), details=details,
                       field=getattr(exc, "field", "") or "", problems=problems, where=self.where(),
                       holds=self._holdings())
 
