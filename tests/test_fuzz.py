@@ -82,7 +82,8 @@ def _paths(data, prefix=""):
             yield from _paths(value, path + ".")
         elif key == "pairs" and isinstance(value, list):
             for i, item in enumerate(value):
-                yield from _paths(item, f"pairs[{i}].")
+                if isinstance(item, dict):        # (a first mutation of "two" may have made pairs hostile)
+                    yield from _paths(item, f"pairs[{i}].")
 
 
 def _navigate(data, path):
