@@ -43,6 +43,7 @@ from app.attention_view import AttentionView
 from app.config_form import ConfigForm, problem_sentence, problems_summary
 from app.fields import INVALID_STYLE, grey_disabled_placeholders
 from app.guide import show_about, show_guide
+from app.lifecycle import RunLifecycle
 from app.method_help import show_method_help
 from app.plots import PRIMARY, AccuracyPlot, LossPlot
 from app.runs_panel import RunsPanel, folder_key
@@ -68,7 +69,7 @@ def problems_text(error: ConfigError, shown: int = 3) -> str:
     return problems_summary(error.problems, shown)
 
 
-class MainWindow(QtWidgets.QMainWindow):
+class MainWindow(RunLifecycle, QtWidgets.QMainWindow):
     """The featdistill window. ``errorShown(message)`` fires whenever an error is reported."""
 
     errorShown = QtCore.Signal(str)
@@ -111,6 +112,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._build_actions()
         self._build_docks()
         self._connect()
+        self._install_lifecycle()             # resume, follow, torchrun, run elsewhere (app/lifecycle.py)
 
         self.resize(1400, 900)
         self._default_state = self.saveState(LAYOUT_VERSION)
@@ -222,6 +224,7 @@ class MainWindow(QtWidgets.QMainWindow):
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
         run_menu = self.menuBar().addMenu("&Run")
+        self.run_menu = run_menu
         for act in (self.start_action, self.pause_action, self.stop_action):
             run_menu.addAction(act)
         self.view_menu = self.menuBar().addMenu("&View")
@@ -527,6 +530,9 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.worker.running:
             self.set_status("Stop the current run before opening another one.", "error")
             return False
+        followed = self._open_running_folder(path)     # another process is writing it: follow it live
+        if followed is not None:
+            return followed
         try:
             record = load_run(path)
         except (RunFolderError, ConfigError, OSError) as error:
@@ -667,6 +673,8 @@ class MainWindow(QtWidgets.QMainWindow):
         its checks and its trainer exists."""
         if self.worker.running:
             return False
+        if self.chosen_processes() > 1:                # "all N GPUs": torchrun, followed live
+            return self.start_in_subprocess()
         try:
             config = self.form.check_before_start()
         except ConfigError as error:
@@ -705,7 +713,10 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.worker.running:
             self._queue = []
             self.worker.stop()
-            self.set_status("Stopping after the current step…", "busy")
+            if self.worker.following and self.worker.process is None:
+                self.set_status("Stopping following…", "busy")
+            else:
+                self.set_status("Stopping after the current step…", "busy")
             self.stop_button.setEnabled(False)
 
     def clear_live_view(self) -> None:
@@ -883,12 +894,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self.start_button.setEnabled(not running)
         self.start_action.setEnabled(not running)
         self.baseline_box.setEnabled(not running)
-        self.pause_button.setEnabled(running)
-        self.pause_action.setEnabled(running)
+        self.pause_button.setEnabled(self.worker.pausable)
+        self.pause_action.setEnabled(self.worker.pausable)
         self.stop_button.setEnabled(running)
         self.stop_action.setEnabled(running)
         self.form.set_editable(not running)
-        for act in (self.new_action, self.open_action, self.open_folder_action):
+        for act in (self.new_action, self.open_action, self.open_folder_action, self.follow_action):
             act.setEnabled(not running)
         if not running:
             self.pause_button.setText("Pause")

@@ -54,6 +54,10 @@ _PUBLIC = {
     "featdistill_core.layers": ("LayerInfo", "list_layers", "stage_outputs", "suggest_pairs"),
     "featdistill_core.placement": ("PlacementError", "place_method"),
     "featdistill_core.device": ("DeviceOption", "available_devices", "resolve_device"),
+    "featdistill_core.launch": (
+        "DeviceChoice", "LaunchCommand", "RunProcess", "device_choices", "gpu_count", "new_run_folder",
+        "remote_commands", "train_command",
+    ),
     "featdistill_core.runfolder": (
         "FollowUpdate", "RUN_STATES", "RunFolderError", "RunFollower", "RunRecord", "RunStatus", "load_run",
         "read_balance", "run_folders", "run_state", "run_status",
