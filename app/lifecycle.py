@@ -52,6 +52,7 @@ class RunLifecycle:
         self.run_menu.addAction(self.elsewhere_action)
         self.runs_panel.menu_entries.append(self._runs_menu_entries)
         self.worker.configKnown.connect(self._config_known)
+        self.worker.runStarted.connect(self._other_run_started)      # after the window's own slot
         self.worker.historyReceived.connect(self._history_received)
         self.worker.followEnded.connect(self._follow_ended)
 
@@ -133,6 +134,16 @@ class RunLifecycle:
         self._plan = plan_stages(config)
         if self.worker.mode == "follow" and self.worker.process is None:
             self.set_config(config, None)         # the followed run's set-up, as for a folder opened
+
+    def _other_run_started(self, run_dir: str) -> None:
+        """What the status line says once a followed or resumed run's folder is known."""
+        if self.worker.mode == "follow":
+            who = "the process started here" if self.worker.process is not None else "another process"
+            self.progress_bar.setFormat("Following…")
+            self.set_status(f"Following {run_dir} live, as {who} writes it.", "busy")
+        elif self.worker.mode == "resume":
+            self.progress_bar.setFormat("Resuming…")
+            self.set_status(f"Resuming {run_dir} from its last checkpoint…", "busy")
 
     def _history_received(self, record: RunRecord) -> None:
         """Draw the run shown again from ``record`` (a resumed run's history, a followed folder so far)."""

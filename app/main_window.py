@@ -786,7 +786,7 @@ class MainWindow(RunLifecycle, QtWidgets.QMainWindow):
     def _show_progress(self, p: Progress) -> None:
         self.progress_bar.setValue(int(p.fraction * PROGRESS_STEPS))
         paused = " · PAUSED" if self.worker.paused else ""
-        prefix = "Baseline · " if self._role == BASELINE else ""
+        prefix = "Baseline · " if self._role == BASELINE else ("Following · " if self.worker.following else "")
         self.progress_bar.setFormat(
             f"{prefix}Stage {p.stage_index} of {p.stage_count} — {p.stage.title} · "
             f"epoch {p.epoch}/{p.epochs} · step {p.step}/{p.total_steps}{paused}"

@@ -34,6 +34,7 @@ __all__ = ["DeviceChoice", "LaunchCommand", "RunProcess", "device_choices", "gpu
 
 TORCHRUN_MODULE = "torch.distributed.run"     # what the ``torchrun`` script runs
 DEFAULT_PORT = 29500
+KILL = getattr(signal, "SIGKILL", signal.SIGTERM)   # Windows has no SIGKILL (and no process groups)
 STOP_GRACE_S = 60.0        # after SIGINT: a checkpoint at the next step, the models, the "stopped" record
 TERM_GRACE_S = 15.0        # after SIGTERM, before SIGKILL
 
@@ -278,8 +279,8 @@ class RunProcess:
             self.kill_leftovers()
             return
         waited = time.monotonic() - self.stop_requested_at
-        if waited >= self.stop_grace_s + self.term_grace_s and signal.SIGKILL not in self.signals_sent:
-            self._signal(signal.SIGKILL, group=True)
+        if waited >= self.stop_grace_s + self.term_grace_s and KILL not in self.signals_sent[1:]:
+            self._signal(KILL, group=True)
         elif waited >= self.stop_grace_s and signal.SIGTERM not in self.signals_sent:
             self._remember_children()
             self._signal(signal.SIGTERM, group=True)
@@ -290,10 +291,10 @@ class RunProcess:
             return
         for pid in sorted(self._known):
             with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
+                os.kill(pid, KILL)
         if self.process is not None:
             with contextlib.suppress(OSError):
-                os.killpg(self.process.pid, signal.SIGKILL)
+                os.killpg(self.process.pid, KILL)
 
     def alive(self) -> list[int]:
         """The processes of the command still running (itself and those started under it)."""
