@@ -139,7 +139,7 @@ class RunElsewhereDialog(QtWidgets.QDialog):
                        self.endpoint.textChanged):
             signal.connect(self._fill)
         self._fill()
-        self.resize(760, self.sizeHint().height())
+        self.resize(860, self.sizeHint().height())
 
     def commands(self):
         """The commands shown (:class:`featdistill_core.LaunchCommand`)."""
@@ -174,6 +174,7 @@ class RunElsewhereDialog(QtWidgets.QDialog):
         for row, command in enumerate(commands):
             grid.itemAtPosition(3 * row, 0).widget().setText(f"<b>{html.escape(command.title)}</b>")
             self.command_edits[row].setText(command.text)
+            self.command_edits[row].setToolTip(command.text)
             self.command_edits[row].setCursorPosition(0)
             grid.itemAtPosition(3 * row + 2, 0).widget().setText(command.note)
 

@@ -190,6 +190,16 @@ class RunLifecycle:
         act.setObjectName("resumeAction" if status.state != "running" else "followAction")
         act.setEnabled(not self.worker.running)
 
+    def _resumable_shown(self) -> Path | None:
+        """The folder of the run shown, when it could be resumed (for Run elsewhere's resume command)."""
+        if not self._primary_key or self.worker.running:
+            return None
+        try:
+            status = run_status(self._primary_key)
+        except (RunFolderError, OSError):
+            return None
+        return Path(self._primary_key) if status.resumable and status.state in RESUMABLE_STATES else None
+
     # ---- training in other processes ------------------------------------------------------------------
     def chosen_processes(self) -> int:
         """Processes the Device field asks for (several: *all N GPUs*)."""
@@ -229,7 +239,7 @@ class RunLifecycle:
         if (self.run_file is None or self.is_modified()) and not self.save_run_file():
             self.set_status("Run elsewhere needs the run file saved: its commands name it.", "error")
             return None
-        dialog = RunElsewhereDialog(self.run_file, run_dir=self.viewed_run, parent=self)
+        dialog = RunElsewhereDialog(self.run_file, run_dir=self._resumable_shown(), parent=self)
         dialog.setModal(False)
         dialog.show()
         self.elsewhere_dialog = dialog

@@ -415,6 +415,10 @@ class TrainingWorker(QtCore.QObject):
         for event in events:
             if isinstance(event, (StepEvent, StageStarted)) and self._estimator is not None:
                 self._estimator.update(event)
+                if isinstance(event, StageStarted) and self._record is not None:
+                    done = [e for e in self._record.steps if e.stage == event.stage]   # a resumed stage
+                    if done:
+                        self._estimator.update(done[-1])
             if self._record is not None and not isinstance(event, (History, Following, _TrainerReady, FollowEnded)):
                 self._record.apply(event)
             if isinstance(event, Following):
