@@ -268,3 +268,48 @@ def test_run_elsewhere_shows_the_commands_for_the_saved_run_file(qtbot, make_win
     assert QtWidgets.QApplication.clipboard().text() == texts[1]
     assert "Follow run folder" in dialog.findChild(QtWidgets.QLabel, "followExplanation").text()
     dialog.close()
+
+
+def test_a_writer_killed_while_followed_ends_following_and_can_be_resumed(qtbot, make_window, tmp_path, one_thread):
+    import signal
+
+    config = tiny_config(tmp_path, epochs=400)
+    run_file = tmp_path / "run.toml"
+    save_config(config, run_file)
+    run_dir = tmp_path / "runs" / "killed"
+    window = make_window(tiny_config(tmp_path))
+    process = subprocess.Popen([sys.executable, "-m", "featdistill_core", "train", str(run_file), "--run-dir",
+                                str(run_dir)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert window.follow_run_folder(run_dir)
+        qtbot.waitUntil(lambda: _points(window, "teacher total") >= 7 or _points(window, "total") > 0,
+                        timeout=SUBPROCESS_TIMEOUT_MS)                  # past the first checkpoint
+        ended = []
+        window.worker.followEnded.connect(lambda message, kind: ended.append((message, kind)))
+        with qtbot.waitSignal(window.runEnded, timeout=30_000):
+            process.send_signal(signal.SIGKILL)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        process.wait()
+    assert ended and ended[0][1] == "error" and "without a final record" in ended[0][0], ended
+    assert "without a final record" in window.status_text()
+    assert run_status(run_dir).state == "interrupted"
+    assert _action(window.runs_panel.context_menu(_row(window, run_dir)), "resumeAction") is not None
+
+
+def test_the_follow_option_of_the_command_line(tiny_trained_run, tmp_path):
+    from app.__main__ import parse_args
+
+    assert parse_args(["--follow", "some/run"]).follow == "some/run"
+    for wrong in (["--follow", "x", "run.toml"], ["--follow", "x", "--self-test"]):
+        with pytest.raises(SystemExit):
+            parse_args(wrong)
+    env = dict(os.environ, QT_QPA_PLATFORM="offscreen", OMP_NUM_THREADS="1",
+               FEATDISTILL_SETTINGS=str(tmp_path / "settings.ini"))
+    result = subprocess.run([sys.executable, "-m", "app", "--follow", str(tiny_trained_run), "--exit-when-shown"],
+                            capture_output=True, text=True, timeout=300, env=env,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0, result.stderr
+    assert "workbench shown after" in result.stdout
+    assert "Traceback" not in result.stderr
