@@ -22,8 +22,10 @@ written by another machine shows no lock here: it is followed until its final re
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import threading
+import traceback
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,6 +124,8 @@ def follow_folder(put, run_dir, *, stop: threading.Event, process=None, poll_s: 
                     return
                 process.kill_leftovers()
                 put(process_failure(process, run_dir))
+                with contextlib.suppress(OSError):
+                    run_dir.rmdir()                        # the folder made for it, if it stayed empty
                 return
         elif time.monotonic() >= next_check:
             next_check = time.monotonic() + WRITER_CHECK_S
@@ -142,6 +146,19 @@ def follow_folder(put, run_dir, *, stop: threading.Event, process=None, poll_s: 
             stop.wait(poll_s)
 
 
+def follow_guarded(put, run_dir, *, stop: threading.Event, process=None, poll_s: float = POLL_S) -> None:
+    """:func:`follow_folder`, with an unexpected error reported as a Failed event (never lost); a
+    process the window started is then asked to stop (it checkpoints; Resume continues it)."""
+    try:
+        follow_folder(put, run_dir, stop=stop, process=process, poll_s=poll_s)
+    except Exception as exc:  # noqa: BLE001 - reported to the user
+        if process is not None:
+            process.stop()
+            _let_the_process_end(process, grace_s=0.0)
+        put(Failed(error=f"following {run_dir} failed: {exc}", kind=type(exc).__name__,
+                   details=traceback.format_exc()))
+
+
 def _state(run_dir: Path) -> str | None:
     try:
         return run_status(run_dir).state
@@ -149,11 +166,11 @@ def _state(run_dir: Path) -> str | None:
         return None
 
 
-def _let_the_process_end(process) -> None:
+def _let_the_process_end(process, grace_s: float = EXIT_GRACE_S) -> None:
     """After the final record: give the started process time to exit, then make sure it has."""
     if process is None:
         return
-    deadline = time.monotonic() + EXIT_GRACE_S
+    deadline = time.monotonic() + grace_s
     while process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     if process.poll() is None:

@@ -37,7 +37,7 @@ from featdistill_core import (
     StageStarted, StepEvent, plan_stages, validate_run,
 )
 
-from app.follow import FollowEnded, Following, History, copy_record, follow_folder, resume_history
+from app.follow import FollowEnded, Following, History, copy_record, follow_guarded, resume_history
 
 DRAIN_HZ = 10              # deliveries (so window repaints) a second: live enough, and the CPU stays with training
 GC_INTERVAL_MS = 1000      # how often the GUI thread collects garbage while automatic collection is off
@@ -263,7 +263,7 @@ class TrainingWorker(QtCore.QObject):
         self._begin("follow", None)
         self.process = process
         self._followed = str(run_dir)
-        self._launch(follow_folder, (self._queue.put, run_dir),
+        self._launch(follow_guarded, (self._queue.put, run_dir),
                      {"stop": self._stop_requested, "process": process}, name="featdistill-follow")
 
     def _begin(self, mode: str, estimator) -> None:

@@ -14,7 +14,8 @@ Qt-free; the window asks it three things:
 * :class:`RunProcess` — a training command started as a subprocess in its own process group, with its
   output in a log file; :meth:`RunProcess.stop` asks it to stop (SIGINT: the run checkpoints and writes
   its "stopped" record; torchrun passes the signal on to each rank) and escalates (SIGTERM, then
-  SIGKILL to the group and every process started under it) when it does not end.
+  SIGKILL to the group and every process started under it) when it does not end. (Windows has no
+  process groups to signal: there a stop ends the command at once, and its last checkpoint stays.)
 """
 
 from __future__ import annotations

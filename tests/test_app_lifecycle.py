@@ -245,6 +245,23 @@ def test_a_subprocess_refused_by_validation_is_reported(qtbot, make_window, tmp_
         assert window.start_in_subprocess(processes=1)
     assert failed and "no_such_net" in failed[0].error and "exit status 2" in failed[0].error, failed
     assert "Training failed" in window.status_text()
+    assert list((tmp_path / "runs").iterdir()) == []        # the folder made for it went with it
+
+
+def test_an_error_while_following_is_reported_not_lost(qtbot, make_window, tmp_path, monkeypatch):
+    import app.follow as follow
+
+    def broken(*args, **kwargs):
+        raise OSError("the disk went away (test)")
+
+    monkeypatch.setattr(follow, "follow_folder", broken)
+    window = make_window(tiny_config(tmp_path))
+    failed = []
+    window.worker.failed.connect(failed.append)
+    with qtbot.waitSignal(window.runEnded, timeout=20_000):
+        assert window.follow_run_folder(tmp_path / "somewhere")
+    assert failed and "the disk went away (test)" in failed[0].error
+    assert "Training failed" in window.status_text() and not window.worker.running
 
 
 def test_run_elsewhere_shows_the_commands_for_the_saved_run_file(qtbot, make_window, tmp_path, monkeypatch):
