@@ -105,6 +105,8 @@ def follow_folder(put, run_dir, *, stop: threading.Event, process=None, poll_s: 
             while not stop.is_set() and follower.poll(CHUNK_BYTES).events:
                 pass                                      # catch up: drawn once, as the history
             put(History(copy_record(follower.record)))
+            if follower.ended:                             # it had ended already: say how
+                put(follower.record.failed or follower.record.finished)
             continue
         if update.reset:
             put(History(copy_record(follower.record)))

@@ -21,6 +21,9 @@ the widgets in batches, at most 10 times a second (:data:`~app.worker.DRAIN_HZ`)
 teacher (:func:`featdistill_core.baseline_config`, what ``featdistill demo`` does), drawn over the run
 on the plots as it trains.
 
+Resuming a run folder, following one that another process writes, starting a run as a torchrun
+subprocess and "Run elsewhere…" are :class:`app.lifecycle.RunLifecycle`, a part of this class.
+
 ``MainWindow()`` needs no argument: it opens on the embedded demo (:func:`featdistill_core.demo_config`),
 ready to press Start.
 """

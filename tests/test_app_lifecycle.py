@@ -330,3 +330,17 @@ def test_the_follow_option_of_the_command_line(tiny_trained_run, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "workbench shown after" in result.stdout
     assert "Traceback" not in result.stderr
+
+
+def test_following_a_folder_that_has_finished_shows_it_and_how_it_ended(qtbot, make_window, tmp_path,
+                                                                        tiny_trained_run):
+    window = make_window(tiny_config(tmp_path))
+    finished = []
+    window.worker.finished.connect(finished.append)
+    with qtbot.waitSignal(window.runEnded, timeout=30_000):
+        assert window.follow_run_folder(tiny_trained_run)
+    record = load_run(tiny_trained_run)
+    assert finished and finished[0].metrics == record.finished.metrics
+    assert "Finished" in window.status_text() and window.progress_bar.value() == PROGRESS_STEPS
+    assert window.loss_plot.curve_data("total")[0].tolist() == [e.step for e in record.steps if e.stage == "student"]
+    assert window.attention_view.snapshot_count() == len(record.snapshots)
