@@ -5,7 +5,9 @@ To add a pair, choose a method, select its layers in each tree (as many as the m
 two, or several in the model's order; none for a method on the logits) and press "Add pair". A pair
 whose layers the method cannot match is refused with the reason, before it reaches the table.
 "Suggest pairs" places the chosen method at its reference layers (:func:`featdistill_core.place_method`:
-every shared stage, the middle stage, consecutive stages, the embedding or the logits).
+every shared stage, the middle stage, consecutive stages, the embedding or the logits) or, "by CKA",
+at the depth-ordered layers of greatest similarity on the *CKA map* tab (:mod:`app.cka_panel`;
+:func:`featdistill_core.suggest_pairs_by_cka`). Clicking a cell of the map selects its two layers.
 
 Everything the page says about a method comes from :data:`featdistill_core.METHODS`.
 """
@@ -17,8 +19,11 @@ import html
 from PySide6 import QtCore, QtWidgets
 
 from featdistill_core import (
-    KD_METHOD, METHODS, LayerInfo, PairCheck, PairConfig, PlacementError, Taps, place_method, validate_options,
+    KD_METHOD, METHODS, LayerInfo, PairCheck, PairConfig, PlacementError, Taps, default_pair_count, place_method,
+    suggest_pairs_by_cka, validate_options,
 )
+
+from app.cka_panel import CKAPanel
 
 from app.layer_picker import LayerPicker
 from app.method_help import show_method_help
@@ -26,6 +31,7 @@ from app.pair_table import ADAPTER_COLOUR, OK_COLOUR, REFUSED_COLOUR, PairTable,
 
 MUTED_COLOUR = "#707070"
 DEFAULT_PLACEMENT = "stages"       # the method first chosen: the first one placed at every shared stage
+RULE, BY_CKA = "rule", "cka"       # how "Suggest pairs" chooses the layers
 
 
 def default_method() -> str:
@@ -92,7 +98,19 @@ class LayersPanel(QtWidgets.QWidget):
         self.suggest_button.setObjectName("suggestPairsButton")
         self.suggest_button.setToolTip("Add the chosen method at its reference layers on these two networks "
                                        "(e.g. every stage of equal spatial size in both).")
-        self.suggest_button.clicked.connect(self.suggest)
+        self.suggest_button.clicked.connect(lambda: self.suggest())
+        self.suggest_combo = QtWidgets.QComboBox()
+        self.suggest_combo.setObjectName("suggestRuleCombo")
+        self.suggest_combo.addItem("by the method's rule", RULE)
+        self.suggest_combo.addItem("by CKA", BY_CKA)
+        self.suggest_combo.setItemData(0, "Where the method's recipe puts it (e.g. every stage of equal spatial "
+                                       "size in both networks).", QtCore.Qt.ItemDataRole.ToolTipRole)
+        self.suggest_combo.setItemData(1, "The depth-ordered layer pairs of greatest summed CKA on the CKA map tab "
+                                       "(as many as the rule finds), among those the method accepts.",
+                                       QtCore.Qt.ItemDataRole.ToolTipRole)
+        self.suggest_combo.setToolTip("How Suggest pairs chooses the layers.")
+        self.cka_panel = CKAPanel()
+        self.cka_panel.pairChosen.connect(self.select_pair)
 
         controls = QtWidgets.QGridLayout()          # two rows, so the page stays narrow (1366-px screens)
         controls.setContentsMargins(0, 0, 0, 0)
@@ -102,7 +120,8 @@ class LayersPanel(QtWidgets.QWidget):
         controls.addWidget(QtWidgets.QLabel("Weight"), 1, 0)
         controls.addWidget(self.weight_spin, 1, 1)
         controls.addWidget(self.add_button, 1, 2)
-        controls.addWidget(self.suggest_button, 1, 3, 1, 2)
+        controls.addWidget(self.suggest_button, 1, 3)
+        controls.addWidget(self.suggest_combo, 1, 4)
         controls.setColumnStretch(1, 1)
 
         self.message = QtWidgets.QLabel()
@@ -139,7 +158,14 @@ class LayersPanel(QtWidgets.QWidget):
         upper_layout = QtWidgets.QVBoxLayout(upper)
         upper_layout.setContentsMargins(0, 0, 0, 0)
         upper_layout.addWidget(self.selection_label)
-        upper_layout.addWidget(trees, 1)
+        self.layer_tabs = QtWidgets.QTabWidget()
+        self.layer_tabs.setObjectName("layerViewTabs")
+        self.layer_tabs.setDocumentMode(True)
+        self.layer_tabs.addTab(trees, "Layer trees")
+        self.layer_tabs.addTab(self.cka_panel, "CKA map")
+        self.layer_tabs.setTabToolTip(1, "How similar each teacher layer is to each student layer (linear CKA); "
+                                         "click a cell to select both layers.")
+        upper_layout.addWidget(self.layer_tabs, 1)
         upper_layout.addLayout(controls)
         upper_layout.addWidget(self.message)
         lower = QtWidgets.QWidget()
@@ -183,6 +209,21 @@ class LayersPanel(QtWidgets.QWidget):
             picker.set_layers(layers, error)
         self.pair_table.set_layers(self.teacher_picker.layers(), self.student_picker.layers(),
                                    teacher[0] or "the teacher", student[0] or "the student")
+        self.cka_panel.models_changed(teacher[0], student[0])
+
+    def select_pair(self, teacher: str, student: str) -> None:
+        """Select one layer in each tree (a click on the CKA map), ready for *Add pair*."""
+        self.teacher_picker.select_paths([teacher])
+        self.student_picker.select_paths([student])
+        got = (self.teacher_picker.selected_paths(), self.student_picker.selected_paths())
+        if got == ([teacher], [student]):
+            cka = self.cka_panel.result.value(teacher, student) if self.cka_panel.result is not None else float("nan")
+            value = f" (CKA {cka:.3f})" if cka == cka else ""
+            self._say(f"Selected teacher {teacher} and student {student}{value}: press Add pair to pair them "
+                      "with the chosen method.", OK_COLOUR)
+        else:
+            self._say(f"{teacher} ↔ {student} cannot be selected in the trees for this method (it reads "
+                      "other tensors of the layers).", REFUSED_COLOUR)
 
     # ---- adding pairs ------------------------------------------------------------------------
     def add_selected_pair(self) -> PairCheck:
@@ -209,15 +250,31 @@ class LayersPanel(QtWidgets.QWidget):
                   f"({'direct' if check.adapter in ('', 'none') else 'via ' + check.adapter}).", OK_COLOUR)
         return check
 
-    def suggest(self) -> list[PairConfig]:
-        """Add the chosen method at its reference placement (the pairs not in the table yet)."""
+    def suggest(self, rule: str | None = None) -> list[PairConfig]:
+        """Add the chosen method at its reference placement, or ``rule="cka"`` at the pairs of greatest
+        summed CKA on the map (default: the rule chosen beside the button); only pairs not in the table yet."""
         method = self.method_combo.currentData()
-        try:
-            terms = place_method(method, list(self.teacher_picker.layers().values()),
-                                 list(self.student_picker.layers().values()))
-        except PlacementError as exc:
-            self._say(f"No pairs to suggest: {exc}.", REFUSED_COLOUR)
-            return []
+        rule = rule or self.suggest_combo.currentData()
+        teacher_layers = list(self.teacher_picker.layers().values())
+        student_layers = list(self.student_picker.layers().values())
+        if rule == BY_CKA:
+            result = self.cka_panel.result
+            if result is None:
+                self._say("No CKA map yet: press Compute on the CKA map tab first.", REFUSED_COLOUR)
+                self.layer_tabs.setCurrentWidget(self.cka_panel)
+                return []
+            try:
+                terms = suggest_pairs_by_cka(result, method, default_pair_count(teacher_layers, student_layers),
+                                             validate_options(method, {}))
+            except ValueError as exc:
+                self._say(f"No pairs to suggest by CKA: {exc}.", REFUSED_COLOUR)
+                return []
+        else:
+            try:
+                terms = place_method(method, teacher_layers, student_layers)
+            except PlacementError as exc:
+                self._say(f"No pairs to suggest: {exc}.", REFUSED_COLOUR)
+                return []
         existing = {(p.method, tuple(p.teacher), tuple(p.student)) for p in self.pair_table.pairs()}
         added = []
         for teacher, student in terms:
@@ -230,10 +287,12 @@ class LayersPanel(QtWidgets.QWidget):
         if added:
             names = ", ".join(f"{'+'.join(p.teacher)}↔{'+'.join(p.student)}" if p.teacher else "logits"
                               for p in added)
-            self._say(f"Suggested {len(added)} {method} pair(s): {names}.", OK_COLOUR)
+            how = " by CKA" if rule == BY_CKA else ""
+            self._say(f"Suggested{how} {len(added)} {method} pair(s): {names}.", OK_COLOUR)
         else:
-            self._say(f"No new pairs to suggest: the table has {METHODS[method].title} at every place "
-                      "its recipe puts it on these networks.", REFUSED_COLOUR)
+            where = "pair the CKA map suggests" if rule == BY_CKA else "place its recipe puts it on these networks"
+            self._say(f"No new pairs to suggest: the table has {METHODS[method].title} at every {where}.",
+                      REFUSED_COLOUR)
         return added
 
     def _new_pair(self, method: str, teacher: list[str], student: list[str]) -> PairConfig:
