@@ -128,7 +128,7 @@ class Insight(QtCore.QObject):
         return {folder_key(path): label for path, label in self.leaderboard.ticked_runs()}
 
     def shutdown(self, timeout: float = 60.0) -> bool:
-        ended = self.summary.shutdown(timeout) and self.window.form.layers.cka_panel.shutdown(timeout)
+        ended = self.summary.shutdown(timeout) and self.window.form.layers.shutdown(timeout)
         if self.export_dialog is not None:
             ended = self.export_dialog.task.wait(timeout) and ended
         return ended

@@ -19,15 +19,19 @@ import html
 from PySide6 import QtCore, QtWidgets
 
 from featdistill_core import (
-    KD_METHOD, METHODS, LayerInfo, PairCheck, PairConfig, PlacementError, Taps, default_pair_count, place_method,
-    suggest_pairs_by_cka, validate_options,
+    KD_METHOD, METHODS, LayerInfo, PairCheck, PairConfig, PlacementError, Taps, default_pair_count, measure_run,
+    place_method, suggest_pairs_by_cka, validate_options, validate_run,
 )
+
+from app.background import BackgroundTask
 
 from app.cka_panel import CKAPanel
 
 from app.layer_picker import LayerPicker
 from app.method_help import show_method_help
-from app.pair_table import ADAPTER_COLOUR, OK_COLOUR, REFUSED_COLOUR, PairTable, method_label, methods_tooltip
+from app.pair_table import (
+    ADAPTER_COLOUR, AUTO_TIP, OK_COLOUR, REFUSED_COLOUR, PairTable, WeightSpin, method_label, methods_tooltip,
+)
 
 MUTED_COLOUR = "#707070"
 DEFAULT_PLACEMENT = "stages"       # the method first chosen: the first one placed at every shared stage
@@ -80,14 +84,12 @@ class LayersPanel(QtWidgets.QWidget):
         self.method_help_button.setText("?")
         self.method_help_button.setToolTip("What the chosen method does: formula, paper, options.")
         self.method_help_button.clicked.connect(lambda: show_method_help(self.method_combo.currentData(), self))
-        self.weight_spin = QtWidgets.QDoubleSpinBox()
+        self.weight_spin = WeightSpin()
         self.weight_spin.setObjectName("pairWeightSpin")
-        self.weight_spin.setRange(0.0, 1e6)
-        self.weight_spin.setDecimals(3)
         self.weight_spin.setMaximumWidth(110)
         weights = ", ".join(f"{key} {info.default_weight:g}" for key, info in METHODS.items())
         self.weight_spin.setToolTip("Weight of the new pair's loss. Each method starts at the weight of its "
-                                    f"reference recipe ({weights}).")
+                                    f"reference recipe ({weights})." + AUTO_TIP)
         self.add_button = QtWidgets.QPushButton("Add pair")
         self.add_button.setObjectName("addPairButton")
         self.add_button.setToolTip("Pair the layer(s) selected in the teacher tree with those selected in the "
@@ -153,6 +155,24 @@ class LayersPanel(QtWidgets.QWidget):
         self.selection_label.setObjectName("pairSelectionHint")
         self.selection_label.setWordWrap(True)
         pairs_label = QtWidgets.QLabel("<b>Distilled pairs</b>")
+        self.balance_button = QtWidgets.QPushButton("Check balance")
+        self.balance_button.setObjectName("checkBalanceButton")
+        self.balance_button.setToolTip("Measure, on the run's first training batches, how strongly each term starts "
+                                       "next to the cross-entropy (in the background); the Balance column shows it, "
+                                       "with a warning for a term that would swamp the task loss.")
+        self.balance_button.clicked.connect(self.check_balance)
+        self.balance_task = BackgroundTask("balance", self)
+        self.balance_task.succeeded.connect(self._balance_measured)
+        self.balance_task.failed.connect(lambda message: self._say(f"Cannot check the balance: {message}",
+                                                                   REFUSED_COLOUR))
+        self.balance_task.cancelled.connect(lambda: self._say("Balance check cancelled.", MUTED_COLOUR))
+        self.balance_task.ended.connect(lambda: self.balance_button.setEnabled(True))
+        self._balance_pairs: list[PairConfig] = []
+        self.balance_report = None
+        pairs_header = QtWidgets.QHBoxLayout()
+        pairs_header.addWidget(pairs_label)
+        pairs_header.addStretch(1)
+        pairs_header.addWidget(self.balance_button)
 
         upper = QtWidgets.QWidget()
         upper_layout = QtWidgets.QVBoxLayout(upper)
@@ -171,7 +191,7 @@ class LayersPanel(QtWidgets.QWidget):
         lower = QtWidgets.QWidget()
         lower_layout = QtWidgets.QVBoxLayout(lower)
         lower_layout.setContentsMargins(0, 0, 0, 0)
-        lower_layout.addWidget(pairs_label)
+        lower_layout.addLayout(pairs_header)
         lower_layout.addWidget(self.pair_table, 1)
         lower_layout.addWidget(self.pair_details)
         lower_layout.addWidget(self.shorthand_group)
@@ -295,9 +315,62 @@ class LayersPanel(QtWidgets.QWidget):
                       REFUSED_COLOUR)
         return added
 
+    # ---- loss balance ---------------------------------------------------------------------------
+    def check_balance(self) -> bool:
+        """Measure how each term starts next to the cross-entropy (the core's :func:`measure_run`, in the
+        background: a few training steps' worth). False (and why) when it cannot start."""
+        if self.balance_task.running:
+            return False
+        source = self.cka_panel.config_source
+        try:
+            config, _run_dir = source() if source is not None else (None, None)
+        except Exception as exc:       # noqa: BLE001 - a form that cannot be read: say so, in words
+            from app.background import one_line
+            self._say(f"Cannot check the balance: {one_line(exc)}", REFUSED_COLOUR)
+            return False
+        if config is None:
+            return False
+        if not config.terms:
+            self._say("No distillation term to balance: add a pair first.", REFUSED_COLOUR)
+            return False
+        self._balance_pairs = self.pair_table.pairs()
+
+        def work(_progress, _cancel):
+            run = validate_run(config)
+            return measure_run(run, device=run.device)
+
+        self.balance_task.start(work)
+        self.balance_button.setEnabled(False)
+        self._say(f"Checking the balance: building the models and measuring each term on the first "
+                  f"{config.balance.batches} training batch(es)…", "#0b5394")
+        return True
+
+    def _balance_measured(self, report) -> None:
+        if self.pair_table.pairs() != self._balance_pairs:
+            self._say("The pairs changed while the balance was measured: press Check balance again.", MUTED_COLOUR)
+            return
+        self.balance_report = report
+        others = self.pair_table.show_balance(report)
+        self._update_pair_details()
+        if not report.terms:
+            self._say("Nothing measured: the run has no term the balance check can measure now.", MUTED_COLOUR)
+            return
+        warnings = report.warnings
+        untrained = "" if report.teacher_trained else " (with the teacher untrained: the run measures again once it is trained)"
+        head = f"Balance on {report.batches} batch(es){untrained}: "
+        if warnings:
+            self._say(head + f"⚠ {len(warnings)} term(s) may swamp the task loss — {warnings[0]}"
+                      + "".join(f" · {line}" for line in others), REFUSED_COLOUR)
+        else:
+            self._say(head + "every term starts at or below the warning ratio; see the Balance column."
+                      + "".join(f" · {line}" for line in others), OK_COLOUR)
+
+    def shutdown(self, timeout: float = 60.0) -> bool:
+        return self.balance_task.wait(timeout) and self.cka_panel.shutdown(timeout)
+
     def _new_pair(self, method: str, teacher: list[str], student: list[str]) -> PairConfig:
         return PairConfig(method=method, teacher=list(teacher), student=list(student),
-                          weight=self.weight_spin.value(), options=validate_options(method, {}))
+                          weight=self.weight_spin.weight(), options=validate_options(method, {}))
 
     def _update_pair_details(self) -> None:
         """Below the table, the full match text of the selected row (or of the first refused one)."""
@@ -313,6 +386,9 @@ class LayersPanel(QtWidgets.QWidget):
             index = selected[0] if selected else refused[0]
             state, match = table.row_state(index)
             text = f"Pair {index + 1}: {match}"
+            balance = table.balance_of(index)
+            if balance is not None:
+                text += f" · Balance: {balance.describe()}"
             colour = {"direct": OK_COLOUR, "adapter": ADAPTER_COLOUR, "refused": REFUSED_COLOUR}.get(state, MUTED_COLOUR)
         else:
             text, colour = f"{count} pair(s), all can be matched. Select a row to see how.", MUTED_COLOUR

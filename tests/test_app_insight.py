@@ -26,7 +26,7 @@ def tiny_form(qtbot, tmp_path):
     widget.show()
     qtbot.waitExposed(widget)
     yield widget
-    widget.layers.cka_panel.shutdown()
+    widget.layers.shutdown()
     widget.wait_for_layers()
 
 
@@ -271,3 +271,47 @@ def test_a_compare_folder_opens_in_the_window_and_ticks_overlay_runs(qtbot, tmp_
         assert any(a.objectName() == "exportStudentAction" for a in win.file_menu.actions())
     finally:
         win.shutdown(30)
+
+
+# ---- loss balance in the pair table --------------------------------------------------------------
+
+def test_check_balance_shows_each_terms_ratio_and_auto_weights(qtbot, tiny_form, tmp_path):
+    from featdistill_core import AUTO_WEIGHT, measure_run, validate_run
+
+    from app.pair_table import balance_text
+
+    layers = tiny_form.layers
+    table = layers.pair_table
+    with qtbot.waitSignal(layers.balance_task.ended, timeout=120000):
+        assert layers.check_balance()
+        assert not layers.balance_button.isEnabled()
+    expected = measure_run(validate_run(tiny_form.config()))
+    assert [t.field for t in expected.terms] == ["pairs[0]", "pairs[1]"]
+    for index, term in enumerate(expected.terms):
+        text = table.item(index, table.BALANCE_COLUMN).text()
+        assert text == balance_text(term)[0] and f"{term.loss_ratio:.2g}× CE" in text
+        assert text.startswith("⚠") == bool(term.warning)
+    assert any(t.warning for t in expected.terms)          # AT at 1000 swamps the tiny run's task loss
+    assert "may swamp the task loss" in layers.message.text()
+    table.selectRow(0)
+    assert "Balance:" in layers.pair_details.text()
+
+    spin = table.cellWidget(1, 3)
+    spin.set_weight(AUTO_WEIGHT)                          # "auto" in the row's weight editor
+    assert spin.text() == AUTO_WEIGHT and table.pairs()[1].weight == AUTO_WEIGHT
+    assert table.item(1, table.BALANCE_COLUMN).text() == ""      # measured for the old weight: gone
+    assert tiny_form.config().pairs[1].weight == AUTO_WEIGHT
+    with qtbot.waitSignal(layers.balance_task.ended, timeout=120000):
+        layers.check_balance()
+    assert table.item(1, table.BALANCE_COLUMN).text().startswith("auto → ")
+
+
+def test_a_run_file_with_auto_weights_opens_in_the_pair_table(qtbot, tiny_form, tmp_path):
+    from featdistill_core import AUTO_WEIGHT
+
+    config = tiny_config(tmp_path)
+    config.pairs[1].weight = AUTO_WEIGHT
+    tiny_form.set_config(config)
+    tiny_form.wait_for_layers()
+    assert tiny_form.layers.pair_table.cellWidget(1, 3).text() == AUTO_WEIGHT
+    assert tiny_form.config() == config
