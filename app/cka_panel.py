@@ -57,8 +57,7 @@ class CKAMap(pg.PlotWidget):
             axis = plot.getAxis(name)
             axis.setPen(colormaps.FOREGROUND)
             axis.setTextPen(colormaps.FOREGROUND)
-        plot.setLabel("left", "teacher layer (depth ↓)")
-        plot.setLabel("bottom", "student layer (depth →)")
+        plot.setLabel("bottom", "rows: teacher layers ↓ · columns: student layers → (depth order)")
         self.image = pg.ImageItem(axisOrder="row-major")
         self.image.setLookupTable(colormaps.lookup_table(colormaps.sequential_colormap()))
         plot.addItem(self.image)
@@ -73,7 +72,7 @@ class CKAMap(pg.PlotWidget):
         self.scene().sigMouseClicked.connect(self._clicked)
         self.setToolTip("Linear CKA between each teacher layer (rows) and each student layer (columns): 1 = the "
                         "same representation up to rotation and scale. Click a cell to select both layers.")
-        self.setMinimumHeight(160)
+        self.setMinimumHeight(90)
 
     # ---- content ----------------------------------------------------------------------------
     def set_result(self, result: CKAResult | None) -> None:
@@ -189,8 +188,7 @@ class CKAPanel(QtWidgets.QWidget):
         self.compute_button.setToolTip("Measure the CKA of every teacher layer with every student layer on the "
                                        "probe images (in the background; press again to cancel).")
         self.compute_button.clicked.connect(self.toggle)
-        self.status = QtWidgets.QLabel("Press Compute to measure how similar each teacher layer is to each "
-                                       "student layer.")
+        self.status = QtWidgets.QLabel("Compute: how similar each teacher layer is to each student layer.")
         self.status.setObjectName("ckaStatus")
         self.status.setWordWrap(True)
         self.status.setFixedHeight(2 * self.status.fontMetrics().lineSpacing() + 2)
@@ -200,7 +198,7 @@ class CKAPanel(QtWidgets.QWidget):
         self.hover = QtWidgets.QLabel()
         self.hover.setObjectName("ckaHover")
         self.hover.setWordWrap(True)
-        self.hover.setFixedHeight(2 * self.hover.fontMetrics().lineSpacing() + 2)
+        self.hover.setFixedHeight(self.hover.fontMetrics().lineSpacing() + 2)   # one line; the tooltip has all
         self.hover.setTextInteractionFlags(QtCore.Qt.TextInteractionFlag.TextSelectableByMouse)
 
         top = QtWidgets.QHBoxLayout()
@@ -259,9 +257,10 @@ class CKAPanel(QtWidgets.QWidget):
         self._models = (mapped.teacher_arch, mapped.student_arch)
         self.map.set_result(mapped.result)
         result = mapped.result
-        notes = "".join(f" Note: {note}." for note in mapped.notes)
-        self._say(f"CKA of {len(result.teacher_layers)} teacher × {len(result.student_layers)} student layers on "
-                  f"{result.probe_size} test images. Click a cell to select both layers.{notes}", colormaps.FOREGROUND)
+        untrained = " Teacher untrained (the run trains it first)." if mapped.teacher_untrained else ""
+        self._say(f"{len(result.teacher_layers)} × {len(result.student_layers)} layers, {result.probe_size} test "
+                  f"images. Click a cell to select both layers.{untrained}", colormaps.FOREGROUND)
+        self.status.setToolTip("\n".join((self.status.text(), *mapped.notes)))
         self.computed.emit()
 
     def _failed(self, message: str) -> None:
@@ -287,6 +286,7 @@ class CKAPanel(QtWidgets.QWidget):
     def _cell_hovered(self, i: int, j: int) -> None:
         if i >= 0:
             self.hover.setText(self.map.hover_text(i, j))
+            self.hover.setToolTip(self.hover.text())
 
     def _say(self, text: str, colour: str) -> None:
         self.status.setStyleSheet(f"color: {colour};")

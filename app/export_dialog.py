@@ -54,6 +54,8 @@ class ExportDialog(QtWidgets.QDialog):
                 item.setText(f"{FORMAT_TITLES.get(key, key)} — not available: {onnx_why}")
                 self.format_combo.setItemData(index, onnx_why, QtCore.Qt.ItemDataRole.ToolTipRole)
         self.format_combo.setCurrentIndex(max(0, self.format_combo.findData(DEFAULT_FORMAT)))
+        self.format_combo.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.format_combo.setMinimumContentsLength(40)     # the list shows the long texts; the box stays narrow
         self.out_edit = QtWidgets.QLineEdit(str(self.run_dir / "export"))
         self.out_edit.setObjectName("exportFolderEdit")
         self.out_edit.setToolTip("The folder the exported model and its model card go into.")

@@ -41,6 +41,7 @@ class Insight(QtCore.QObject):
         tabs.setTabToolTip(self.leaderboard_index, "A compare folder (featdistill compare): which method worked "
                                                    "best here.")
         tabs.setTabVisible(self.leaderboard_index, False)
+        tabs.currentChanged.connect(self._tab_changed)
         self.leaderboard.overlayChanged.connect(window._ticked_changed)
         window.form.layers.cka_panel.config_source = self._cka_source
 
@@ -61,6 +62,13 @@ class Insight(QtCore.QObject):
         after = actions[actions.index(anchor) + 1] if anchor in actions and actions.index(anchor) + 1 < len(actions) else None
         menu.insertAction(after, self.compare_action)
         menu.insertAction(after, self.export_action)
+
+    def _tab_changed(self, index: int) -> None:
+        """The leaderboard tab stays hidden until a compare folder is opened (a remembered tab index may
+        point at it)."""
+        tabs = self.window.central_tabs
+        if index == self.leaderboard_index and not tabs.isTabVisible(index):
+            tabs.setCurrentIndex(0)
 
     # ---- the run shown -------------------------------------------------------------------------
     def shown_run_dir(self) -> Path | None:

@@ -103,7 +103,7 @@ class LayersPanel(QtWidgets.QWidget):
         self.suggest_button.clicked.connect(lambda: self.suggest())
         self.suggest_combo = QtWidgets.QComboBox()
         self.suggest_combo.setObjectName("suggestRuleCombo")
-        self.suggest_combo.addItem("by the method's rule", RULE)
+        self.suggest_combo.addItem("by rule", RULE)
         self.suggest_combo.addItem("by CKA", BY_CKA)
         self.suggest_combo.setItemData(0, "Where the method's recipe puts it (e.g. every stage of equal spatial "
                                        "size in both networks).", QtCore.Qt.ItemDataRole.ToolTipRole)
@@ -169,6 +169,7 @@ class LayersPanel(QtWidgets.QWidget):
         self.balance_task.ended.connect(lambda: self.balance_button.setEnabled(True))
         self._balance_pairs: list[PairConfig] = []
         self.balance_report = None
+        self.balance_lines: list[str] = []     # measured terms that are no row (the [kd] shorthand)
         pairs_header = QtWidgets.QHBoxLayout()
         pairs_header.addWidget(pairs_label)
         pairs_header.addStretch(1)
@@ -355,15 +356,19 @@ class LayersPanel(QtWidgets.QWidget):
         if not report.terms:
             self._say("Nothing measured: the run has no term the balance check can measure now.", MUTED_COLOUR)
             return
-        warnings = report.warnings
-        untrained = "" if report.teacher_trained else " (with the teacher untrained: the run measures again once it is trained)"
-        head = f"Balance on {report.batches} batch(es){untrained}: "
-        if warnings:
-            self._say(head + f"⚠ {len(warnings)} term(s) may swamp the task loss — {warnings[0]}"
-                      + "".join(f" · {line}" for line in others), REFUSED_COLOUR)
+        warned = [t for t in report.terms if t.warning]
+        untrained = "" if report.teacher_trained else ", teacher untrained"
+        head = f"Balance ({report.batches} batch{'es' if report.batches != 1 else ''}{untrained}): "
+        full = "\n".join(line for line in report.lines())
+        if warned:
+            first = warned[0]
+            self._say(head + f"⚠ {len(warned)} term(s) may swamp the task loss: {first.name} starts at "
+                      f"{first.grad_ratio:.2g}× the cross-entropy's gradient. Try a smaller weight or \"auto\".",
+                      REFUSED_COLOUR)
         else:
-            self._say(head + "every term starts at or below the warning ratio; see the Balance column."
-                      + "".join(f" · {line}" for line in others), OK_COLOUR)
+            self._say(head + "every term starts at or below the warning ratio (see the Balance column).", OK_COLOUR)
+        self.message.setToolTip(full)
+        self.balance_lines = others
 
     def shutdown(self, timeout: float = 60.0) -> bool:
         return self.balance_task.wait(timeout) and self.cka_panel.shutdown(timeout)
@@ -378,17 +383,19 @@ class LayersPanel(QtWidgets.QWidget):
         count = table.rowCount()
         selected = [index.row() for index in table.selectionModel().selectedRows()]
         refused = [i for i in range(count) if table.row_state(i)[0] == "refused"]
+        warned = [i for i in range(count) if table.balance_of(i) is not None and table.balance_of(i).warning]
         if count == 0:
             shorthand = METHODS[KD_METHOD]
             text, colour = ("No pairs yet: the student learns from the labels only (and from the "
                             f"{shorthand.short_name} term below if its weight is above 0)."), MUTED_COLOUR
-        elif selected or refused:
-            index = selected[0] if selected else refused[0]
+        elif selected or refused or warned:
+            index = selected[0] if selected else refused[0] if refused else warned[0]
             state, match = table.row_state(index)
             text = f"Pair {index + 1}: {match}"
             balance = table.balance_of(index)
             if balance is not None:
-                text += f" · Balance: {balance.describe()}"
+                text += (f" · ⚠ its gradient starts at {balance.grad_ratio:.2g}× the cross-entropy's" if balance.warning
+                         else f" · starts at {balance.loss_ratio:.2g}× the cross-entropy")
             colour = {"direct": OK_COLOUR, "adapter": ADAPTER_COLOUR, "refused": REFUSED_COLOUR}.get(state, MUTED_COLOUR)
         else:
             text, colour = f"{count} pair(s), all can be matched. Select a row to see how.", MUTED_COLOUR

@@ -255,6 +255,7 @@ class PairTable(QtWidgets.QTableWidget):
             mode = (QtWidgets.QHeaderView.ResizeMode.Stretch if column == self.MATCH_COLUMN
                     else QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
             header.setSectionResizeMode(column, mode)
+        header.moveSection(self.BALANCE_COLUMN, 4)        # shown beside the weight it measures
         for column, width in ((3, 80), (4, 112)):
             header.setSectionResizeMode(column, QtWidgets.QHeaderView.ResizeMode.Fixed)
             self.setColumnWidth(column, width)
@@ -357,6 +358,8 @@ class PairTable(QtWidgets.QTableWidget):
                 others.append(balance_text(term)[1])
             else:
                 self._set_balance(index, term)
+        if self._rows:
+            self.scrollToItem(self.item(0, self.BALANCE_COLUMN))
         return others
 
     @staticmethod

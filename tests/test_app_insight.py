@@ -58,7 +58,7 @@ def test_cka_map_click_selects_both_layers_and_add_pair_adds_them(qtbot, tiny_fo
     assert cka_map is panel.map
     result = panel.result
     assert result.matrix.shape == (len(result.teacher_layers), len(result.student_layers))
-    assert "CKA of" in panel.status.text() and panel.compute_button.text() == "Compute"
+    assert "16 test images" in panel.status.text() and panel.compute_button.text() == "Compute"
     layers = tiny_form.layers
     i, j = result.teacher_paths.index("layer1"), result.student_paths.index("layer3")
     qtbot.mouseClick(cka_map.viewport(), LEFT, pos=cka_map.cell_position(i, j))
@@ -315,3 +315,23 @@ def test_a_run_file_with_auto_weights_opens_in_the_pair_table(qtbot, tiny_form, 
     tiny_form.wait_for_layers()
     assert tiny_form.layers.pair_table.cellWidget(1, 3).text() == AUTO_WEIGHT
     assert tiny_form.config() == config
+
+
+def test_a_remembered_leaderboard_tab_is_not_shown_without_a_compare_folder(qtbot, tmp_path, monkeypatch):
+    from app import settings as app_settings
+    from app.main_window import MainWindow
+
+    monkeypatch.setenv(app_settings.SETTINGS_ENV, str(tmp_path / "settings.ini"))
+    first = MainWindow(config=tiny_config(tmp_path))
+    qtbot.addWidget(first)
+    first.central_tabs.setTabVisible(first.insight.leaderboard_index, True)
+    first.central_tabs.setCurrentIndex(first.insight.leaderboard_index)
+    first.save_layout()
+    first.shutdown(30)
+    second = MainWindow(config=tiny_config(tmp_path))
+    qtbot.addWidget(second)
+    try:
+        assert second.central_tabs.currentIndex() == 0
+        assert not second.central_tabs.isTabVisible(second.insight.leaderboard_index)
+    finally:
+        second.shutdown(30)
