@@ -26,3 +26,15 @@ def test_the_example_pair_is_a_valid_pair():
     example = tomllib.loads(_blocks_after("A distillation term is a `[[pairs]]` table")[0])
     config = config_from_dict({"teacher": {"weights": "t.safetensors"}, **example})
     assert config.pairs[0].method == example["pairs"][0]["method"]
+
+
+def test_the_methods_table_is_the_registrys():
+    from featdistill_core.cli.inspect import methods_markdown
+    from featdistill_core.losses import METHODS
+
+    text = README.read_text(encoding="utf-8")
+    start = text.index("<!-- methods table: featdistill methods --markdown -->\n")
+    end = text.index("<!-- end of methods table -->")
+    table = text[start:end].split("\n", 1)[1].strip()
+    assert table == methods_markdown()
+    assert len(METHODS) == 17 and all(f"| `{key}` |" in table for key in METHODS)

@@ -14,6 +14,7 @@ def register(sub) -> None:
     p.set_defaults(handler=models)
 
     p = sub.add_parser("methods", help="list the distillation methods, with their papers and reference weights")
+    p.add_argument("--markdown", action="store_true", help="print the README's table of methods")
     p.set_defaults(handler=methods)
 
 
@@ -51,6 +52,9 @@ def _parse_shape(text: str) -> tuple[int, ...]:
 def methods(args) -> int:
     from featdistill_core.losses import METHODS
 
+    if getattr(args, "markdown", False):
+        print(methods_markdown())
+        return 0
     width = max(len(key) for key in METHODS)
     for key, info in METHODS.items():
         options = ", ".join(f"{name}={spec.default!r}" for name, spec in info.options.items()) or "no options"
@@ -58,3 +62,20 @@ def methods(args) -> int:
               f"reference weight {info.default_weight:g}; {options}")
         print(f"{'':{width}s}  {info.paper}")
     return 0
+
+
+def methods_markdown() -> str:
+    """The table of methods the README shows, made from the registry (the one place these facts live)."""
+    from featdistill_core.losses import METHODS
+
+    def cell(text) -> str:
+        return str(text).replace("|", "\\|").replace("\n", " ")
+
+    rows = ["| method | what | formula | layers, tap | reference weight, stage | options | paper |",
+            "|---|---|---|---|---|---|---|"]
+    for key, info in METHODS.items():
+        options = ", ".join(f"`{name}={spec.default!r}`" for name, spec in info.options.items()) or "—"
+        where = "logits" if info.on_logits else f"{info.layers.describe()}, {info.taps}; placed by `{info.placement}`"
+        rows.append(f"| `{key}` | {cell(info.title)} | {cell(info.formula)} | {cell(where)} | "
+                    f"{info.default_weight:g}, {info.default_stage} | {cell(options)} | {cell(info.paper)} |")
+    return "\n".join(rows)
