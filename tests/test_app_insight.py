@@ -294,7 +294,7 @@ def test_check_balance_shows_each_terms_ratio_and_auto_weights(qtbot, tiny_form,
     assert any(t.warning for t in expected.terms)          # AT at 1000 swamps the tiny run's task loss
     assert "may swamp the task loss" in layers.message.text()
     table.selectRow(0)
-    assert "Balance:" in layers.pair_details.text()
+    assert "the cross-entropy" in layers.pair_details.text()
 
     spin = table.cellWidget(1, 3)
     spin.set_weight(AUTO_WEIGHT)                          # "auto" in the row's weight editor
@@ -335,3 +335,48 @@ def test_a_remembered_leaderboard_tab_is_not_shown_without_a_compare_folder(qtbo
         assert not second.central_tabs.isTabVisible(second.insight.leaderboard_index)
     finally:
         second.shutdown(30)
+
+
+def test_an_opened_run_folder_is_summarised_and_exportable_from_the_window(qtbot, tmp_path, tiny_trained_run,
+                                                                            monkeypatch):
+    from app import settings as app_settings
+    from app.main_window import MainWindow
+
+    monkeypatch.setenv(app_settings.SETTINGS_ENV, str(tmp_path / "settings.ini"))
+    win = MainWindow(config=tiny_config(tmp_path))
+    win.show_error_dialogs = False
+    win.prompt_unsaved = False
+    qtbot.addWidget(win)
+    try:
+        assert win.insight.ask_export() is None and "Nothing to export" not in win.status_text()
+        assert "Open a run folder" in win.last_error                  # said, not a traceback
+        assert win.open_run_folder(tiny_trained_run)
+        assert win.insight.summary.run_dir == tiny_trained_run and win.insight.summary.pair_table.rowCount() == 2
+        dialog = win.insight.ask_export()
+        assert dialog.run_dir == tiny_trained_run and dialog.out_edit.text() == str(tiny_trained_run / "export")
+        assert win.insight._cka_source()[1] == tiny_trained_run      # the map compares the trained networks
+        dialog.close()
+    finally:
+        win.shutdown(30)
+
+
+def test_a_run_trained_in_the_window_is_summarised_when_it_ends(qtbot, tmp_path, monkeypatch):
+    from app import settings as app_settings
+    from app.main_window import MainWindow
+
+    monkeypatch.setenv(app_settings.SETTINGS_ENV, str(tmp_path / "settings.ini"))
+    win = MainWindow(config=tiny_config(tmp_path))
+    win.show_error_dialogs = False
+    win.prompt_unsaved = False
+    win.baseline_box.setChecked(False)
+    qtbot.addWidget(win)
+    win.show()
+    try:
+        qtbot.waitUntil(lambda: not win.form.layers_busy(), timeout=20000)
+        with qtbot.waitSignal(win.runEnded, timeout=120000):
+            assert win.start_run()
+        summary = win.insight.summary
+        assert summary.run_dir == win.last_run_dir and summary.pair_table.rowCount() == 2
+        assert "student" in summary.accuracy.text() and "–" not in summary.accuracy.text()
+    finally:
+        win.shutdown(30)
