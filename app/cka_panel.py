@@ -29,6 +29,7 @@ DEFAULT_PROBE = 256
 MAX_LABELS = 40            # axis labels for at most this many layers per side (every other one above)
 CELL_TEXT_MAX = 12         # values written in the cells when both sides have at most this many layers
 SELECTED_PEN = pg.mkPen("#ff2d55", width=3)
+SUGGESTED_PEN = pg.mkPen("#ffffff", width=2, style=QtCore.Qt.PenStyle.DashLine)
 
 
 def short_name(path: str, limit: int = 18) -> str:
@@ -57,7 +58,8 @@ class CKAMap(pg.PlotWidget):
             axis = plot.getAxis(name)
             axis.setPen(colormaps.FOREGROUND)
             axis.setTextPen(colormaps.FOREGROUND)
-        plot.setLabel("bottom", "rows: teacher layers ↓ · columns: student layers → (depth order)")
+        for name in ("left", "bottom"):                 # every layer named, even on a short map
+            plot.getAxis(name).setStyle(hideOverlappingLabels=False)
         self.image = pg.ImageItem(axisOrder="row-major")
         self.image.setLookupTable(colormaps.lookup_table(colormaps.sequential_colormap()))
         plot.addItem(self.image)
@@ -68,6 +70,8 @@ class CKAMap(pg.PlotWidget):
         self.frame.hide()
         plot.addItem(self.frame)
         self._texts: list[pg.TextItem] = []
+        self._marks: list[QtWidgets.QGraphicsRectItem] = []
+        self.marked: list[tuple[int, int]] = []
         self.scene().sigMouseMoved.connect(self._moved)
         self.scene().sigMouseClicked.connect(self._clicked)
         self.setToolTip("Linear CKA between each teacher layer (rows) and each student layer (columns): 1 = the "
@@ -83,6 +87,7 @@ class CKAMap(pg.PlotWidget):
         for text in self._texts:
             plot.removeItem(text)
         self._texts = []
+        self.mark_cells([])
         if result is None:
             self.image.clear()
             for name in ("left", "bottom"):
@@ -93,7 +98,10 @@ class CKAMap(pg.PlotWidget):
         self.image.setImage(shown, levels=(0.0, 1.0), autoLevels=False)
         self.image.setRect(QtCore.QRectF(0, 0, shown.shape[1], shown.shape[0]))
         rows, cols = shown.shape
-        plot.getAxis("left").setTicks([self._ticks(result.teacher_layers)])
+        left_ticks = self._ticks(result.teacher_layers)
+        plot.getAxis("left").setTicks([left_ticks])
+        metrics = QtGui.QFontMetrics(plot.getAxis("left").style.get("tickFont") or self.font())
+        plot.getAxis("left").setWidth(max(metrics.horizontalAdvance(text) for _, text in left_ticks) + 14)
         plot.getAxis("bottom").setTicks([self._ticks(result.student_layers)])
         if rows <= CELL_TEXT_MAX and cols <= CELL_TEXT_MAX:
             for i in range(rows):
@@ -111,6 +119,21 @@ class CKAMap(pg.PlotWidget):
     def _ticks(layers) -> list[tuple[float, str]]:
         step = 1 if len(layers) <= MAX_LABELS else 2
         return [(k + 0.5, short_name(layer.label)) for k, layer in enumerate(layers) if k % step == 0]
+
+    def mark_cells(self, cells: list[tuple[int, int]]) -> None:
+        """Outline ``cells`` (dashed): the pairs *Suggest pairs by CKA* chose."""
+        plot = self.getPlotItem()
+        for mark in self._marks:
+            plot.removeItem(mark)
+        self._marks = []
+        self.marked = list(cells)
+        for i, j in cells:
+            mark = QtWidgets.QGraphicsRectItem(j + 0.06, i + 0.06, 0.88, 0.88)
+            mark.setPen(SUGGESTED_PEN)
+            mark.setBrush(QtGui.QBrush(QtCore.Qt.BrushStyle.NoBrush))
+            mark.setZValue(9)
+            plot.addItem(mark)
+            self._marks.append(mark)
 
     def select_cell(self, i: int, j: int) -> None:
         self.selected = (i, j)
@@ -257,9 +280,9 @@ class CKAPanel(QtWidgets.QWidget):
         self._models = (mapped.teacher_arch, mapped.student_arch)
         self.map.set_result(mapped.result)
         result = mapped.result
-        untrained = " Teacher untrained (the run trains it first)." if mapped.teacher_untrained else ""
-        self._say(f"{len(result.teacher_layers)} × {len(result.student_layers)} layers, {result.probe_size} test "
-                  f"images. Click a cell to select both layers.{untrained}", colormaps.FOREGROUND)
+        untrained = " The teacher is untrained (the run trains it first)." if mapped.teacher_untrained else ""
+        self._say(f"Rows: teacher, columns: student layers; {result.probe_size} test images. Click a cell to "
+                  f"select both.{untrained}", colormaps.FOREGROUND)
         self.status.setToolTip("\n".join((self.status.text(), *mapped.notes)))
         self.computed.emit()
 

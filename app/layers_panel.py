@@ -290,6 +290,8 @@ class LayersPanel(QtWidgets.QWidget):
             except ValueError as exc:
                 self._say(f"No pairs to suggest by CKA: {exc}.", REFUSED_COLOUR)
                 return []
+            self.cka_panel.map.mark_cells([(result.teacher_paths.index(t[0]), result.student_paths.index(s[0]))
+                                           for t, s in terms])
         else:
             try:
                 terms = place_method(method, teacher_layers, student_layers)

@@ -58,7 +58,7 @@ def test_cka_map_click_selects_both_layers_and_add_pair_adds_them(qtbot, tiny_fo
     assert cka_map is panel.map
     result = panel.result
     assert result.matrix.shape == (len(result.teacher_layers), len(result.student_layers))
-    assert "16 test images" in panel.status.text() and panel.compute_button.text() == "Compute"
+    assert "16 test images" in panel.status.text() and "Rows: " in panel.status.text() and panel.compute_button.text() == "Compute"
     layers = tiny_form.layers
     i, j = result.teacher_paths.index("layer1"), result.student_paths.index("layer3")
     qtbot.mouseClick(cka_map.viewport(), LEFT, pos=cka_map.cell_position(i, j))
@@ -97,6 +97,7 @@ def test_suggest_pairs_by_cka_adds_depth_ordered_pairs(qtbot, tiny_form):
     rows = [panel.result.teacher_paths.index(p.teacher[0]) for p in pairs]
     cols = [panel.result.student_paths.index(p.student[0]) for p in pairs]
     assert rows == sorted(set(rows)) and cols == sorted(set(cols))       # depth order, each layer once
+    assert panel.map.marked == list(zip(rows, cols))                      # outlined on the map
     assert "by CKA" in layers.message.text()
 
 
@@ -380,3 +381,16 @@ def test_a_run_trained_in_the_window_is_summarised_when_it_ends(qtbot, tmp_path,
         assert "student" in summary.accuracy.text() and "–" not in summary.accuracy.text()
     finally:
         win.shutdown(30)
+
+
+def test_a_damaged_compare_folder_is_named_not_a_traceback(qtbot, tmp_path):
+    from app.leaderboard import CompareFolderError, Leaderboard
+
+    folder = tmp_path / "cmp"
+    folder.mkdir()
+    (folder / "compare.json").write_text("{not json", encoding="utf-8")
+    board = Leaderboard()
+    qtbot.addWidget(board)
+    with pytest.raises(CompareFolderError, match="damaged"):
+        board.open_folder(folder)
+    assert board.table.rowCount() == 0 and board.bars is None

@@ -37,6 +37,10 @@ class RunCKA:
     student_arch: str
 
     @property
+    def teacher_untrained(self) -> bool:
+        return self.teacher_source == UNTRAINED
+
+    @property
     def notes(self) -> tuple[str, ...]:
         """What the user should know about the networks compared, in words (one line each)."""
         notes = []
