@@ -358,8 +358,6 @@ class PairTable(QtWidgets.QTableWidget):
                 others.append(balance_text(term)[1])
             else:
                 self._set_balance(index, term)
-        if self._rows:
-            self.scrollToItem(self.item(0, self.BALANCE_COLUMN))
         return others
 
     @staticmethod

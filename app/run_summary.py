@@ -238,7 +238,7 @@ class RunSummary(QtWidgets.QWidget):
             t = teacher[row] if teacher is not None else None
             s = student[row] if student is not None else None
             diff = None if t is None or s is None or math.isnan(t) or math.isnan(s) else s - t
-            colour = None if diff is None else (GOOD if diff >= 0 else BAD)
+            colour = None if diff is None or diff == 0 else (GOOD if diff > 0 else BAD)
             for column, item in enumerate((_item(name), _item(percent(t), align_right=True),
                                            _item(percent(s), align_right=True),
                                            _item(signed(diff, 1, " points"), colour, align_right=True))):
