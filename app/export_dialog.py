@@ -14,8 +14,6 @@ from pathlib import Path
 
 from PySide6 import QtCore, QtWidgets
 
-from featdistill_core import FORMATS, ExportResult, export_student, onnx_available
-
 from app.background import BackgroundTask
 
 FORMAT_TITLES = {
@@ -36,11 +34,13 @@ class ExportDialog(QtWidgets.QDialog):
         self.setObjectName("exportDialog")
         self.setWindowTitle("Export the student")
         self.run_dir = Path(run_dir)
-        self.result: ExportResult | None = None
+        self.result = None                 # the ExportResult, once written
         self.task = BackgroundTask("export", self)
         self.task.succeeded.connect(self._succeeded)
         self.task.failed.connect(self._failed)
         self.task.ended.connect(self._ended)
+
+        from featdistill_core import FORMATS, onnx_available     # the export module: loaded on first use
 
         self.format_combo = QtWidgets.QComboBox()
         self.format_combo.setObjectName("exportFormatCombo")
@@ -106,6 +106,8 @@ class ExportDialog(QtWidgets.QDialog):
             return False
         fmt, out = self.chosen_format(), self.out_edit.text().strip() or None
         run_dir = self.run_dir
+        from featdistill_core import export_student
+
         self.task.start(lambda _progress, _cancel: export_student(run_dir, fmt, out))
         self.export_button.setEnabled(False)
         self.format_combo.setEnabled(False)
@@ -113,7 +115,7 @@ class ExportDialog(QtWidgets.QDialog):
         self._say(f"Exporting as {fmt}: writing, loading it back and checking its outputs…", "#0b5394")
         return True
 
-    def _succeeded(self, result: ExportResult) -> None:
+    def _succeeded(self, result) -> None:
         self.result = result
         self._say(f"Wrote {result.path}\nChecked: reloaded with {result.checked_with}; on {result.probe_size} "
                   f"{result.probe_source} the outputs match the PyTorch student (largest difference "

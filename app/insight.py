@@ -18,8 +18,6 @@ from pathlib import Path
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from featdistill_core import CompareFolderError
-
 from app.export_dialog import ExportDialog
 from app.leaderboard import Leaderboard
 from app.run_summary import RunSummary
@@ -116,6 +114,8 @@ class Insight(QtCore.QObject):
 
     def open_compare(self, path: str | Path, report: bool = True) -> bool:
         """Show a compare folder as the leaderboard tab; False (reported when ``report``) if it is not one."""
+        from featdistill_core import CompareFolderError
+
         try:
             result = self.leaderboard.open_folder(path)
         except (CompareFolderError, OSError) as error:

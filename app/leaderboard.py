@@ -6,6 +6,9 @@ for an entry that failed, stopped or could not be placed); the panel shows that 
 of each method's gain over the baseline (pyqtgraph ``BarGraphItem``; green above zero, red below).
 Ticking a row lays its runs' curves over the loss and accuracy plots (``overlayChanged``; the
 window adds them as it adds ticked runs of the Runs panel).
+
+The core's comparison module (it imports the trainer) is loaded when a folder is first opened, not
+with the window.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from featdistill_core import BASELINE, CompareFolderError, CompareResult, format_duration, read_compare
+from featdistill_core import format_duration
 
 from app import colormaps
 
@@ -52,7 +55,7 @@ class Leaderboard(QtWidgets.QWidget):
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("leaderboard")
-        self.result: CompareResult | None = None
+        self.result = None                 # the CompareResult shown
         self.rows: list = []
         self.heights: list[float] = []
         self._filling = False
@@ -107,11 +110,14 @@ class Leaderboard(QtWidgets.QWidget):
     # ---- content --------------------------------------------------------------------------------
     def open_folder(self, folder: str | Path) -> CompareResult:
         """Read and show a compare folder; CompareFolderError (a ValueError) when it is not one."""
+        from featdistill_core import read_compare
+
         result = read_compare(folder)
         self.show_result(result)
         return result
 
-    def show_result(self, result: CompareResult) -> None:
+    def show_result(self, result) -> None:
+        """Show a ``CompareResult``."""
         self.result = result
         self.rows = list(result.rows)
         config = result.config
@@ -163,6 +169,8 @@ class Leaderboard(QtWidgets.QWidget):
         if self.bars is not None:
             plot.removeItem(self.bars)
             self.bars = None
+        from featdistill_core import BASELINE
+
         shown = [row for row in self.rows if row.key != BASELINE]
         self.heights = [row.gain if row.gain is not None and math.isfinite(row.gain) else 0.0 for row in shown]
         if not shown:
@@ -210,4 +218,4 @@ class Leaderboard(QtWidgets.QWidget):
             self.overlayChanged.emit()
 
 
-__all__ = ["CompareFolderError", "Leaderboard"]
+__all__ = ["Leaderboard"]

@@ -384,7 +384,9 @@ def test_a_run_trained_in_the_window_is_summarised_when_it_ends(qtbot, tmp_path,
 
 
 def test_a_damaged_compare_folder_is_named_not_a_traceback(qtbot, tmp_path):
-    from app.leaderboard import CompareFolderError, Leaderboard
+    from featdistill_core import CompareFolderError
+
+    from app.leaderboard import Leaderboard
 
     folder = tmp_path / "cmp"
     folder.mkdir()
