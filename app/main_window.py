@@ -14,7 +14,7 @@ Every panel is a dock that can be moved, stacked as tabs or floated, and the win
 The run controls (Start, Pause/Resume, Stop, "+ baseline", the progress bar, speed and ETA) are a
 toolbar; the status line at the bottom says what is happening, in words, and never outlives its
 cause. Training runs in :class:`~app.worker.TrainingWorker`'s background thread; its events reach
-the widgets in batches, at most 10 times a second (:data:`~app.worker.DRAIN_HZ`).
+the widgets in batches, at most 4 times a second (:data:`~app.worker.DRAIN_HZ`).
 
 *The run shown* is the window's primary run: the one training, or the run folder opened. With
 "+ baseline" ticked, a run with distillation terms is followed by the same student trained without a

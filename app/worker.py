@@ -37,7 +37,7 @@ from featdistill_core import (
     StepEvent, plan_stages, validate_run,
 )
 
-DRAIN_HZ = 10              # deliveries (so window repaints) a second: live enough, and the CPU stays with training
+DRAIN_HZ = 4               # deliveries (so window repaints) a second: live enough, and the CPU stays with training
 GC_INTERVAL_MS = 1000      # how often the GUI thread collects garbage while automatic collection is off
 _torch_warmed_up = False
 _warm_up_thread: threading.Thread | None = None
