@@ -349,6 +349,7 @@ class ConfigForm(QtWidgets.QTabWidget):
         self._loader = LayerLoader(self)
         self._loader.loaded.connect(self._layers_loaded)
         self.layers = LayersPanel()
+        self.layers.cka_panel.config_source = lambda: (self.config(check=True), None)   # the window adds its run folder
         self._build_pages()
         self.layers.changed.connect(self._pairs_edited)
         self.set_config(RunConfig())

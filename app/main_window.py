@@ -14,7 +14,7 @@ Every panel is a dock that can be moved, stacked as tabs or floated, and the win
 The run controls (Start, Pause/Resume, Stop, "+ baseline", the progress bar, speed and ETA) are a
 toolbar; the status line at the bottom says what is happening, in words, and never outlives its
 cause. Training runs in :class:`~app.worker.TrainingWorker`'s background thread; its events reach
-the widgets in batches, at most 10 times a second (:data:`~app.worker.DRAIN_HZ`).
+the widgets in batches, at most 4 times a second (:data:`~app.worker.DRAIN_HZ`).
 
 *The run shown* is the window's primary run: the one training, or the run folder opened. With
 "+ baseline" ticked, a run with distillation terms is followed by the same student trained without a
@@ -46,6 +46,7 @@ from app.attention_view import AttentionView
 from app.config_form import ConfigForm, problem_sentence, problems_summary
 from app.fields import INVALID_STYLE, grey_disabled_placeholders
 from app.guide import show_about, show_guide
+from app.insight import Insight
 from app.lifecycle import RunLifecycle
 from app.method_help import show_method_help
 from app.plots import PRIMARY, AccuracyPlot, LossPlot
@@ -114,6 +115,7 @@ class MainWindow(RunLifecycle, QtWidgets.QMainWindow):
         self._build_live_view()
         self._build_actions()
         self._build_docks()
+        self.insight = Insight(self)          # export, compare folders, run summary, the CKA map's run folder
         self._connect()
         self._install_lifecycle()             # resume, follow, torchrun, run elsewhere (app/lifecycle.py)
 
@@ -539,6 +541,8 @@ class MainWindow(RunLifecycle, QtWidgets.QMainWindow):
         try:
             record = load_run(path)
         except (RunFolderError, ConfigError, OSError) as error:
+            if self.insight.open_compare(path, report=False):     # a compare folder: its leaderboard
+                return True
             self.report_error("Cannot open the run folder", str(error))
             return False
         if not self.confirm_discard("showing another run's set-up"):
@@ -559,6 +563,7 @@ class MainWindow(RunLifecycle, QtWidgets.QMainWindow):
             outcome, kind = "it did not finish (no end record)", "info"
         self.progress_bar.setValue(PROGRESS_STEPS if record.finished else 0)
         self.progress_bar.setFormat("Saved run")
+        self.insight.run_shown(path)
         self.set_status(f"Showing the saved run {path} — {outcome}. {len(record.steps)} loss points, "
                         f"{len(record.snapshots)} attention snapshots.", kind)
         return True
@@ -635,7 +640,8 @@ class MainWindow(RunLifecycle, QtWidgets.QMainWindow):
 
     def _ticked_changed(self) -> None:
         """Lay the ticked runs over the plots (and offer them to the two-run view); take off the others."""
-        wanted = [key for key in self.runs_panel.ticked() if key != self._primary_key]
+        overlay = self.insight.overlay_runs()            # runs ticked in the leaderboard
+        wanted = [key for key in dict.fromkeys([*self.runs_panel.ticked(), *overlay]) if key != self._primary_key]
         live = self._live_key if self.worker.running else None
         for key in self.loss_plot.runs():
             if key not in (PRIMARY, live) and key not in wanted:
@@ -647,7 +653,7 @@ class MainWindow(RunLifecycle, QtWidgets.QMainWindow):
             record = self._record(key)
             if record is None:
                 continue
-            label = self._label_of(key, record.config)
+            label = overlay.get(key) or self._label_of(key, record.config)
             self.loss_plot.add_run(key, label, record.steps)
             self.accuracy_plot.add_run(key, label, record.epochs)
         self._update_compare()
@@ -879,6 +885,8 @@ class MainWindow(RunLifecycle, QtWidgets.QMainWindow):
         self._live_key = PRIMARY
         self._update_controls()
         self._update_compare()
+        if self._cleared_for_run and self._primary_key:       # a run trained here became the run shown
+            self.insight.run_shown(self._primary_key)
         self.runEnded.emit()
 
     def _paused_changed(self, paused: bool) -> None:
@@ -1015,7 +1023,7 @@ class MainWindow(RunLifecycle, QtWidgets.QMainWindow):
             self.worker.stop()
             ended = self.worker.wait(timeout)
         self.form.wait_for_layers(timeout)
-        return ended
+        return self.insight.shutdown(timeout) and ended
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802 (Qt override)
         if not self.confirm_discard("closing the window"):

@@ -1,14 +1,14 @@
 """Live training plots: the loss components against step and the accuracies against epoch.
 
 Both widgets take the trainer's events in batches (the window coalesces them and flushes on a timer,
-about 10 times a second), so every ``add_*`` call does one append per curve and one ``setData`` per
+about 4 times a second), so every ``add_*`` call does one append per curve and one ``setData`` per
 changed curve, however many events the batch holds.
 
 Loss series live in numpy buffers that double when full (amortised O(1) appends); curves receive
 views of those buffers. Long series stay fast through pyqtgraph's peak down-sampling (at most about
 two points per pixel column are drawn) and clip-to-view once the user zooms in.
 
-Repaints stay cheap: new points reach pyqtgraph at most :data:`REDRAW_INTERVAL_S` apart (10 times
+Repaints stay cheap: new points reach pyqtgraph at most :data:`REDRAW_INTERVAL_S` apart (4 times
 a second; a timer catches up when the data stops) and not at all while the plot is hidden; and the
 auto-range fits a box with round edges around the curves (see :class:`RangeAnchor`) rather than the
 curves themselves, so the axes, whose ticks, labels and grid are most of a repaint, are recomputed
@@ -43,7 +43,7 @@ LOG_FLOOR = 1e-6          # values below this are drawn at this value on a log a
 MAX_SMOOTHING = 0.999
 THROTTLE_FROM = 50_000    # curves longer than this are redrawn only when the new points show (see LossPlot)
 REDRAW_LAG_S = 0.5        # ... or when this long has passed since their last redraw
-REDRAW_INTERVAL_S = 0.1   # new points reach pyqtgraph at most this often (10 Hz)
+REDRAW_INTERVAL_S = 0.25  # new points reach pyqtgraph at most this often (4 Hz)
 ROUND_MANTISSAS = (1.0, 2.0, 5.0)   # right end of the step axis (× 10^k), at most the stage's length
 Y_DIVISIONS = 8           # the loss axis's box edges are multiples of about (max − min) / 8
 LOG_Y_STEP = 0.25         # ... or, on a log axis, quarter decades

@@ -39,7 +39,7 @@ from featdistill_core import (
 
 from app.follow import FollowEnded, Following, History, copy_record, follow_guarded, resume_history
 
-DRAIN_HZ = 10              # deliveries (so window repaints) a second: live enough, and the CPU stays with training
+DRAIN_HZ = 4               # deliveries (so window repaints) a second: live enough, and the CPU stays with training
 GC_INTERVAL_MS = 1000      # how often the GUI thread collects garbage while automatic collection is off
 _torch_warmed_up = False
 _warm_up_thread: threading.Thread | None = None
