@@ -3,6 +3,8 @@
     featdistill-gui                          the window on the embedded demo (or, when File ▸ Reopen the
                                              last run file at launch is ticked, on that file)
     featdistill-gui RUN.toml                 the window on a run file
+    featdistill-gui --follow RUN_DIR         the window following a run folder live while another
+                                             process (featdistill train, torchrun) writes it
     featdistill-gui --self-test [--screenshot shot.png]
                                              train a short demo in the window, check it, exit 0 or 1
 
@@ -72,6 +74,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     "watch the loss curves and attention maps live.",
     )
     parser.add_argument("run_file", nargs="?", help="a run file (.toml) to open instead of the demo")
+    parser.add_argument("--follow", metavar="RUN_DIR",
+                        help="show the run folder RUN_DIR live while another process writes it (featdistill "
+                             "train, torchrun, a run on a shared or synced folder), until its run ends")
     parser.add_argument("--self-test", action="store_true",
                         help="train a short demo in the window, check that curves and attention maps arrive, "
                              "exit 0 (or 1 with the reason on stderr)")
@@ -82,6 +87,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.screenshot and not args.self_test:
         parser.error("--screenshot works with --self-test")
+    if args.follow and (args.run_file or args.self_test):
+        parser.error("--follow shows a run folder: give no run file and no --self-test with it")
     return args
 
 
@@ -146,7 +153,11 @@ def main(argv: list[str] | None = None) -> int:
     from app.worker import warm_up_torch_in_background
 
     window = MainWindow()
-    if args.run_file:
+    if args.follow:
+        window.prompt_unsaved = False          # nothing to lose yet
+        window.follow_run_folder(args.follow)
+        window.prompt_unsaved = True
+    elif args.run_file:
         window.open_run_file(args.run_file, confirmed=True)
     else:
         window.open_on_launch()

@@ -25,13 +25,14 @@ from PySide6 import QtCore, QtWidgets
 
 from featdistill_core import (
     DATASET_TITLES, DATASETS, FIXED_IMAGE_SIZES, KD_METHOD, METHODS, NEEDS_PATH, ConfigError, DatasetError,
-    KDConfig, Problem, Problems, RunConfig, available_devices, check_files, check_values, dataset_classes,
+    KDConfig, Problem, Problems, RunConfig, check_files, check_values, dataset_classes,
     field_parts, list_models,
 )
 
 from app.fields import (
     CheckField, ChoiceCombo, FieldBox, FloatEdit, FloatSpin, IntListEdit, IntSpin, PathEdit, TextField,
 )
+from app.launch import device_combo
 from app.layer_picker import LayerLoader
 from app.layers_panel import LayersPanel
 from app.pair_table import init_stage_methods
@@ -79,12 +80,7 @@ class ModelCombo(QtWidgets.QComboBox):
 
 
 def _device_combo() -> ChoiceCombo:
-    combo = ChoiceCombo()
-    for option in available_devices():
-        combo.addItem(option.label, option.spec)
-        if not option.available:
-            combo.model().item(combo.count() - 1).setEnabled(False)
-    return combo
+    return device_combo()                    # with "all N GPUs" (torchrun) when there are several
 
 
 # ---- the table -------------------------------------------------------------------------------------
@@ -353,6 +349,7 @@ class ConfigForm(QtWidgets.QTabWidget):
         self._loader = LayerLoader(self)
         self._loader.loaded.connect(self._layers_loaded)
         self.layers = LayersPanel()
+        self.layers.cka_panel.config_source = lambda: (self.config(check=True), None)   # the window adds its run folder
         self._build_pages()
         self.layers.changed.connect(self._pairs_edited)
         self.set_config(RunConfig())

@@ -5,7 +5,9 @@ To add a pair, choose a method, select its layers in each tree (as many as the m
 two, or several in the model's order; none for a method on the logits) and press "Add pair". A pair
 whose layers the method cannot match is refused with the reason, before it reaches the table.
 "Suggest pairs" places the chosen method at its reference layers (:func:`featdistill_core.place_method`:
-every shared stage, the middle stage, consecutive stages, the embedding or the logits).
+every shared stage, the middle stage, consecutive stages, the embedding or the logits) or, "by CKA",
+at the depth-ordered layers of greatest similarity on the *CKA map* tab (:mod:`app.cka_panel`;
+:func:`featdistill_core.suggest_pairs_by_cka`). Clicking a cell of the map selects its two layers.
 
 Everything the page says about a method comes from :data:`featdistill_core.METHODS`.
 """
@@ -17,15 +19,23 @@ import html
 from PySide6 import QtCore, QtWidgets
 
 from featdistill_core import (
-    KD_METHOD, METHODS, LayerInfo, PairCheck, PairConfig, PlacementError, Taps, place_method, validate_options,
+    KD_METHOD, METHODS, LayerInfo, PairCheck, PairConfig, PlacementError, Taps, default_pair_count, measure_run,
+    place_method, suggest_pairs_by_cka, validate_options, validate_run,
 )
+
+from app.background import BackgroundTask
+
+from app.cka_panel import CKAPanel
 
 from app.layer_picker import LayerPicker
 from app.method_help import show_method_help
-from app.pair_table import ADAPTER_COLOUR, OK_COLOUR, REFUSED_COLOUR, PairTable, method_label, methods_tooltip
+from app.pair_table import (
+    ADAPTER_COLOUR, AUTO_TIP, OK_COLOUR, REFUSED_COLOUR, PairTable, WeightSpin, method_label, methods_tooltip,
+)
 
 MUTED_COLOUR = "#707070"
 DEFAULT_PLACEMENT = "stages"       # the method first chosen: the first one placed at every shared stage
+RULE, BY_CKA = "rule", "cka"       # how "Suggest pairs" chooses the layers
 
 
 def default_method() -> str:
@@ -74,14 +84,12 @@ class LayersPanel(QtWidgets.QWidget):
         self.method_help_button.setText("?")
         self.method_help_button.setToolTip("What the chosen method does: formula, paper, options.")
         self.method_help_button.clicked.connect(lambda: show_method_help(self.method_combo.currentData(), self))
-        self.weight_spin = QtWidgets.QDoubleSpinBox()
+        self.weight_spin = WeightSpin()
         self.weight_spin.setObjectName("pairWeightSpin")
-        self.weight_spin.setRange(0.0, 1e6)
-        self.weight_spin.setDecimals(3)
         self.weight_spin.setMaximumWidth(110)
         weights = ", ".join(f"{key} {info.default_weight:g}" for key, info in METHODS.items())
         self.weight_spin.setToolTip("Weight of the new pair's loss. Each method starts at the weight of its "
-                                    f"reference recipe ({weights}).")
+                                    f"reference recipe ({weights})." + AUTO_TIP)
         self.add_button = QtWidgets.QPushButton("Add pair")
         self.add_button.setObjectName("addPairButton")
         self.add_button.setToolTip("Pair the layer(s) selected in the teacher tree with those selected in the "
@@ -92,7 +100,19 @@ class LayersPanel(QtWidgets.QWidget):
         self.suggest_button.setObjectName("suggestPairsButton")
         self.suggest_button.setToolTip("Add the chosen method at its reference layers on these two networks "
                                        "(e.g. every stage of equal spatial size in both).")
-        self.suggest_button.clicked.connect(self.suggest)
+        self.suggest_button.clicked.connect(lambda: self.suggest())
+        self.suggest_combo = QtWidgets.QComboBox()
+        self.suggest_combo.setObjectName("suggestRuleCombo")
+        self.suggest_combo.addItem("by rule", RULE)
+        self.suggest_combo.addItem("by CKA", BY_CKA)
+        self.suggest_combo.setItemData(0, "Where the method's recipe puts it (e.g. every stage of equal spatial "
+                                       "size in both networks).", QtCore.Qt.ItemDataRole.ToolTipRole)
+        self.suggest_combo.setItemData(1, "The depth-ordered layer pairs of greatest summed CKA on the CKA map tab "
+                                       "(as many as the rule finds), among those the method accepts.",
+                                       QtCore.Qt.ItemDataRole.ToolTipRole)
+        self.suggest_combo.setToolTip("How Suggest pairs chooses the layers.")
+        self.cka_panel = CKAPanel()
+        self.cka_panel.pairChosen.connect(self.select_pair)
 
         controls = QtWidgets.QGridLayout()          # two rows, so the page stays narrow (1366-px screens)
         controls.setContentsMargins(0, 0, 0, 0)
@@ -102,7 +122,8 @@ class LayersPanel(QtWidgets.QWidget):
         controls.addWidget(QtWidgets.QLabel("Weight"), 1, 0)
         controls.addWidget(self.weight_spin, 1, 1)
         controls.addWidget(self.add_button, 1, 2)
-        controls.addWidget(self.suggest_button, 1, 3, 1, 2)
+        controls.addWidget(self.suggest_button, 1, 3)
+        controls.addWidget(self.suggest_combo, 1, 4)
         controls.setColumnStretch(1, 1)
 
         self.message = QtWidgets.QLabel()
@@ -134,18 +155,44 @@ class LayersPanel(QtWidgets.QWidget):
         self.selection_label.setObjectName("pairSelectionHint")
         self.selection_label.setWordWrap(True)
         pairs_label = QtWidgets.QLabel("<b>Distilled pairs</b>")
+        self.balance_button = QtWidgets.QPushButton("Check balance")
+        self.balance_button.setObjectName("checkBalanceButton")
+        self.balance_button.setToolTip("Measure, on the run's first training batches, how strongly each term starts "
+                                       "next to the cross-entropy (in the background); the Balance column shows it, "
+                                       "with a warning for a term that would swamp the task loss.")
+        self.balance_button.clicked.connect(self.check_balance)
+        self.balance_task = BackgroundTask("balance", self)
+        self.balance_task.succeeded.connect(self._balance_measured)
+        self.balance_task.failed.connect(lambda message: self._say(f"Cannot check the balance: {message}",
+                                                                   REFUSED_COLOUR))
+        self.balance_task.cancelled.connect(lambda: self._say("Balance check cancelled.", MUTED_COLOUR))
+        self.balance_task.ended.connect(lambda: self.balance_button.setEnabled(True))
+        self._balance_pairs: list[PairConfig] = []
+        self.balance_report = None
+        self.balance_lines: list[str] = []     # measured terms that are no row (the [kd] shorthand)
+        pairs_header = QtWidgets.QHBoxLayout()
+        pairs_header.addWidget(pairs_label)
+        pairs_header.addStretch(1)
+        pairs_header.addWidget(self.balance_button)
 
         upper = QtWidgets.QWidget()
         upper_layout = QtWidgets.QVBoxLayout(upper)
         upper_layout.setContentsMargins(0, 0, 0, 0)
         upper_layout.addWidget(self.selection_label)
-        upper_layout.addWidget(trees, 1)
+        self.layer_tabs = QtWidgets.QTabWidget()
+        self.layer_tabs.setObjectName("layerViewTabs")
+        self.layer_tabs.setDocumentMode(True)
+        self.layer_tabs.addTab(trees, "Layer trees")
+        self.layer_tabs.addTab(self.cka_panel, "CKA map")
+        self.layer_tabs.setTabToolTip(1, "How similar each teacher layer is to each student layer (linear CKA); "
+                                         "click a cell to select both layers.")
+        upper_layout.addWidget(self.layer_tabs, 1)
         upper_layout.addLayout(controls)
         upper_layout.addWidget(self.message)
         lower = QtWidgets.QWidget()
         lower_layout = QtWidgets.QVBoxLayout(lower)
         lower_layout.setContentsMargins(0, 0, 0, 0)
-        lower_layout.addWidget(pairs_label)
+        lower_layout.addLayout(pairs_header)
         lower_layout.addWidget(self.pair_table, 1)
         lower_layout.addWidget(self.pair_details)
         lower_layout.addWidget(self.shorthand_group)
@@ -183,6 +230,21 @@ class LayersPanel(QtWidgets.QWidget):
             picker.set_layers(layers, error)
         self.pair_table.set_layers(self.teacher_picker.layers(), self.student_picker.layers(),
                                    teacher[0] or "the teacher", student[0] or "the student")
+        self.cka_panel.models_changed(teacher[0], student[0])
+
+    def select_pair(self, teacher: str, student: str) -> None:
+        """Select one layer in each tree (a click on the CKA map), ready for *Add pair*."""
+        self.teacher_picker.select_paths([teacher])
+        self.student_picker.select_paths([student])
+        got = (self.teacher_picker.selected_paths(), self.student_picker.selected_paths())
+        if got == ([teacher], [student]):
+            cka = self.cka_panel.result.value(teacher, student) if self.cka_panel.result is not None else float("nan")
+            value = f" (CKA {cka:.3f})" if cka == cka else ""
+            self._say(f"Selected teacher {teacher} and student {student}{value}: press Add pair to pair them "
+                      "with the chosen method.", OK_COLOUR)
+        else:
+            self._say(f"{teacher} ↔ {student} cannot be selected in the trees for this method (it reads "
+                      "other tensors of the layers).", REFUSED_COLOUR)
 
     # ---- adding pairs ------------------------------------------------------------------------
     def add_selected_pair(self) -> PairCheck:
@@ -209,15 +271,33 @@ class LayersPanel(QtWidgets.QWidget):
                   f"({'direct' if check.adapter in ('', 'none') else 'via ' + check.adapter}).", OK_COLOUR)
         return check
 
-    def suggest(self) -> list[PairConfig]:
-        """Add the chosen method at its reference placement (the pairs not in the table yet)."""
+    def suggest(self, rule: str | None = None) -> list[PairConfig]:
+        """Add the chosen method at its reference placement, or ``rule="cka"`` at the pairs of greatest
+        summed CKA on the map (default: the rule chosen beside the button); only pairs not in the table yet."""
         method = self.method_combo.currentData()
-        try:
-            terms = place_method(method, list(self.teacher_picker.layers().values()),
-                                 list(self.student_picker.layers().values()))
-        except PlacementError as exc:
-            self._say(f"No pairs to suggest: {exc}.", REFUSED_COLOUR)
-            return []
+        rule = rule or self.suggest_combo.currentData()
+        teacher_layers = list(self.teacher_picker.layers().values())
+        student_layers = list(self.student_picker.layers().values())
+        if rule == BY_CKA:
+            result = self.cka_panel.result
+            if result is None:
+                self._say("No CKA map yet: press Compute on the CKA map tab first.", REFUSED_COLOUR)
+                self.layer_tabs.setCurrentWidget(self.cka_panel)
+                return []
+            try:
+                terms = suggest_pairs_by_cka(result, method, default_pair_count(teacher_layers, student_layers),
+                                             validate_options(method, {}))
+            except ValueError as exc:
+                self._say(f"No pairs to suggest by CKA: {exc}.", REFUSED_COLOUR)
+                return []
+            self.cka_panel.map.mark_cells([(result.teacher_paths.index(t[0]), result.student_paths.index(s[0]))
+                                           for t, s in terms])
+        else:
+            try:
+                terms = place_method(method, teacher_layers, student_layers)
+            except PlacementError as exc:
+                self._say(f"No pairs to suggest: {exc}.", REFUSED_COLOUR)
+                return []
         existing = {(p.method, tuple(p.teacher), tuple(p.student)) for p in self.pair_table.pairs()}
         added = []
         for teacher, student in terms:
@@ -230,15 +310,74 @@ class LayersPanel(QtWidgets.QWidget):
         if added:
             names = ", ".join(f"{'+'.join(p.teacher)}↔{'+'.join(p.student)}" if p.teacher else "logits"
                               for p in added)
-            self._say(f"Suggested {len(added)} {method} pair(s): {names}.", OK_COLOUR)
+            how = " by CKA" if rule == BY_CKA else ""
+            self._say(f"Suggested{how} {len(added)} {method} pair(s): {names}.", OK_COLOUR)
         else:
-            self._say(f"No new pairs to suggest: the table has {METHODS[method].title} at every place "
-                      "its recipe puts it on these networks.", REFUSED_COLOUR)
+            where = "pair the CKA map suggests" if rule == BY_CKA else "place its recipe puts it on these networks"
+            self._say(f"No new pairs to suggest: the table has {METHODS[method].title} at every {where}.",
+                      REFUSED_COLOUR)
         return added
+
+    # ---- loss balance ---------------------------------------------------------------------------
+    def check_balance(self) -> bool:
+        """Measure how each term starts next to the cross-entropy (the core's :func:`measure_run`, in the
+        background: a few training steps' worth). False (and why) when it cannot start."""
+        if self.balance_task.running:
+            return False
+        source = self.cka_panel.config_source
+        try:
+            config, _run_dir = source() if source is not None else (None, None)
+        except Exception as exc:       # noqa: BLE001 - a form that cannot be read: say so, in words
+            from app.background import one_line
+            self._say(f"Cannot check the balance: {one_line(exc)}", REFUSED_COLOUR)
+            return False
+        if config is None:
+            return False
+        if not config.terms:
+            self._say("No distillation term to balance: add a pair first.", REFUSED_COLOUR)
+            return False
+        self._balance_pairs = self.pair_table.pairs()
+
+        def work(_progress, _cancel):
+            run = validate_run(config)
+            return measure_run(run, device=run.device)
+
+        self.balance_task.start(work)
+        self.balance_button.setEnabled(False)
+        self._say(f"Checking the balance: building the models and measuring each term on the first "
+                  f"{config.balance.batches} training batch(es)…", "#0b5394")
+        return True
+
+    def _balance_measured(self, report) -> None:
+        if self.pair_table.pairs() != self._balance_pairs:
+            self._say("The pairs changed while the balance was measured: press Check balance again.", MUTED_COLOUR)
+            return
+        self.balance_report = report
+        others = self.pair_table.show_balance(report)
+        self._update_pair_details()
+        if not report.terms:
+            self._say("Nothing measured: the run has no term the balance check can measure now.", MUTED_COLOUR)
+            return
+        warned = [t for t in report.terms if t.warning]
+        untrained = "" if report.teacher_trained else ", teacher untrained"
+        head = f"Balance ({report.batches} batch{'es' if report.batches != 1 else ''}{untrained}): "
+        full = "\n".join(line for line in report.lines())
+        if warned:
+            first = warned[0]
+            self._say(head + f"⚠ {len(warned)} term(s) may swamp the task loss: {first.name} starts at "
+                      f"{first.grad_ratio:.2g}× the cross-entropy's gradient. Try a smaller weight or \"auto\".",
+                      REFUSED_COLOUR)
+        else:
+            self._say(head + "every term starts at or below the warning ratio (see the Balance column).", OK_COLOUR)
+        self.message.setToolTip(full)
+        self.balance_lines = others
+
+    def shutdown(self, timeout: float = 60.0) -> bool:
+        return self.balance_task.wait(timeout) and self.cka_panel.shutdown(timeout)
 
     def _new_pair(self, method: str, teacher: list[str], student: list[str]) -> PairConfig:
         return PairConfig(method=method, teacher=list(teacher), student=list(student),
-                          weight=self.weight_spin.value(), options=validate_options(method, {}))
+                          weight=self.weight_spin.weight(), options=validate_options(method, {}))
 
     def _update_pair_details(self) -> None:
         """Below the table, the full match text of the selected row (or of the first refused one)."""
@@ -246,14 +385,19 @@ class LayersPanel(QtWidgets.QWidget):
         count = table.rowCount()
         selected = [index.row() for index in table.selectionModel().selectedRows()]
         refused = [i for i in range(count) if table.row_state(i)[0] == "refused"]
+        warned = [i for i in range(count) if table.balance_of(i) is not None and table.balance_of(i).warning]
         if count == 0:
             shorthand = METHODS[KD_METHOD]
             text, colour = ("No pairs yet: the student learns from the labels only (and from the "
                             f"{shorthand.short_name} term below if its weight is above 0)."), MUTED_COLOUR
-        elif selected or refused:
-            index = selected[0] if selected else refused[0]
+        elif selected or refused or warned:
+            index = selected[0] if selected else refused[0] if refused else warned[0]
             state, match = table.row_state(index)
             text = f"Pair {index + 1}: {match}"
+            balance = table.balance_of(index)
+            if balance is not None:
+                text += (f" · ⚠ its gradient starts at {balance.grad_ratio:.2g}× the cross-entropy's" if balance.warning
+                         else f" · starts at {balance.loss_ratio:.2g}× the cross-entropy")
             colour = {"direct": OK_COLOUR, "adapter": ADAPTER_COLOUR, "refused": REFUSED_COLOUR}.get(state, MUTED_COLOUR)
         else:
             text, colour = f"{count} pair(s), all can be matched. Select a row to see how.", MUTED_COLOUR

@@ -21,6 +21,9 @@ the widgets in batches, at most 4 times a second (:data:`~app.worker.DRAIN_HZ`).
 teacher (:func:`featdistill_core.baseline_config`, what ``featdistill demo`` does), drawn over the run
 on the plots as it trains.
 
+Resuming a run folder, following one that another process writes, starting a run as a torchrun
+subprocess and "Run elsewhere…" are :class:`app.lifecycle.RunLifecycle`, a part of this class.
+
 ``MainWindow()`` needs no argument: it opens on the embedded demo (:func:`featdistill_core.demo_config`),
 ready to press Start.
 """
@@ -43,6 +46,8 @@ from app.attention_view import AttentionView
 from app.config_form import ConfigForm, problem_sentence, problems_summary
 from app.fields import INVALID_STYLE, grey_disabled_placeholders
 from app.guide import show_about, show_guide
+from app.insight import Insight
+from app.lifecycle import RunLifecycle
 from app.method_help import show_method_help
 from app.plots import PRIMARY, AccuracyPlot, LossPlot
 from app.runs_panel import RunsPanel, folder_key
@@ -68,7 +73,7 @@ def problems_text(error: ConfigError, shown: int = 3) -> str:
     return problems_summary(error.problems, shown)
 
 
-class MainWindow(QtWidgets.QMainWindow):
+class MainWindow(RunLifecycle, QtWidgets.QMainWindow):
     """The featdistill window. ``errorShown(message)`` fires whenever an error is reported."""
 
     errorShown = QtCore.Signal(str)
@@ -110,7 +115,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self._build_live_view()
         self._build_actions()
         self._build_docks()
+        self.insight = Insight(self)          # export, compare folders, run summary, the CKA map's run folder
         self._connect()
+        self._install_lifecycle()             # resume, follow, torchrun, run elsewhere (app/lifecycle.py)
 
         self.resize(1400, 900)
         self._default_state = self.saveState(LAYOUT_VERSION)
@@ -222,6 +229,7 @@ class MainWindow(QtWidgets.QMainWindow):
         file_menu.addSeparator()
         file_menu.addAction(self.quit_action)
         run_menu = self.menuBar().addMenu("&Run")
+        self.run_menu = run_menu
         for act in (self.start_action, self.pause_action, self.stop_action):
             run_menu.addAction(act)
         self.view_menu = self.menuBar().addMenu("&View")
@@ -527,9 +535,14 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.worker.running:
             self.set_status("Stop the current run before opening another one.", "error")
             return False
+        followed = self._open_running_folder(path)     # another process is writing it: follow it live
+        if followed is not None:
+            return followed
         try:
             record = load_run(path)
         except (RunFolderError, ConfigError, OSError) as error:
+            if self.insight.open_compare(path, report=False):     # a compare folder: its leaderboard
+                return True
             self.report_error("Cannot open the run folder", str(error))
             return False
         if not self.confirm_discard("showing another run's set-up"):
@@ -550,6 +563,7 @@ class MainWindow(QtWidgets.QMainWindow):
             outcome, kind = "it did not finish (no end record)", "info"
         self.progress_bar.setValue(PROGRESS_STEPS if record.finished else 0)
         self.progress_bar.setFormat("Saved run")
+        self.insight.run_shown(path)
         self.set_status(f"Showing the saved run {path} — {outcome}. {len(record.steps)} loss points, "
                         f"{len(record.snapshots)} attention snapshots.", kind)
         return True
@@ -626,7 +640,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _ticked_changed(self) -> None:
         """Lay the ticked runs over the plots (and offer them to the two-run view); take off the others."""
-        wanted = [key for key in self.runs_panel.ticked() if key != self._primary_key]
+        overlay = self.insight.overlay_runs()            # runs ticked in the leaderboard
+        wanted = [key for key in dict.fromkeys([*self.runs_panel.ticked(), *overlay]) if key != self._primary_key]
         live = self._live_key if self.worker.running else None
         for key in self.loss_plot.runs():
             if key not in (PRIMARY, live) and key not in wanted:
@@ -638,7 +653,7 @@ class MainWindow(QtWidgets.QMainWindow):
             record = self._record(key)
             if record is None:
                 continue
-            label = self._label_of(key, record.config)
+            label = overlay.get(key) or self._label_of(key, record.config)
             self.loss_plot.add_run(key, label, record.steps)
             self.accuracy_plot.add_run(key, label, record.epochs)
         self._update_compare()
@@ -667,6 +682,8 @@ class MainWindow(QtWidgets.QMainWindow):
         its checks and its trainer exists."""
         if self.worker.running:
             return False
+        if self.chosen_processes() > 1:                # "all N GPUs": torchrun, followed live
+            return self.start_in_subprocess()
         try:
             config = self.form.check_before_start()
         except ConfigError as error:
@@ -705,7 +722,10 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.worker.running:
             self._queue = []
             self.worker.stop()
-            self.set_status("Stopping after the current step…", "busy")
+            if self.worker.following and self.worker.process is None:
+                self.set_status("Stopping following…", "busy")
+            else:
+                self.set_status("Stopping after the current step…", "busy")
             self.stop_button.setEnabled(False)
 
     def clear_live_view(self) -> None:
@@ -775,7 +795,7 @@ class MainWindow(QtWidgets.QMainWindow):
     def _show_progress(self, p: Progress) -> None:
         self.progress_bar.setValue(int(p.fraction * PROGRESS_STEPS))
         paused = " · PAUSED" if self.worker.paused else ""
-        prefix = "Baseline · " if self._role == BASELINE else ""
+        prefix = "Baseline · " if self._role == BASELINE else ("Following · " if self.worker.following else "")
         self.progress_bar.setFormat(
             f"{prefix}Stage {p.stage_index} of {p.stage_count} — {p.stage.title} · "
             f"epoch {p.epoch}/{p.epochs} · step {p.step}/{p.total_steps}{paused}"
@@ -865,6 +885,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._live_key = PRIMARY
         self._update_controls()
         self._update_compare()
+        if self._cleared_for_run and self._primary_key:       # a run trained here became the run shown
+            self.insight.run_shown(self._primary_key)
         self.runEnded.emit()
 
     def _paused_changed(self, paused: bool) -> None:
@@ -883,12 +905,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self.start_button.setEnabled(not running)
         self.start_action.setEnabled(not running)
         self.baseline_box.setEnabled(not running)
-        self.pause_button.setEnabled(running)
-        self.pause_action.setEnabled(running)
+        self.pause_button.setEnabled(self.worker.pausable)
+        self.pause_action.setEnabled(self.worker.pausable)
         self.stop_button.setEnabled(running)
         self.stop_action.setEnabled(running)
         self.form.set_editable(not running)
-        for act in (self.new_action, self.open_action, self.open_folder_action):
+        for act in (self.new_action, self.open_action, self.open_folder_action, self.follow_action):
             act.setEnabled(not running)
         if not running:
             self.pause_button.setText("Pause")
@@ -1001,7 +1023,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.worker.stop()
             ended = self.worker.wait(timeout)
         self.form.wait_for_layers(timeout)
-        return ended
+        return self.insight.shutdown(timeout) and ended
 
     def closeEvent(self, event: QtGui.QCloseEvent) -> None:  # noqa: N802 (Qt override)
         if not self.confirm_discard("closing the window"):

@@ -15,18 +15,24 @@ its "?" explains the method. Every list, help text and option editor comes from 
 
 A problem found by the run's validation can be shown in a row (:meth:`PairTable.mark_row`) until
 the row changes or :meth:`PairTable.clear_marks`.
+
+A weight may be ``"auto"`` (:data:`featdistill_core.AUTO_WEIGHT`: chosen by the run from its first
+batches): :class:`WeightSpin` shows it below 0. The *Balance* column shows how each term starts next
+to the cross-entropy, as the core measured it (:meth:`PairTable.show_balance`, from
+:func:`featdistill_core.measure_run`), with its warning, until the row changes.
 """
 
 from __future__ import annotations
 
 import copy
 import html
+import math
 from dataclasses import dataclass
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from featdistill_core import (
-    METHODS, PAIR_STAGES, LayerInfo, PairCheck, PairConfig, Stage, check_term_layers, validate_options,
+    AUTO_WEIGHT, METHODS, PAIR_STAGES, LayerInfo, PairCheck, PairConfig, Stage, check_term_layers, validate_options,
 )
 
 from app.method_help import show_method_help
@@ -41,6 +47,40 @@ STAGE_LABELS = {
     Stage.INIT.value: "only in the initialisation stage (before the main stage)",
 }
 NO_LAYERS_TEXT = "(logits)"
+
+
+class WeightSpin(QtWidgets.QDoubleSpinBox):
+    """A term's weight: a number from 0, or ``"auto"`` (shown one step below 0; typing "auto" works)."""
+
+    AUTO_VALUE = -1.0
+
+    def __init__(self, parent: QtWidgets.QWidget | None = None):
+        super().__init__(parent)
+        self.setRange(self.AUTO_VALUE, 1e6)
+        self.setDecimals(3)
+        self.setSpecialValueText(AUTO_WEIGHT)
+
+    def weight(self) -> float | str:
+        return AUTO_WEIGHT if self.value() <= self.AUTO_VALUE else float(self.value())
+
+    def set_weight(self, weight) -> None:
+        self.setValue(self.AUTO_VALUE if weight == AUTO_WEIGHT else float(weight))
+
+    def is_auto(self) -> bool:
+        return self.weight() == AUTO_WEIGHT
+
+
+AUTO_TIP = (f' "{AUTO_WEIGHT}" (type it, or step below 0): the run chooses the weight from its first training '
+            "batches, so that the term's gradient starts at a set fraction of the cross-entropy's.")
+
+
+def balance_text(term) -> tuple[str, str]:
+    """(cell text, tooltip) for a term's measured balance (a ``TermBalance``)."""
+    if term.note and not math.isfinite(term.grad_ratio):
+        return "–", term.describe()
+    weight = f"auto → {term.weight:.3g}, " if term.auto else ""
+    text = f"{weight}{term.loss_ratio:.2g}× CE (grad {term.grad_ratio:.2g}×)"
+    return (f"⚠ {text}" if term.warning else text), term.describe()
 
 
 def method_label(key: str) -> str:
@@ -196,8 +236,9 @@ class PairTable(QtWidgets.QTableWidget):
 
     pairsChanged = QtCore.Signal()
     checksUpdated = QtCore.Signal()     # a row's match cell changed
-    COLUMNS = ("Method", "Teacher", "Student", "Weight", "Options", "Match", "", "")
+    COLUMNS = ("Method", "Teacher", "Student", "Weight", "Options", "Match", "", "", "Balance")
     MATCH_COLUMN = 5
+    BALANCE_COLUMN = 8
 
     def __init__(self, parent: QtWidgets.QWidget | None = None):
         super().__init__(0, len(self.COLUMNS), parent)
@@ -214,6 +255,7 @@ class PairTable(QtWidgets.QTableWidget):
             mode = (QtWidgets.QHeaderView.ResizeMode.Stretch if column == self.MATCH_COLUMN
                     else QtWidgets.QHeaderView.ResizeMode.ResizeToContents)
             header.setSectionResizeMode(column, mode)
+        header.moveSection(self.BALANCE_COLUMN, 4)        # shown beside the weight it measures
         for column, width in ((3, 80), (4, 112)):
             header.setSectionResizeMode(column, QtWidgets.QHeaderView.ResizeMode.Fixed)
             self.setColumnWidth(column, width)
@@ -303,6 +345,51 @@ class PairTable(QtWidgets.QTableWidget):
         self._show_state(index)
         return True
 
+    # ---- loss balance ------------------------------------------------------------------------
+    def show_balance(self, report) -> list[str]:
+        """Show a ``LossBalance`` (every stage's terms, :func:`featdistill_core.measure_run`) in the rows it
+        measured (by the terms' fields, ``pairs[i]``); returns the lines of terms that are not rows (``kd``)."""
+        others = []
+        for index in range(len(self._rows)):
+            self._set_balance(index, None)
+        for term in report.terms:
+            index = self._pair_index(term.field)
+            if index is None:
+                others.append(balance_text(term)[1])
+            else:
+                self._set_balance(index, term)
+        return others
+
+    @staticmethod
+    def _pair_index(field: str) -> int | None:
+        if field.startswith("pairs[") and field.endswith("]"):
+            try:
+                return int(field[len("pairs["):-1])
+            except ValueError:
+                return None
+        return None
+
+    def balance_of(self, index: int):
+        """The measured ``TermBalance`` of row ``index`` (None when not measured since it changed)."""
+        item = self.item(index, self.BALANCE_COLUMN)
+        return None if item is None else item.data(QtCore.Qt.ItemDataRole.UserRole)
+
+    def _set_balance(self, index: int, term) -> None:
+        if not 0 <= index < len(self._rows):
+            return
+        item = self.item(index, self.BALANCE_COLUMN)
+        if term is None:
+            item.setText("")
+            item.setToolTip("Check balance (below the trees) measures how this term starts next to the "
+                            "cross-entropy.")
+            item.setData(QtCore.Qt.ItemDataRole.UserRole, None)
+            return
+        text, tip = balance_text(term)
+        item.setText(text)
+        item.setToolTip(tip)
+        item.setForeground(QtGui.QBrush(QtGui.QColor(REFUSED_COLOUR if term.warning else OK_COLOUR)))
+        item.setData(QtCore.Qt.ItemDataRole.UserRole, term)
+
     def clear_marks(self) -> None:
         """Every row shows its own check again."""
         for index, row in enumerate(self._rows):
@@ -321,12 +408,10 @@ class PairTable(QtWidgets.QTableWidget):
         method_combo.setCurrentIndex(method_combo.findData(pair.method))
         method_combo.setSizeAdjustPolicy(QtWidgets.QComboBox.SizeAdjustPolicy.AdjustToContents)
         method_combo.setToolTip(methods_tooltip("The distillation method of this pair:"))
-        weight_spin = QtWidgets.QDoubleSpinBox()
-        weight_spin.setRange(0.0, 1e6)
-        weight_spin.setDecimals(3)
+        weight_spin = WeightSpin()
         weight_spin.setButtonSymbols(QtWidgets.QAbstractSpinBox.ButtonSymbols.NoButtons)
-        weight_spin.setValue(pair.weight)
-        weight_spin.setToolTip("Multiplies this pair's loss before it is added to the total.")
+        weight_spin.set_weight(pair.weight)
+        weight_spin.setToolTip("Multiplies this pair's loss before it is added to the total." + AUTO_TIP)
         options_button = QtWidgets.QPushButton(options_summary(pair))
         options_button.setToolTip("Edit this method's options and when the loss is used (stage).")
         help_button = QtWidgets.QToolButton()
@@ -347,6 +432,7 @@ class PairTable(QtWidgets.QTableWidget):
         self.setItem(index, self.MATCH_COLUMN, QtWidgets.QTableWidgetItem())
         self.setCellWidget(index, 6, help_button)
         self.setCellWidget(index, 7, remove_button)
+        self.setItem(index, self.BALANCE_COLUMN, QtWidgets.QTableWidgetItem())
 
         method_combo.currentIndexChanged.connect(lambda _i, r=row: self._method_changed(r))
         weight_spin.valueChanged.connect(lambda value, r=row: self._weight_changed(r, value))
@@ -382,7 +468,9 @@ class PairTable(QtWidgets.QTableWidget):
     def _changed(self, row: _Row) -> None:
         """Row ``row``'s pair was edited: its mark goes, it is checked again."""
         row.mark = ""
-        self._recheck(self._rows.index(row))
+        index = self._rows.index(row)
+        self._set_balance(index, None)          # measured for the pair as it was
+        self._recheck(index)
         self.pairsChanged.emit()
 
     def _set_match(self, index: int, state: str, text: str) -> None:
@@ -410,12 +498,12 @@ class PairTable(QtWidgets.QTableWidget):
         row.weight_spin.blockSignals(True)
         row.weight_spin.setValue(METHODS[method].default_weight)   # scales differ by orders of magnitude
         row.weight_spin.blockSignals(False)
-        pair.weight = float(row.weight_spin.value())
+        pair.weight = row.weight_spin.weight()
         row.options_button.setText(options_summary(pair))
         self._changed(row)
 
-    def _weight_changed(self, row: _Row, value: float) -> None:
-        row.pair.weight = float(value)
+    def _weight_changed(self, row: _Row, _value: float) -> None:
+        row.pair.weight = row.weight_spin.weight()
         self._changed(row)
 
     # ---- dialogs ---------------------------------------------------------------------------

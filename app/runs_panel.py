@@ -4,7 +4,7 @@ Each row is one run folder (:func:`featdistill_core.run_folders`, read with
 :func:`featdistill_core.load_run` without its snapshots): its name, when it started, teacher →
 student, its distillation methods, its final accuracy and how it ended
 (:func:`featdistill_core.run_state`: finished, stopped, failed, interrupted — or *running*, for the
-run the window is training). Tick runs to lay their curves over the plots (and to compare their
+run the window is training or following, and for a folder another process is writing). Tick runs to lay their curves over the plots (and to compare their
 attention maps); double-click one (or "Open" in its menu) to show it as the window's run.
 
 A folder is read again only when its log changed since the last look, so refreshing the list
@@ -15,6 +15,7 @@ place for actions that other parts of featdistill add later, e.g. resuming an in
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from featdistill_core import ConfigError, RunFolderError, RunRecord, load_run, run_folders, run_state
+from featdistill_core import ConfigError, RunFolderError, RunRecord, load_run, run_folders, run_state, run_status
 
 COLUMNS = ("Run", "Accuracy", "State", "Methods", "Teacher → student", "Started")
 STATE_COLUMN = 2
@@ -161,7 +162,7 @@ class RunsPanel(QtWidgets.QWidget):
         for path in run_folders(self._folder) if self._folder is not None else []:
             entry = self._entry(path)
             if entry is not None:
-                entries.append(entry)
+                entries.append(self._written_elsewhere(entry))
         self._entries = entries
         present = {entry.key for entry in entries}
         ticked_before = list(self._ticked)
@@ -188,6 +189,17 @@ class RunsPanel(QtWidgets.QWidget):
                              state="unreadable", error=first, label=path.name)
         self._cache[key] = (stamp, entry)
         return entry
+
+    def _written_elsewhere(self, entry: RunEntry) -> RunEntry:
+        """An entry whose log has no end yet says "running" while another process holds its lock
+        (:func:`featdistill_core.run_status`), looked at on every refresh (a kill changes no file)."""
+        if entry.state != "interrupted" or entry.key == self._running:
+            return entry
+        try:
+            state = run_status(entry.path).state
+        except (RunFolderError, OSError, ValueError):
+            return entry
+        return dataclasses.replace(entry, state=RUNNING) if state == RUNNING else entry
 
     def entries(self) -> list[RunEntry]:
         return list(self._entries)

@@ -33,9 +33,11 @@ from dataclasses import dataclass
 from PySide6 import QtCore
 
 from featdistill_core import (
-    AttentionSnapshot, ConfigError, EpochEvent, Failed, Finished, Problem, ProgressEstimator, RunConfig, StageStarted,
-    StepEvent, plan_stages, validate_run,
+    AttentionSnapshot, ConfigError, EpochEvent, Failed, Finished, Problem, ProgressEstimator, Resumed, RunConfig,
+    StageStarted, StepEvent, plan_stages, validate_run,
 )
+
+from app.follow import FollowEnded, Following, History, copy_record, follow_guarded, resume_history
 
 DRAIN_HZ = 4               # deliveries (so window repaints) a second: live enough, and the CPU stays with training
 GC_INTERVAL_MS = 1000      # how often the GUI thread collects garbage while automatic collection is off
@@ -173,6 +175,9 @@ class TrainingWorker(QtCore.QObject):
     refused = QtCore.Signal(object)            # ConfigError found before training: nothing ran
     runEnded = QtCore.Signal()                 # the thread is gone (after finished/failed/refused)
     pausedChanged = QtCore.Signal(bool)
+    configKnown = QtCore.Signal(object)        # RunConfig of a run followed or resumed (before runStarted)
+    historyReceived = QtCore.Signal(object)    # RunRecord: draw the run shown again from it (resume, follow)
+    followEnded = QtCore.Signal(str, str)      # following ended without a final record: message, kind
 
     def __init__(self, parent: QtCore.QObject | None = None, trainer_factory=None):
         super().__init__(parent)
@@ -188,6 +193,10 @@ class TrainingWorker(QtCore.QObject):
         self._timer.setInterval(1000 // DRAIN_HZ)
         self._timer.timeout.connect(self.drain)
         self.drains = 0                          # how many drains delivered something (for benchmarks)
+        self.mode = ""                           # "train", "resume" or "follow" while running
+        self.process = None                      # the RunProcess a followed run was started as, if any
+        self._followed = ""                      # the folder followed
+        self._record = None                      # RunRecord of a run followed or resumed (GUI thread)
 
     # ---- state -------------------------------------------------------------------------------
     @property
@@ -203,7 +212,21 @@ class TrainingWorker(QtCore.QObject):
     def run_dir(self) -> str:
         """The run folder; "" until the run has been checked and its trainer made."""
         trainer = self._trainer
-        return str(trainer.run_dir) if trainer is not None else ""
+        return str(trainer.run_dir) if trainer is not None else self._followed
+
+    @property
+    def following(self) -> bool:
+        """True while a run folder written by another process is followed."""
+        return self.running and self.mode == "follow"
+
+    @property
+    def pausable(self) -> bool:
+        return self.running and self.mode != "follow"
+
+    @property
+    def record(self):
+        """What a followed or resumed run has recorded so far (a RunRecord), else None."""
+        return self._record
 
     # ---- control (GUI thread; none of these waits for training) -------------------------------
     def start(self, config: RunConfig, run_dir: str | None = None, validate: bool = True) -> None:
@@ -217,19 +240,51 @@ class TrainingWorker(QtCore.QObject):
         else:
             factory = self.trainer_factory
         warm_up_torch()
+        self._begin("train", ProgressEstimator(plan_stages(config), config.batch_size))
+        self._launch(self._run, (config, run_dir, validate, factory))
+
+    def start_resume(self, run_dir: str) -> None:
+        """Continue the run in ``run_dir`` from its last checkpoint (:meth:`featdistill_core.Trainer.resume_from`)
+        on the background thread: ``configKnown``, ``runStarted``, ``historyReceived`` (what the folder
+        holds), then the resumed run's events as for :meth:`start` (its ``Resumed`` sends the history
+        again, without what it supersedes)."""
+        if self.running:
+            raise RuntimeError("a run is already in progress; stop it first")
+        warm_up_torch()
+        self._begin("resume", None)
+        self._launch(self._resume, (str(run_dir),))
+
+    def start_follow(self, run_dir: str, process=None) -> None:
+        """Follow ``run_dir``, written by another process (``process``: a
+        :class:`featdistill_core.RunProcess` the window started, stopped by :meth:`stop`), until its run
+        ends; its events come as for :meth:`start` (see :mod:`app.follow`)."""
+        if self.running:
+            raise RuntimeError("a run is already in progress; stop it first")
+        self._begin("follow", None)
+        self.process = process
+        self._followed = str(run_dir)
+        self._launch(follow_guarded, (self._queue.put, run_dir),
+                     {"stop": self._stop_requested, "process": process}, name="featdistill-follow")
+
+    def _begin(self, mode: str, estimator) -> None:
+        self.mode = mode
+        self.process = None
+        self._followed = ""
+        self._record = None
         self._trainer = None
         self._paused = False
-        self._estimator = ProgressEstimator(plan_stages(config), config.batch_size)
+        self._estimator = estimator
         self._stop_requested.clear()
-        self._thread = threading.Thread(target=self._run, args=(config, run_dir, validate, factory),
-                                        name="featdistill-training", daemon=True)
+
+    def _launch(self, target, args, kwargs=None, name: str = "featdistill-training") -> None:
+        self._thread = threading.Thread(target=target, args=args, kwargs=kwargs or {}, name=name, daemon=True)
         gc.collect(1)                         # what earlier windows left, collected here, on the GUI thread
         GuiGarbage.instance().hold()          # ... and nothing on the training thread (see GuiGarbage)
         self._thread.start()
         self._timer.start()
 
     def pause(self) -> None:
-        if not self.running or self._paused:
+        if not self.pausable or self._paused:
             return
         with self._lock:
             self._paused = True
@@ -249,7 +304,7 @@ class TrainingWorker(QtCore.QObject):
     def stop(self) -> None:
         """Ask the run to stop at its next step (a paused run wakes up to stop; a run still being
         checked stops before training)."""
-        self._stop_requested.set()
+        self._stop_requested.set()          # a followed run: its process is stopped (or following ends)
         with self._lock:
             was_paused, self._paused = self._paused, False
             if self._trainer is not None:
@@ -280,6 +335,9 @@ class TrainingWorker(QtCore.QObject):
             self._queue.put(Failed(error=lines[0] if lines else type(exc).__name__, kind=type(exc).__name__,
                                    details=traceback.format_exc()))
             return
+        self._train(trainer)
+
+    def _train(self, trainer, history: History | None = None) -> None:
         with self._lock:
             stopped = self._stop_requested.is_set()
             if not stopped:
@@ -290,11 +348,31 @@ class TrainingWorker(QtCore.QObject):
         if stopped:                                   # stopped while the run was being checked
             self._queue.put(Finished(metrics={}, run_dir="", stopped=True))
             return
+        if history is not None:
+            self._queue.put(Following(str(trainer.run_dir), history.record.config))
         self._queue.put(_TrainerReady(str(trainer.run_dir)))
+        if history is not None:
+            self._queue.put(history)
         try:
             trainer.run()
         except Exception:  # noqa: BLE001 - the trainer has emitted Failed (with the traceback) already
             pass
+
+    def _resume(self, run_dir: str) -> None:
+        from featdistill_core import Trainer
+
+        try:
+            trainer = Trainer.resume_from(run_dir)
+            history = resume_history(run_dir)
+        except ConfigError as error:
+            self._queue.put(_Refused(error))
+            return
+        except Exception as exc:  # noqa: BLE001 - reported to the user, never lost
+            lines = str(exc).strip().splitlines()
+            self._queue.put(Failed(error=lines[0] if lines else type(exc).__name__, kind=type(exc).__name__,
+                                   details=traceback.format_exc()))
+            return
+        self._train(trainer, history)
 
     # ---- the GUI thread ------------------------------------------------------------------------
     def drain(self) -> None:
@@ -313,6 +391,8 @@ class TrainingWorker(QtCore.QObject):
             self._thread = None
             self._timer.stop()
             GuiGarbage.instance().release()
+            if self.process is not None:
+                self.process.close()
             self.runEnded.emit()
 
     def _deliver(self, events: list) -> None:
@@ -335,7 +415,31 @@ class TrainingWorker(QtCore.QObject):
         for event in events:
             if isinstance(event, (StepEvent, StageStarted)) and self._estimator is not None:
                 self._estimator.update(event)
-            if isinstance(event, StepEvent):
+                if isinstance(event, StageStarted) and self._record is not None:
+                    done = [e for e in self._record.steps if e.stage == event.stage]   # a resumed stage
+                    if done:
+                        self._estimator.update(done[-1])
+            if self._record is not None and not isinstance(event, (History, Following, _TrainerReady, FollowEnded)):
+                self._record.apply(event)
+            if isinstance(event, Following):
+                flush()
+                self._estimator = ProgressEstimator(plan_stages(event.config), event.config.batch_size)
+                if not self._followed:
+                    self._followed = event.run_dir
+                self.configKnown.emit(event.config)
+            elif isinstance(event, History):
+                flush()
+                self._record = copy_record(event.record)
+                self._history_to_estimator()
+                self.historyReceived.emit(self._record)
+            elif isinstance(event, Resumed):
+                flush()                       # what came before it, then the history without what it supersedes
+                if self._record is not None:
+                    self._history_to_estimator()
+                    self.historyReceived.emit(self._record)
+            elif isinstance(event, FollowEnded):
+                ends.append(event)
+            elif isinstance(event, StepEvent):
                 steps.append(event)
             elif isinstance(event, EpochEvent):
                 epochs.append(event)
@@ -359,3 +463,16 @@ class TrainingWorker(QtCore.QObject):
                 self.failed.emit(event)
             elif isinstance(event, _Refused):
                 self.refused.emit(event.error)
+            elif isinstance(event, FollowEnded):
+                self.followEnded.emit(event.message, event.kind)
+
+    def _history_to_estimator(self) -> None:
+        """Bring the progress estimate to where the recorded history ends."""
+        record = self._record
+        if self._estimator is None or record is None:
+            return
+        if record.stages:
+            self._estimator.update(record.stages[-1])
+            last = [e for e in record.steps if e.stage == record.stages[-1].stage]
+            if last:
+                self._estimator.update(last[-1])

@@ -54,6 +54,10 @@ _PUBLIC = {
     "featdistill_core.layers": ("LayerInfo", "list_layers", "stage_outputs", "suggest_pairs"),
     "featdistill_core.placement": ("PlacementError", "place_method"),
     "featdistill_core.device": ("DeviceOption", "available_devices", "resolve_device"),
+    "featdistill_core.launch": (
+        "DeviceChoice", "LaunchCommand", "RunProcess", "device_choices", "gpu_count", "new_run_folder",
+        "remote_commands", "train_command",
+    ),
     "featdistill_core.runfolder": (
         "FollowUpdate", "RUN_STATES", "RunFolderError", "RunFollower", "RunRecord", "RunStatus", "load_run",
         "read_balance", "run_folders", "run_state", "run_status",
@@ -74,7 +78,7 @@ _PUBLIC = {
     "featdistill_core.runstate": ("RunState",),
     "featdistill_core.analysis": (
         "AlignedPair", "AnalysisCancelled", "CKALayer", "CKAResult", "Evaluation", "LAYER_SELECTIONS", "PairCKA",
-        "PairSimilarity", "align_layers", "check_alignable", "cka_map", "cka_map_of_run", "default_pair_count",
+        "PairSimilarity", "RunCKA", "RunEvaluation", "align_layers", "cka_map_for", "evaluate_run", "check_alignable", "cka_map", "cka_map_of_run", "default_pair_count",
         "evaluate_model", "probe_images", "pairs_as_toml",
         "per_class_accuracy", "read_pair_cka", "render_cka", "render_confusion", "suggest_pairs_by_cka",
     ),

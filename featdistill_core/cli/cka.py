@@ -25,10 +25,9 @@ def register(sub) -> None:
 
 def run(args) -> int:
     from featdistill_core.analysis import (
-        align_layers, check_alignable, cka_map_of_run, default_pair_count, pairs_as_toml, render_cka,
+        align_layers, check_alignable, cka_map_for, default_pair_count, pairs_as_toml, render_cka,
     )
-    from featdistill_core.models import load_weights
-    from featdistill_core.validate import build_model, validate_run_file
+    from featdistill_core.validate import validate_run_file
 
     if args.probe < 4:
         raise ValueError(f"--probe must be at least 4 (the unbiased CKA estimator needs 4 images); got {args.probe}")
@@ -43,20 +42,11 @@ def run(args) -> int:
     config = plan.config
     method, options, weight = _method(args.method, config)
     check_alignable(method)
-    teacher = plan.teacher if plan.teacher is not None else build_model(config, "teacher", plan.num_classes)
-    trained_teacher = False
-    if run_dir is not None:                      # the networks as the run left them
-        if (run_dir / "teacher.safetensors").is_file():
-            load_weights(teacher, run_dir / "teacher.safetensors")
-            trained_teacher = True
-        if (run_dir / "student.safetensors").is_file():
-            load_weights(plan.student, run_dir / "student.safetensors")
-            say(f"student: the trained one of {run_dir}")
-    if not config.teacher.weights and not trained_teacher:
-        say(f"note: the teacher has no weights file (the run trains it first): these are the similarities of an "
-            f"untrained {config.teacher.arch}")
-    result = cka_map_of_run(plan, probe=args.probe, layers=args.layers, batch_size=args.batch_size,
-                            teacher=teacher, progress=progress_printer("CKA"))
+    mapped = cka_map_for(plan, run_dir=run_dir, probe=args.probe, layers=args.layers, batch_size=args.batch_size,
+                         progress=progress_printer("CKA"))
+    for note in mapped.notes:
+        say(note if note.startswith("student:") else f"note: {note}")
+    result = mapped.result
     print(f"linear CKA on {result.probe_size} test images ({config.data.name}), device {plan.device}:")
     print(result.format_table())
 

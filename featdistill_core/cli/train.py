@@ -4,6 +4,9 @@ Under torchrun (``torchrun --nproc_per_node=N -m featdistill_core train RUN.toml
 opens the process group first (:mod:`featdistill_core.distributed`), validates the run, and stops if
 any process refused it (each printing the same line); rank 0 prints the progress and the outcome.
 
+``--run-dir DIR`` trains into the folder DIR (new, or empty) instead of a new ``output_dir/name-date``
+folder: the window starts ``featdistill train`` / ``torchrun`` this way to know which folder to follow.
+
 Ctrl-C or SIGTERM stops the run at its next step: it writes its checkpoint, its models and a final
 "stopped" event, prints where it stopped and how to continue, and exits 130 (SIGINT) or 143 (SIGTERM).
 A second signal exits at once, leaving every file valid.
@@ -23,6 +26,9 @@ def register(sub) -> None:
     p.add_argument("--resume", metavar="RUN_DIR", default=None,
                    help="continue the run in RUN_DIR (stopped, failed or killed) from its last checkpoint")
     p.add_argument("--output-dir", default=None, help="override the run file's output_dir")
+    p.add_argument("--run-dir", metavar="DIR", default=None,
+                   help="train into the folder DIR (new or empty) instead of a new folder in output_dir, "
+                        "so that whoever started the command knows where to follow it")
     p.add_argument("--checkpoint-minutes", type=float, default=None, metavar="M",
                    help="write the checkpoint every M minutes within an epoch too (0: only at epoch ends); "
                         "overrides the run file's checkpoint.every_minutes")
@@ -71,9 +77,9 @@ def _run(args) -> int:
     if minutes is not None and not (math.isfinite(minutes) and 0 <= minutes <= 10_080):
         raise ValueError(f"--checkpoint-minutes must be between 0 and 10080; got {minutes:g}")
     if args.resume:
-        if args.run_file or args.output_dir:
+        if args.run_file or args.output_dir or args.run_dir:
             raise ValueError("--resume continues a run folder with its own run file and folder; "
-                             "give no run file and no --output-dir with it")
+                             "give no run file, no --output-dir and no --run-dir with it")
         trainer = Trainer.resume_from(args.resume, checkpoint_minutes=minutes)
         if main:
             say(f"resuming the run in {trainer.run_dir}")
@@ -83,11 +89,14 @@ def _run(args) -> int:
         config, problems = read_run_file(args.run_file)
         if config is None:
             problems.raise_if_any()
+        if args.run_dir and args.output_dir:
+            raise ValueError("give --run-dir or --output-dir, not both (--run-dir names the run folder itself)")
         if args.output_dir:
             config.output_dir = os.path.abspath(args.output_dir)
         if minutes is not None:
             config.checkpoint.every_minutes = minutes
-        trainer = Trainer(distributed.current().everywhere(lambda: validate_run(config, known=problems)))
+        trainer = Trainer(distributed.current().everywhere(lambda: validate_run(config, known=problems)),
+                          os.path.abspath(args.run_dir) if args.run_dir else None)
         if main:
             say(f"run folder: {trainer.run_dir}" + (f" ({trainer.dist.world_size} processes)"
                                                      if trainer.dist.active else ""))
