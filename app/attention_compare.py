@@ -149,7 +149,8 @@ class AttentionCompare(QtWidgets.QWidget):
         """Compare run ``a`` with run ``b`` (keys given to :meth:`set_runs`), at ``layers`` if given."""
         self._select(a, b)
         if layers is not None:
-            index = self.layer_box.findData(layers)
+            found = [i for i, pair in enumerate(self.layers()) if tuple(pair) == tuple(layers)]
+            index = found[0] if found else -1      # (findData does not match a tuple item)
             if index < 0:
                 raise ValueError(f"no layers {layers} in common; common: {self.layers()}")
             self.layer_box.setCurrentIndex(index)

@@ -122,6 +122,10 @@ def test_two_runs_attention_maps_side_by_side_on_the_same_probe_and_layer(qtbot,
     compare = win.attention_compare
     assert [compare.a_box.itemText(i).split(" ·")[0] for i in range(compare.a_box.count())] == ["both", "at-only"]
     assert compare.layers() == [("layer2", "layer2")]                 # the layers both recorded
+    compare.choose(compare.a_box.itemData(0), compare.a_box.itemData(1), ("layer2", "layer2"))
+    assert tuple(compare.layer_box.currentData()) == ("layer2", "layer2")     # chosen by its layers
+    with pytest.raises(ValueError, match="no layers"):
+        compare.choose(compare.a_box.itemData(0), compare.a_box.itemData(1), ("layer3", "layer3"))
     view = compare.view
     assert view.snapshot_count() == load_run(folders["both"]).snapshots.__len__()
     names = [name for name, role in view.image_items() if role == "student"]
