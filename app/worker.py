@@ -151,6 +151,14 @@ def config_error_from_failed(failed: Failed) -> ConfigError | None:
     return ConfigError.from_problems(Problem(*problem) for problem in failed.problems)
 
 
+def _failed(exc: Exception) -> Failed:
+    """The :class:`Failed` event for an error raised before training started (its first line for people,
+    the traceback as details); call it inside the ``except`` block."""
+    lines = str(exc).strip().splitlines()
+    return Failed(error=lines[0] if lines else type(exc).__name__, kind=type(exc).__name__,
+                  details=traceback.format_exc())
+
+
 @dataclass(frozen=True)
 class _Refused:
     error: ConfigError
@@ -331,9 +339,7 @@ class TrainingWorker(QtCore.QObject):
             self._queue.put(_Refused(error))
             return
         except Exception as exc:  # noqa: BLE001 - reported to the user, never lost
-            lines = str(exc).strip().splitlines()
-            self._queue.put(Failed(error=lines[0] if lines else type(exc).__name__, kind=type(exc).__name__,
-                                   details=traceback.format_exc()))
+            self._queue.put(_failed(exc))
             return
         self._train(trainer)
 
@@ -368,9 +374,7 @@ class TrainingWorker(QtCore.QObject):
             self._queue.put(_Refused(error))
             return
         except Exception as exc:  # noqa: BLE001 - reported to the user, never lost
-            lines = str(exc).strip().splitlines()
-            self._queue.put(Failed(error=lines[0] if lines else type(exc).__name__, kind=type(exc).__name__,
-                                   details=traceback.format_exc()))
+            self._queue.put(_failed(exc))
             return
         self._train(trainer, history)
 
