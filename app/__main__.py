@@ -103,6 +103,13 @@ def _give_streams_somewhere_to_go() -> None:
 def main(argv: list[str] | None = None) -> int:
     multiprocessing.freeze_support()
     _give_streams_somewhere_to_go()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:2] == ["-m", "featdistill_core"]:
+        # The frozen app is also the training process the window starts for each run
+        # (featdistill_core.start_training_process: sys.executable -m featdistill_core train ...).
+        from featdistill_core import cli_main
+
+        return cli_main(argv[2:])
     args = parse_args(argv)
     if not _has_display() and not os.environ.get("QT_QPA_PLATFORM"):
         if args.self_test or args.exit_when_shown:

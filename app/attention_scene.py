@@ -39,6 +39,7 @@ HEADER_PX = 24
 COLUMN_TITLE_PX = 20
 BAR_ROW_PX = 64
 SPACING_PX = 4
+BUILD_INTERVAL_MS = 20     # a snapshot's pairs are built one at a time this far apart (the window answers in between)
 
 
 # Static parts (labels, bars, frames) are painted once into a pixmap and blitted on later repaints.
@@ -277,9 +278,9 @@ class AttentionScene:
         self._bar_levels: tuple | None = None
         self._first_differences: dict[str, float] = {}
         self._pending: list[PairMaps] = []        # pairs whose blocks are still to be built
-        self.build_timer = QtCore.QTimer(self.graphics)    # builds them one per event-loop turn
+        self.build_timer = QtCore.QTimer(self.graphics)    # builds them one at a time, BUILD_INTERVAL_MS apart
         self.build_timer.setSingleShot(True)
-        self.build_timer.setInterval(0)
+        self.build_timer.setInterval(BUILD_INTERVAL_MS)
         self.build_timer.timeout.connect(self._build_next)
 
     # ---- what is shown -------------------------------------------------------------------------

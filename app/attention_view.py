@@ -47,7 +47,9 @@ from app.attention_scene import AttentionScene
 from app.attention_timeline import DIFFERENCE_SCALES, AttentionTimeline
 from featdistill_core import AttentionSnapshot
 
-LIVE_RENDER_INTERVAL_S = 0.2   # following a run, the view draws at most 5 snapshots a second
+LIVE_RENDER_INTERVAL_S = 1.0   # following a run, the view draws at most one snapshot a second ...
+LIVE_RENDER_DELAY_S = 0.25     # ... and this long after the hand-over that brought it (between the
+                               # worker's hand-overs: the plots' repaints and the maps' never add up)
 PLAY_INTERVAL_MS = 400         # ▶ shows the next snapshot this often
 PLACEHOLDER = "Attention maps appear here once the trainer sends its first snapshot."
 
@@ -404,7 +406,8 @@ class AttentionView(QtWidgets.QWidget):
         (and the exports) draws at once.
         """
         self._render_due = True
-        wait = max(0.0, self._rendered_at + LIVE_RENDER_INTERVAL_S - time.monotonic()) if live else 0.0
+        wait = (max(LIVE_RENDER_DELAY_S, self._rendered_at + LIVE_RENDER_INTERVAL_S - time.monotonic()) if live
+                else 0.0)
         if not self._render_timer.isActive() or self._render_timer.remainingTime() > 1000 * wait:
             self._render_timer.start(math.ceil(1000 * wait))
 

@@ -32,7 +32,7 @@ from pathlib import Path
 
 from featdistill_core import Failed, RunConfig, RunFolderError, RunFollower, RunRecord, run_status
 
-POLL_S = 0.25              # how often a followed folder is read (the worker delivers at DRAIN_HZ anyway)
+POLL_S = 0.5               # how often a followed folder is read (the worker delivers at DRAIN_HZ anyway)
 CHUNK_BYTES = 256 << 10    # of metrics.jsonl read per poll: catching up stays responsive to Stop
 WRITER_CHECK_S = 2.0       # how often the lock of a folder followed without a process is looked at
 EXIT_GRACE_S = 60.0        # after the final record, how long the started process has to end
@@ -81,10 +81,22 @@ def process_failure(process, run_dir: Path) -> Failed:
                   details=f"$ {' '.join(process.argv)}\n\n{tail}")
 
 
-def follow_folder(put, run_dir, *, stop: threading.Event, process=None, poll_s: float = POLL_S) -> None:
-    """Follow ``run_dir`` until its run ends (see the module docstring), ``put`` ting what it reads."""
+def follow_folder(put, run_dir, *, stop: threading.Event, process=None, poll_s: float = POLL_S,
+                  resumes_before: int | None = None) -> None:
+    """Follow ``run_dir`` until its run ends (see the module docstring), ``put`` ting what it reads.
+
+    ``resumes_before``: ``process`` resumes the run, whose folder held that many resumptions when it
+    started; the final record the folder already holds is then not an end, only one written after the
+    process's own :class:`~featdistill_core.Resumed` is."""
     run_dir = Path(run_dir)
     follower = RunFollower(run_dir)
+
+    def ended() -> bool:
+        record = follower.record
+        if record is None or not record.ended:
+            return False
+        return resumes_before is None or len(record.resumes) > resumes_before
+
     announced = False
     writer_seen = False
     next_check = 0.0
@@ -105,7 +117,7 @@ def follow_folder(put, run_dir, *, stop: threading.Event, process=None, poll_s: 
             while not stop.is_set() and follower.poll(CHUNK_BYTES).events:
                 pass                                      # catch up: drawn once, as the history
             put(History(copy_record(follower.record)))
-            if follower.ended:                             # it had ended already: say how
+            if ended():                                    # it had ended already: say how
                 put(follower.record.failed or follower.record.finished)
             continue
         if update.reset:
@@ -113,7 +125,7 @@ def follow_folder(put, run_dir, *, stop: threading.Event, process=None, poll_s: 
         else:
             for event in update.events:
                 put(event)
-        if follower.ended:
+        if ended():
             _let_the_process_end(process)
             return
         if process is not None:
@@ -121,7 +133,7 @@ def follow_folder(put, run_dir, *, stop: threading.Event, process=None, poll_s: 
                 for _ in range(3):                         # what it wrote last
                     for event in follower.poll().events:
                         put(event)
-                if follower.ended:
+                if ended():
                     _let_the_process_end(process)
                     return
                 process.kill_leftovers()
@@ -137,7 +149,7 @@ def follow_folder(put, run_dir, *, stop: threading.Event, process=None, poll_s: 
             elif writer_seen and state is not None:
                 for event in follower.poll().events:       # the last lines before its lock went
                     put(event)
-                if not follower.ended:
+                if not ended():
                     put(FollowEnded(f"The process writing {run_dir} ended without a final record (killed?); "
                                     "it can be resumed from its last checkpoint (Runs ▸ right-click ▸ Resume).",
                                     "error"))
@@ -148,11 +160,12 @@ def follow_folder(put, run_dir, *, stop: threading.Event, process=None, poll_s: 
             stop.wait(poll_s)
 
 
-def follow_guarded(put, run_dir, *, stop: threading.Event, process=None, poll_s: float = POLL_S) -> None:
+def follow_guarded(put, run_dir, *, stop: threading.Event, process=None, poll_s: float = POLL_S,
+                   resumes_before: int | None = None) -> None:
     """:func:`follow_folder`, with an unexpected error reported as a Failed event (never lost); a
     process the window started is then asked to stop (it checkpoints; Resume continues it)."""
     try:
-        follow_folder(put, run_dir, stop=stop, process=process, poll_s=poll_s)
+        follow_folder(put, run_dir, stop=stop, process=process, poll_s=poll_s, resumes_before=resumes_before)
     except Exception as exc:  # noqa: BLE001 - reported to the user
         if process is not None:
             process.stop()

@@ -146,14 +146,18 @@ class RunLifecycle:
             self.set_status(f"Resuming {run_dir} from its last checkpoint…", "busy")
 
     def _history_received(self, record: RunRecord) -> None:
-        """Draw the run shown again from ``record`` (a resumed run's history, a followed folder so far)."""
-        self.loss_plot.clear_run()
-        self.accuracy_plot.clear_run()
-        self.attention_view.clear()
-        self.loss_plot.add_steps(record.steps, PRIMARY)
-        self.accuracy_plot.add_epochs(record.epochs, PRIMARY)
-        if record.snapshots:
-            self.attention_view.set_snapshots(record.snapshots)
+        """Draw the live run again from ``record`` (a resumed run's history, a followed folder so far, what
+        a training process had written when following it began): the run shown, or a baseline being
+        trained, laid over it (whose maps are not shown)."""
+        key = self._live_key
+        self.loss_plot.clear_run(key)
+        self.accuracy_plot.clear_run(key)
+        self.loss_plot.add_steps(record.steps, key)
+        self.accuracy_plot.add_epochs(record.epochs, key)
+        if key == PRIMARY:
+            self.attention_view.clear()
+            if record.snapshots:
+                self.attention_view.set_snapshots(record.snapshots)
         self._update_compare()
 
     def _follow_ended(self, message: str, kind: str) -> None:

@@ -31,6 +31,7 @@ ready to press Start.
 from __future__ import annotations
 
 import html
+import sys
 from pathlib import Path
 
 from PySide6 import QtCore, QtGui, QtWidgets
@@ -66,6 +67,7 @@ SETUP_WIDTH = (420, 0.36, 560)   # default width of the set-up: this share of th
 PLOTS_HEIGHT = 240
 ACCURACY_SHARE = 0.42     # of the plots' width
 MAIN, BASELINE = "main", "baseline"
+GIL_SWITCH_S = 0.001       # sys.setswitchinterval while the window lives (see MainWindow.__init__)
 
 
 def problems_text(error: ConfigError, shown: int = 3) -> str:
@@ -84,6 +86,9 @@ class MainWindow(RunLifecycle, QtWidgets.QMainWindow):
                  parent: QtWidgets.QWidget | None = None):
         super().__init__(parent)
         self.setObjectName("mainWindow")
+        # Background threads here (following a run folder, the analyses) hold the interpreter lock
+        # for their Python work; the GUI thread waits at most this long for it (Python's default: 5 ms).
+        sys.setswitchinterval(GIL_SWITCH_S)
         self.settings = settings if settings is not None else app_settings.open_settings()
         self.run_file: Path | None = None
         self.viewed_run: Path | None = None      # the run folder opened (None while a run trains)
@@ -793,17 +798,21 @@ class MainWindow(RunLifecycle, QtWidgets.QMainWindow):
         self.loss_plot.set_marker(snap.stage if snap is not None else None, snap.step if snap is not None else None)
 
     def _show_progress(self, p: Progress) -> None:
-        self.progress_bar.setValue(int(p.fraction * PROGRESS_STEPS))
+        """The progress bar, its text and the speed label (each touched only when it changes: every
+        change repaints its widget while the run trains)."""
+        value = int(p.fraction * PROGRESS_STEPS)
+        if value != self.progress_bar.value():
+            self.progress_bar.setValue(value)
         paused = " · PAUSED" if self.worker.paused else ""
         prefix = "Baseline · " if self._role == BASELINE else ("Following · " if self.worker.following else "")
-        self.progress_bar.setFormat(
-            f"{prefix}Stage {p.stage_index} of {p.stage_count} — {p.stage.title} · "
-            f"epoch {p.epoch}/{p.epochs} · step {p.step}/{p.total_steps}{paused}"
-        )
-        if p.images_per_sec:
-            self.speed_label.setText(f"{p.images_per_sec:,.0f} img/s · ETA {format_duration(p.eta_seconds)}")
-        else:
-            self.speed_label.setText("measuring speed…")
+        text = (f"{prefix}Stage {p.stage_index} of {p.stage_count} — {p.stage.title} · "
+                f"epoch {p.epoch}/{p.epochs} · step {p.step}/{p.total_steps}{paused}")
+        if text != self.progress_bar.format():
+            self.progress_bar.setFormat(text)
+        speed = (f"{p.images_per_sec:,.0f} img/s · ETA {format_duration(p.eta_seconds)}" if p.images_per_sec
+                 else "measuring speed…")
+        if speed != self.speed_label.text():
+            self.speed_label.setText(speed)
         if self._role == MAIN and not self.attention_view.snapshot_count():
             self.attention_view.set_waiting_text(self._waiting_text(p))
 

@@ -8,7 +8,7 @@ Loss series live in numpy buffers that double when full (amortised O(1) appends)
 views of those buffers. Long series stay fast through pyqtgraph's peak down-sampling (at most about
 two points per pixel column are drawn) and clip-to-view once the user zooms in.
 
-Repaints stay cheap: new points reach pyqtgraph at most :data:`REDRAW_INTERVAL_S` apart (4 times
+Repaints stay cheap: new points reach pyqtgraph at most :data:`REDRAW_INTERVAL_S` apart (once
 a second; a timer catches up when the data stops) and not at all while the plot is hidden; and the
 auto-range fits a box with round edges around the curves (see :class:`RangeAnchor`) rather than the
 curves themselves, so the axes, whose ticks, labels and grid are most of a repaint, are recomputed
@@ -43,7 +43,13 @@ LOG_FLOOR = 1e-6          # values below this are drawn at this value on a log a
 MAX_SMOOTHING = 0.999
 THROTTLE_FROM = 50_000    # curves longer than this are redrawn only when the new points show (see LossPlot)
 REDRAW_LAG_S = 0.5        # ... or when this long has passed since their last redraw
-REDRAW_INTERVAL_S = 0.25  # new points reach pyqtgraph at most this often (4 Hz)
+REDRAW_INTERVAL_S = 1.0   # new points reach pyqtgraph at most this often (once a second)
+# Work that comes in bursts is spread over the event loop, so that no repaint adds to another's and
+# the window answers input in between: a stage's new curves go on the plot one per PIECE_INTERVAL_MS,
+# and new epochs are drawn ACCURACY_DELAY_MS after they arrive (after the loss plot's repaint of the
+# same hand-over, not with it).
+PIECE_INTERVAL_MS = 20
+ACCURACY_DELAY_MS = 150
 ROUND_MANTISSAS = (1.0, 2.0, 5.0)   # right end of the step axis (× 10^k), at most the stage's length
 Y_DIVISIONS = 8           # the loss axis's box edges are multiples of about (max − min) / 8
 LOG_Y_STEP = 0.25         # ... or, on a log axis, quarter decades
@@ -312,16 +318,21 @@ class _Runs:
 
 
 class _LossCurve:
-    """One loss component of one stage of one run: raw values, the displayed values and its plot items."""
+    """One loss component of one stage of one run: raw values, the displayed values and its plot items.
 
-    def __init__(self, run: str, name: str, stage: str, component: str, item: pg.PlotDataItem,
-                 raw_item: pg.PlotDataItem):
+    The two plot items are made when first asked for (as the curve goes on the plot, one curve per
+    event-loop turn): a stage that starts with a dozen components would otherwise spend ~15 ms making
+    its items inside one hand-over of steps."""
+
+    def __init__(self, run: str, name: str, stage: str, component: str):
         self.run = run
         self.name = name
         self.stage = stage
         self.component = component
-        self.item = item
-        self.raw_item = raw_item            # the raw values, faint, under a smoothed curve
+        self.colour = TOTAL_PEN             # its pen's colour and its legend name (see style)
+        self.legend_name = component
+        self._item: pg.PlotDataItem | None = None
+        self._raw_item: pg.PlotDataItem | None = None   # the raw values, faint, under a smoothed curve
         self.x = GrowableArray()
         self.raw = GrowableArray()
         self.shown = GrowableArray()       # smoothed, then clipped to LOG_FLOOR on a log axis
@@ -334,6 +345,31 @@ class _LossCurve:
         self.all_finite = True             # lets pyqtgraph skip its O(n) finite checks per update
         self.low = math.inf                # smallest and largest finite raw value (clipped on a log axis)
         self.high = -math.inf
+
+    @property
+    def item(self) -> pg.PlotDataItem:
+        if self._item is None:
+            self._make_items()
+        return self._item
+
+    @property
+    def raw_item(self) -> pg.PlotDataItem:
+        if self._raw_item is None:
+            self._make_items()
+        return self._raw_item
+
+    def _make_items(self) -> None:
+        self._item = pg.PlotDataItem(pen=pg.mkPen(self.colour, width=1), name=self.legend_name)
+        self._raw_item = pg.PlotDataItem(pen=pg.mkPen(_faint(self.colour), width=1))
+        self._item.visibleChanged.connect(lambda i=self._item, r=self._raw_item: r.setVisible(i.isVisible()))
+
+    def style(self, colour: str, name: str) -> None:
+        """Its colour and legend name (applied to its items now if they exist, else when they are made)."""
+        self.colour, self.legend_name = colour, name
+        if self._item is not None:
+            self._item.setPen(pg.mkPen(colour, width=1))
+            self._raw_item.setPen(pg.mkPen(_faint(colour), width=1))
+            self._item.opts["name"] = name
 
     def append(self, x: np.ndarray, y: np.ndarray, alpha: float, log_y: bool) -> None:
         self.x.extend(x)
@@ -385,8 +421,9 @@ class _LossCurve:
 
     def take_off(self) -> None:
         """Empty the items before they leave the plot (see LossPlot._show_selection)."""
-        self.item.setData([], [])
-        self.raw_item.setData([], [])
+        if self._item is not None:
+            self._item.setData([], [])
+            self._raw_item.setData([], [])
         self.drawn = -1
 
 
@@ -436,9 +473,9 @@ class LossPlot(QtWidgets.QWidget):
         self._catch_up.setSingleShot(True)
         self._catch_up.timeout.connect(self.redraw)
         self._to_place: list[_LossCurve] = []    # curves to show, waiting to go on the plot
-        self._place_timer = QtCore.QTimer(self)   # puts them there one per event-loop turn
+        self._place_timer = QtCore.QTimer(self)   # puts them there one at a time, PIECE_INTERVAL_MS apart
         self._place_timer.setSingleShot(True)
-        self._place_timer.setInterval(0)
+        self._place_timer.setInterval(PIECE_INTERVAL_MS)
         self._place_timer.timeout.connect(self._place_next)
         self._marker_at: tuple[str, int] | None = None
 
@@ -804,11 +841,7 @@ class LossPlot(QtWidgets.QWidget):
         key = (run, stage, component)
         curve = self._curves.get(key)
         if curve is None:
-            item = pg.PlotDataItem(pen=pg.mkPen(TOTAL_PEN, width=1), name=component)
-            raw_item = pg.PlotDataItem(pen=pg.mkPen(TOTAL_PEN, width=1))
-            item.visibleChanged.connect(lambda i=item, r=raw_item: r.setVisible(i.isVisible()))
-            curve = self._curves[key] = _LossCurve(run, curve_name(stage, component), stage, component, item,
-                                                   raw_item)
+            curve = self._curves[key] = _LossCurve(run, curve_name(stage, component), stage, component)
             self._style(curve)
             if self._wanted(curve):
                 self._queue_placement(curve)
@@ -820,9 +853,7 @@ class LossPlot(QtWidgets.QWidget):
             colour, name = self._runs.colour(curve.run), self._runs.label(curve.run)
         else:
             colour, name = self._component_colour(curve), curve.component
-        curve.item.setPen(pg.mkPen(colour, width=1))
-        curve.raw_item.setPen(pg.mkPen(_faint(colour), width=1))
-        curve.item.opts["name"] = name
+        curve.style(colour, name)
 
     def _component_colour(self, curve: _LossCurve) -> str:
         if curve.component == TOTAL:
@@ -1121,7 +1152,7 @@ class AccuracyPlot(QtWidgets.QWidget):
         layout.addWidget(self.plot_widget, 1)
         self._redraw_timer = QtCore.QTimer(self)
         self._redraw_timer.setSingleShot(True)
-        self._redraw_timer.setInterval(0)
+        self._redraw_timer.setInterval(ACCURACY_DELAY_MS)
         self._redraw_timer.timeout.connect(self._redraw)
         self.stage_box.stageChanged.connect(lambda _stage: self._redraw_timer.start())
 
@@ -1314,23 +1345,13 @@ class AccuracyPlot(QtWidgets.QWidget):
             train_item, test_item = self._item_for(run, "train"), self._item_for(run, "test")
             if comparing:
                 colour = self._runs.colour(run)
-                train_item.setPen(pg.mkPen(colour, width=1, style=QtCore.Qt.PenStyle.DotLine))
-                train_item.setSymbol(None)
-                test_item.setPen(pg.mkPen(colour, width=2))
-                test_item.setSymbol("o")
-                test_item.setSymbolBrush(colour)
-                test_item.setSymbolPen(None)
-                test_item.setSymbolSize(6)
+                self._style_item(train_item, colour, 1, True, None)
+                self._style_item(test_item, colour, 2, False, "o")
                 if data.has_stage(stage):
                     legend.append((test_item, self._runs.label(run)))
             else:
                 for item, role, symbol in ((train_item, "train", "o"), (test_item, "test", "s")):
-                    colour = colormaps.palette_colour(0 if role == "train" else 1)
-                    item.setPen(pg.mkPen(colour, width=1))
-                    item.setSymbol(symbol)
-                    item.setSymbolBrush(colour)
-                    item.setSymbolPen(None)
-                    item.setSymbolSize(6)
+                    self._style_item(item, colormaps.palette_colour(0 if role == "train" else 1), 1, False, symbol)
                     if data.has_stage(stage) and run == PRIMARY:
                         legend.append((item, role))
             train_item.setData(*train)
@@ -1352,9 +1373,26 @@ class AccuracyPlot(QtWidgets.QWidget):
             values = np.concatenate(points + [[teacher.teacher_acc]])
             low_line = teacher.teacher_acc < (values.min() + values.max()) / 2
             self._teacher_label.setAnchor((1.0, 1.0) if low_line else (1.0, 0.0))
-            self._teacher_label.setText(f"teacher {teacher.teacher_acc:.1f} %")
+            text = f"teacher {teacher.teacher_acc:.1f} %"
+            if self._teacher_label.toPlainText() != text:        # (setting it lays the text out again)
+                self._teacher_label.setText(text)
             self._teacher_label.setPos(float(x[-1]), teacher.teacher_acc)
             self._teacher_label.setVisible(True)
+
+    def _style_item(self, item: pg.PlotDataItem, colour: str, width: int, dotted: bool, symbol: str | None) -> None:
+        """Pen and symbol of an accuracy curve, set only when they change: each setting makes pyqtgraph
+        draw the curve's symbols anew (an epoch's redraw otherwise repainted them all every time)."""
+        style = (colour, width, dotted, symbol)
+        if getattr(item, "_featdistill_style", None) == style:
+            return
+        item._featdistill_style = style
+        pen_style = QtCore.Qt.PenStyle.DotLine if dotted else QtCore.Qt.PenStyle.SolidLine
+        item.setPen(pg.mkPen(colour, width=width, style=pen_style))
+        item.setSymbol(symbol)
+        if symbol is not None:
+            item.setSymbolBrush(colour)
+            item.setSymbolPen(None)
+            item.setSymbolSize(6)
 
     def _set_legend(self, entries: list[tuple[pg.PlotDataItem, str]]) -> None:
         key = tuple((id(item), label) for item, label in entries)

@@ -1,14 +1,24 @@
-"""Training off the GUI thread, with results coalesced for the window.
+"""Training off the GUI thread — in a process of its own — with results coalesced for the window.
 
-:class:`TrainingWorker` runs a run on a plain Python thread, from start to end: first the full check
+:class:`TrainingWorker` runs a run from a plain Python thread, from start to end: first the full check
 of the run (:func:`featdistill_core.validate_run`: models built, weights files loaded, layers and
-pairs checked, device), then :class:`featdistill_core.Trainer` on the checked run, then its ``run()``.
-Building the models takes seconds for a large network, so none of it happens on the GUI thread. A
-refusal comes back as ``refused(ConfigError)`` with every problem, each naming its field, and no run
-folder is made; once the trainer exists, ``runStarted(run_dir)`` says where its folder will be.
+pairs checked, device), so that a refusal comes back as ``refused(ConfigError)`` with every problem,
+each naming its field, and no run folder is made. Then the run trains **in a training process of its
+own** (:func:`featdistill_core.start_training_process`: ``featdistill train --control stdin`` into a
+new run folder; ``runStarted(run_dir)`` says which), and the thread follows that folder as it grows
+(:func:`app.follow.follow_folder`), putting the same events on the queue that a trainer's subscriber
+would. Drawing and training then never share Python's interpreter lock: with both in one process, the
+window's drawing held up every torch call of the training thread that wanted the lock back, and
+training ran at about half its headless speed on a 2-core machine (``benchmarks/bench_gui_throughput.py``
+measures both ways). Pause, Resume and Stop go to the process through its standard input; it stops
+at its next step, with its checkpoint, as after Ctrl-C; if the window goes away, the process stops the
+same way. A resumed run trains in a process too (``featdistill train --resume``).
 
-The trainer calls its subscribers on that thread; the worker's subscriber only appends the event to
-a thread-safe queue. A timer on the GUI thread drains the queue :data:`DRAIN_HZ` times a second and
+``in_process=True`` (and any ``trainer_factory``, which tests use to inject fakes) trains on the
+thread instead, with :class:`featdistill_core.Trainer` in this process: the trainer calls its
+subscribers on that thread; the worker's subscriber only appends the event to a thread-safe queue.
+``FEATDISTILL_TRAIN_IN_WINDOW=1`` makes that the default (to debug a trainer in the window's process).
+Either way, everything reaches the window through that queue. A timer on the GUI thread drains the queue :data:`DRAIN_HZ` times a second and
 hands each kind of event to the window as one list, so the window redraws at most that often,
 whatever the step rate. The GUI thread never waits on training: start, pause, resume and stop only
 set flags the trainer checks at its next step (a pause or stop asked for while the run is still
@@ -25,6 +35,7 @@ good inside a model's constructor while the window waited for it.
 from __future__ import annotations
 
 import gc
+import os
 import queue
 import threading
 import traceback
@@ -33,14 +44,15 @@ from dataclasses import dataclass
 from PySide6 import QtCore
 
 from featdistill_core import (
-    AttentionSnapshot, ConfigError, EpochEvent, Failed, Finished, Problem, ProgressEstimator, Resumed, RunConfig,
-    StageStarted, StepEvent, plan_stages, validate_run,
+    PAUSE, RESUME, AttentionSnapshot, ConfigError, EpochEvent, Failed, Finished, Problem, ProgressEstimator, Resumed,
+    RunConfig, StageStarted, StepEvent, plan_stages, validate_run,
 )
 
 from app.follow import FollowEnded, Following, History, copy_record, follow_guarded, resume_history
 
-DRAIN_HZ = 4               # deliveries (so window repaints) a second: live enough, and the CPU stays with training
+DRAIN_HZ = 2               # deliveries (so window repaints) a second: live enough, and the CPU stays with training
 GC_INTERVAL_MS = 1000      # how often the GUI thread collects garbage while automatic collection is off
+IN_WINDOW_ENV = "FEATDISTILL_TRAIN_IN_WINDOW"     # "1": train on the worker's thread, in the window's process
 _torch_warmed_up = False
 _warm_up_thread: threading.Thread | None = None
 
@@ -159,6 +171,27 @@ def _failed(exc: Exception) -> Failed:
                   details=traceback.format_exc())
 
 
+def training_environment() -> dict:
+    """The environment of a run's training process: this one's, with the window's thread policy
+    (torch's thread count here, all cores but one; see ``app.__main__``) unless ``OMP_NUM_THREADS``
+    says otherwise."""
+    env = dict(os.environ)
+    if not env.get("OMP_NUM_THREADS"):
+        import torch
+
+        env["OMP_NUM_THREADS"] = str(torch.get_num_threads())
+    return env
+
+
+def _release_device_memory(config: RunConfig) -> None:
+    """After checking a run here, give back what the check took on a GPU (the training process needs it).
+    (No ``gc.collect()`` here: collections happen on the GUI thread only, see :class:`GuiGarbage`.)"""
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 @dataclass(frozen=True)
 class _Refused:
     error: ConfigError
@@ -187,7 +220,7 @@ class TrainingWorker(QtCore.QObject):
     historyReceived = QtCore.Signal(object)    # RunRecord: draw the run shown again from it (resume, follow)
     followEnded = QtCore.Signal(str, str)      # following ended without a final record: message, kind
 
-    def __init__(self, parent: QtCore.QObject | None = None, trainer_factory=None):
+    def __init__(self, parent: QtCore.QObject | None = None, trainer_factory=None, in_process: bool | None = None):
         super().__init__(parent)
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -196,6 +229,8 @@ class TrainingWorker(QtCore.QObject):
         self._paused = False
         self._estimator: ProgressEstimator | None = None
         self.trainer_factory = trainer_factory   # None: featdistill_core.Trainer; tests inject fakes
+        self._in_process = in_process            # None: a process of its own, unless a factory or IN_WINDOW_ENV
+        self._child = None                       # the RunProcess training the window's own run, once started
         self._stop_requested = threading.Event()
         self._timer = QtCore.QTimer(self)
         self._timer.setInterval(1000 // DRAIN_HZ)
@@ -232,6 +267,22 @@ class TrainingWorker(QtCore.QObject):
         return self.running and self.mode != "follow"
 
     @property
+    def in_process(self) -> bool:
+        """Whether runs train on the worker's thread, in this process (else in a process of their own)."""
+        if self._in_process is not None:
+            return self._in_process
+        return self.trainer_factory is not None or os.environ.get(IN_WINDOW_ENV, "") == "1"
+
+    @in_process.setter
+    def in_process(self, value: bool | None) -> None:
+        self._in_process = value
+
+    @property
+    def training_process(self):
+        """The :class:`featdistill_core.RunProcess` training the window's own run (None on the thread)."""
+        return self._child
+
+    @property
     def record(self):
         """What a followed or resumed run has recorded so far (a RunRecord), else None."""
         return self._record
@@ -242,6 +293,10 @@ class TrainingWorker(QtCore.QObject):
         config to the trainer factory unchecked: the real trainer then checks it itself)."""
         if self.running:
             raise RuntimeError("a run is already in progress; stop it first")
+        if not self.in_process:
+            self._begin("train", ProgressEstimator(plan_stages(config), config.batch_size))
+            self._launch(self._run_in_a_process, (config, run_dir, validate), name="featdistill-run")
+            return
         if self.trainer_factory is None:
             from featdistill_core import Trainer
             factory = Trainer
@@ -258,6 +313,10 @@ class TrainingWorker(QtCore.QObject):
         again, without what it supersedes)."""
         if self.running:
             raise RuntimeError("a run is already in progress; stop it first")
+        if not self.in_process:
+            self._begin("resume", None)
+            self._launch(self._resume_in_a_process, (str(run_dir),), name="featdistill-run")
+            return
         warm_up_torch()
         self._begin("resume", None)
         self._launch(self._resume, (str(run_dir),))
@@ -280,6 +339,7 @@ class TrainingWorker(QtCore.QObject):
         self._followed = ""
         self._record = None
         self._trainer = None
+        self._child = None
         self._paused = False
         self._estimator = estimator
         self._stop_requested.clear()
@@ -298,6 +358,8 @@ class TrainingWorker(QtCore.QObject):
             self._paused = True
             if self._trainer is not None:
                 self._trainer.pause()
+            if self._child is not None:
+                self._child.send(PAUSE)
         self.pausedChanged.emit(True)
 
     def resume(self) -> None:
@@ -307,16 +369,19 @@ class TrainingWorker(QtCore.QObject):
             self._paused = False
             if self._trainer is not None:
                 self._trainer.resume()
+            if self._child is not None:
+                self._child.send(RESUME)
         self.pausedChanged.emit(False)
 
     def stop(self) -> None:
         """Ask the run to stop at its next step (a paused run wakes up to stop; a run still being
         checked stops before training)."""
-        self._stop_requested.set()          # a followed run: its process is stopped (or following ends)
+        self._stop_requested.set()          # a run in a process: the process is stopped (or following ends)
         with self._lock:
             was_paused, self._paused = self._paused, False
             if self._trainer is not None:
                 self._trainer.request_stop()
+            # a run in a process: the follower sends it the stop (a paused run wakes up to stop)
         if was_paused and self.running:
             self.pausedChanged.emit(False)
 
@@ -364,6 +429,56 @@ class TrainingWorker(QtCore.QObject):
         except Exception:  # noqa: BLE001 - the trainer has emitted Failed (with the traceback) already
             pass
 
+    def _run_in_a_process(self, config: RunConfig, run_dir: str | None, validate: bool) -> None:
+        """Check the run here, then train it in a process of its own and follow its folder."""
+        from featdistill_core import new_run_folder, start_training_process
+
+        try:
+            if validate:
+                validate_run(config)                  # every problem at once, before any folder is made
+                _release_device_memory(config)
+            if self._stop_requested.is_set():
+                self._queue.put(Finished(metrics={}, run_dir="", stopped=True))
+                return
+            folder = run_dir or new_run_folder(config)
+            process = start_training_process(config, folder, env=training_environment())
+        except ConfigError as error:
+            self._queue.put(_Refused(error))
+            return
+        except Exception as exc:  # noqa: BLE001 - reported to the user, never lost
+            self._queue.put(_failed(exc))
+            return
+        self._follow_process(process, str(folder))
+
+    def _resume_in_a_process(self, run_dir: str) -> None:
+        from featdistill_core import load_run, start_training_process
+
+        try:
+            resumes = len(load_run(run_dir, snapshots=False).resumes)
+            process = start_training_process(resume=run_dir, env=training_environment())
+        except Exception as exc:  # noqa: BLE001 - reported to the user, never lost
+            self._queue.put(_failed(exc))
+            return
+        self._follow_process(process, run_dir, resumes_before=resumes)
+
+    def _follow_process(self, process, run_dir: str, resumes_before: int | None = None) -> None:
+        """Follow the folder ``process`` writes, as the trainer's subscriber would report it
+        (``resumes_before``: it resumes the run, see :func:`app.follow.follow_folder`)."""
+        resumed = resumes_before is not None
+        with self._lock:
+            self._child = process
+            if self._paused:
+                process.send(PAUSE)
+        if not resumed:
+            self._queue.put(_TrainerReady(run_dir))
+
+        def put(event) -> None:
+            self._queue.put(event)
+            if resumed and isinstance(event, Following):
+                self._queue.put(_TrainerReady(run_dir))
+
+        follow_guarded(put, run_dir, stop=self._stop_requested, process=process, resumes_before=resumes_before)
+
     def _resume(self, run_dir: str) -> None:
         from featdistill_core import Trainer
 
@@ -395,8 +510,9 @@ class TrainingWorker(QtCore.QObject):
             self._thread = None
             self._timer.stop()
             GuiGarbage.instance().release()
-            if self.process is not None:
-                self.process.close()
+            for process in (self.process, self._child):
+                if process is not None:
+                    process.close()
             self.runEnded.emit()
 
     def _deliver(self, events: list) -> None:

@@ -55,8 +55,8 @@ _PUBLIC = {
     "featdistill_core.placement": ("PlacementError", "place_method"),
     "featdistill_core.device": ("DeviceOption", "available_devices", "resolve_device"),
     "featdistill_core.launch": (
-        "DeviceChoice", "LaunchCommand", "RunProcess", "device_choices", "gpu_count", "new_run_folder",
-        "remote_commands", "train_command",
+        "DeviceChoice", "LaunchCommand", "PAUSE", "RESUME", "RunProcess", "STOP", "device_choices", "gpu_count",
+        "new_run_folder", "obey_commands", "remote_commands", "start_training_process", "train_command",
     ),
     "featdistill_core.runfolder": (
         "FollowUpdate", "RUN_STATES", "RunFolderError", "RunFollower", "RunRecord", "RunStatus", "load_run",
@@ -83,6 +83,7 @@ _PUBLIC = {
         "per_class_accuracy", "read_pair_cka", "render_cka", "render_confusion", "suggest_pairs_by_cka",
     ),
     "featdistill_core.export": ("ExportError", "ExportResult", "FORMATS", "export_student", "onnx_available"),
+    "featdistill_core.cli": ("cli_main",),
 }
 _WHERE = {name: module for module, names in _PUBLIC.items() for name in names}
 

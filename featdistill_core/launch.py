@@ -16,6 +16,11 @@ Qt-free; the window asks it three things:
   its "stopped" record; torchrun passes the signal on to each rank) and escalates (SIGTERM, then
   SIGKILL to the group and every process started under it) when it does not end. (Windows has no
   process groups to signal: there a stop ends the command at once, and its last checkpoint stays.)
+  Started with ``control=True`` (the window's own runs), it also takes commands on its standard input
+  — :data:`PAUSE`, :data:`RESUME`, :data:`STOP`, one a line — that ``featdistill train --control stdin``
+  reads (:func:`obey_commands`): pause and resume work on every platform, and a stop is the same
+  orderly stop as Ctrl-C, Windows included. When the pipe closes (the window is gone) the run stops
+  the same way, so it is never left training unwatched and stays resumable.
 """
 
 from __future__ import annotations
@@ -30,14 +35,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-__all__ = ["DeviceChoice", "LaunchCommand", "RunProcess", "device_choices", "gpu_count", "remote_commands",
-           "train_command", "new_run_folder"]
+__all__ = ["DeviceChoice", "LaunchCommand", "PAUSE", "RESUME", "RunProcess", "STOP", "device_choices", "gpu_count",
+           "obey_commands", "remote_commands", "start_training_process", "train_command", "new_run_folder"]
 
 TORCHRUN_MODULE = "torch.distributed.run"     # what the ``torchrun`` script runs
 DEFAULT_PORT = 29500
 KILL = getattr(signal, "SIGKILL", signal.SIGTERM)   # Windows has no SIGKILL (and no process groups)
 STOP_GRACE_S = 60.0        # after SIGINT: a checkpoint at the next step, the models, the "stopped" record
 TERM_GRACE_S = 15.0        # after SIGTERM, before SIGKILL
+PAUSE, RESUME, STOP = "pause", "resume", "stop"     # the commands of ``featdistill train --control stdin``
 
 
 def gpu_count() -> int:
@@ -93,7 +99,7 @@ class LaunchCommand:
 
 def train_command(run_file, *, processes: int = 1, nnodes: int = 1, endpoint: str = "",
                   job_id: str = "", run_dir=None, resume=None, python: str | None = None,
-                  standalone: bool = False, torchrun: bool = False) -> tuple[str, ...]:
+                  standalone: bool = False, torchrun: bool = False, control: bool = False) -> tuple[str, ...]:
     """The command that trains ``run_file`` (or resumes the run folder ``resume``).
 
     ``processes`` 1 and ``nnodes`` 1: ``featdistill train RUN.toml``; otherwise ``torchrun
@@ -102,7 +108,8 @@ def train_command(run_file, *, processes: int = 1, nnodes: int = 1, endpoint: st
     ``python`` (e.g. ``sys.executable``): the same command through that interpreter, as this machine
     starts it. ``standalone``: torchrun's single-machine rendezvous on a free port (``--standalone``),
     so two runs started here never meet on one port. ``run_dir``: train into that (new or empty) folder
-    (``--run-dir``). ``torchrun``: through torchrun even for one process."""
+    (``--run-dir``). ``torchrun``: through torchrun even for one process. ``control``: take pause, resume
+    and stop on standard input (``--control stdin``; one process only)."""
     if processes < 1 or nnodes < 1:
         raise ValueError("processes and nnodes must be at least 1")
     if resume is not None:
@@ -111,6 +118,10 @@ def train_command(run_file, *, processes: int = 1, nnodes: int = 1, endpoint: st
         tail = ["train", str(run_file)]
         if run_dir is not None:
             tail += ["--run-dir", str(run_dir)]
+    if control:
+        if processes != 1 or nnodes != 1 or torchrun:
+            raise ValueError("--control stdin is for one process; torchrun's ranks are stopped by signals")
+        tail += ["--control", "stdin"]
     if processes == 1 and nnodes == 1 and not torchrun:
         head = [python, "-m", "featdistill_core"] if python else ["featdistill"]
         return tuple(head + tail)
@@ -148,6 +159,46 @@ def remote_commands(run_file, *, processes: int = 2, nnodes: int = 2, endpoint: 
         commands.append(LaunchCommand("Continue a stopped or killed run", train_command(None, resume=run_dir),
                                       "Continues the run from its last checkpoint in the same folder."))
     return commands
+
+
+def start_training_process(config=None, run_dir=None, *, resume=None, env: dict | None = None) -> RunProcess:
+    """Train ``config`` into the new, empty folder ``run_dir`` (or continue the run folder ``resume``)
+    in a process of its own: ``featdistill train --control stdin`` through this interpreter (the
+    frozen app takes the same ``-m featdistill_core`` arguments), controlled through its standard input
+    (:meth:`RunProcess.send`). ``config`` is written to a temporary run file with absolute paths (as
+    this process reads its relative paths: against the current folder), removed by
+    :meth:`RunProcess.close`. ``env``: the process's environment (default: this one's); outside a frozen
+    app the folder holding ``featdistill_core`` is put first on its ``PYTHONPATH``, so the command finds
+    the same code as this process."""
+    import sys
+
+    from featdistill_core.config import save_config, with_absolute_paths
+
+    env = dict(os.environ if env is None else env)
+    if not getattr(sys, "frozen", False):
+        here = str(Path(__file__).resolve().parents[1])
+        env["PYTHONPATH"] = os.pathsep.join([here] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    temporary: tuple = ()
+    if resume is None:
+        if config is None or run_dir is None:
+            raise ValueError("give the run's config and its run folder, or resume=RUN_DIR")
+        handle, name = tempfile.mkstemp(prefix="featdistill-run-", suffix=".toml")
+        os.close(handle)
+        temporary = (Path(name),)
+        try:
+            save_config(with_absolute_paths(config), name)
+        except BaseException:
+            Path(name).unlink(missing_ok=True)
+            raise
+        argv = train_command(name, run_dir=Path(run_dir).resolve(), python=sys.executable, control=True)
+    else:
+        argv = train_command(None, resume=Path(resume).resolve(), python=sys.executable, control=True)
+    process = RunProcess(argv, env=env, control=True, temporary=temporary)
+    try:
+        return process.start()
+    except BaseException:
+        process.close()
+        raise
 
 
 def new_run_folder(config) -> Path:
@@ -192,11 +243,15 @@ class RunProcess:
     Poll with :meth:`poll` (the exit status or None); :meth:`stop` asks it to stop and
     :meth:`escalate` (call it now and then until it has ended) sends SIGTERM after ``stop_grace_s``
     and SIGKILL after ``term_grace_s`` more, to the process group and to every process started under
-    it (torchrun's ranks run in sessions of their own)."""
+    it (torchrun's ranks run in sessions of their own). ``control``: the command reads
+    ``--control stdin`` (see :func:`train_command`); :meth:`send` writes it a command, :meth:`stop` asks
+    through the pipe first."""
 
     argv: tuple[str, ...]
     log_path: Path | None = None
     env: dict | None = None
+    control: bool = False
+    temporary: tuple = ()             # files of the command's (a run file copy), removed by close()
     stop_grace_s: float = STOP_GRACE_S
     term_grace_s: float = TERM_GRACE_S
     process: subprocess.Popen | None = field(default=None, init=False, repr=False)
@@ -215,8 +270,24 @@ class RunProcess:
             kwargs = {"start_new_session": True} if os.name == "posix" else {
                 "creationflags": getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)}
             self.process = subprocess.Popen(list(self.argv), stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, env=env, **kwargs)
+                                            stdin=subprocess.PIPE if self.control else subprocess.DEVNULL,
+                                            env=env, **kwargs)
         return self
+
+    def send(self, command: str) -> bool:
+        """Write ``command`` (:data:`PAUSE`, :data:`RESUME`, :data:`STOP`) to a ``control`` process;
+        False when it cannot take it (not started with ``control``, or already gone)."""
+        if command not in (PAUSE, RESUME, STOP):
+            raise ValueError(f"unknown command {command!r}")
+        stdin = self.process.stdin if self.process is not None else None
+        if stdin is None or self.process.poll() is not None:
+            return False
+        try:
+            stdin.write(f"{command}\n".encode())
+            stdin.flush()
+        except (OSError, ValueError):          # the pipe is closed: the process is ending
+            return False
+        return True
 
     @property
     def pid(self) -> int | None:
@@ -269,7 +340,8 @@ class RunProcess:
             return
         self._remember_children()
         self.stop_requested_at = time.monotonic()
-        self._signal(signal.SIGINT, group=False)
+        if not self.send(STOP):
+            self._signal(signal.SIGINT, group=False)
 
     def escalate(self) -> None:
         """SIGTERM once ``stop_grace_s`` has passed since :meth:`stop`, SIGKILL ``term_grace_s`` later;
@@ -328,9 +400,38 @@ class RunProcess:
         """Forget the log file (after the command has ended)."""
         if self.process is not None and self.process.poll() is None:
             return
+        if self.process is not None and self.process.stdin is not None:
+            with contextlib.suppress(OSError, ValueError):
+                self.process.stdin.close()
+        for path in self.temporary:
+            with contextlib.suppress(OSError):
+                Path(path).unlink()
         if self.log_path is not None:
             with contextlib.suppress(OSError):
                 self.log_path.unlink()
+
+
+def obey_commands(fd: int, trainer) -> None:
+    """Read :data:`PAUSE`, :data:`RESUME` and :data:`STOP` lines from the file descriptor ``fd`` (standard
+    input: 0) and hand each to ``trainer``, until it ends; its end asks the run to stop, as :data:`STOP`
+    does (whoever started the process is gone). Unknown lines are ignored. Run it on a daemon thread:
+    it reads the descriptor itself, not ``sys.stdin``, whose buffer lock a thread blocked in it would
+    still hold when the interpreter shuts down (a fatal error at exit)."""
+    actions = {PAUSE: trainer.pause, RESUME: trainer.resume, STOP: trainer.request_stop}
+    pending = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        *lines, pending = (pending + chunk).split(b"\n")
+        for line in lines:
+            action = actions.get(line.decode("utf-8", "replace").strip().lower())
+            if action is not None:
+                action()
+    trainer.request_stop()
 
 
 def _is_zombie(pid: int) -> bool:

@@ -63,6 +63,7 @@ def entry() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``featdistill ARGS``: run one command, return its exit status (``featdistill_core.cli_main``)."""
     from featdistill_core.signals import SignalStop
 
     parser = build_parser()
@@ -77,6 +78,9 @@ def main(argv: list[str] | None = None) -> int:
         _exit_now = _exit_now or signals.interrupted
     _leave_hung_threads_behind(code)
     return code
+
+
+cli_main = main          # the public name (featdistill_core.cli_main): the frozen app runs commands with it
 
 
 def _run(args) -> int:

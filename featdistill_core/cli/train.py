@@ -7,6 +7,11 @@ any process refused it (each printing the same line); rank 0 prints the progress
 ``--run-dir DIR`` trains into the folder DIR (new, or empty) instead of a new ``output_dir/name-date``
 folder: the window starts ``featdistill train`` / ``torchrun`` this way to know which folder to follow.
 
+``--control stdin`` also takes ``pause``, ``resume`` and ``stop`` lines on standard input, and stops
+when standard input closes (:func:`featdistill_core.launch.obey_commands`): the window starts its own
+runs this way, each in a process of its own, so that drawing never competes with training for
+Python's interpreter lock.
+
 Ctrl-C or SIGTERM stops the run at its next step: it writes its checkpoint, its models and a final
 "stopped" event, prints where it stopped and how to continue, and exits 130 (SIGINT) or 143 (SIGTERM).
 A second signal exits at once, leaving every file valid.
@@ -32,6 +37,9 @@ def register(sub) -> None:
     p.add_argument("--checkpoint-minutes", type=float, default=None, metavar="M",
                    help="write the checkpoint every M minutes within an epoch too (0: only at epoch ends); "
                         "overrides the run file's checkpoint.every_minutes")
+    p.add_argument("--control", choices=("stdin",), default=None,
+                   help="take pause, resume and stop commands, one a line, on standard input, and stop when it "
+                        "closes (how the window runs its trainings)")
     p.set_defaults(handler=run)
 
 
@@ -100,7 +108,28 @@ def _run(args) -> int:
         if main:
             say(f"run folder: {trainer.run_dir}" + (f" ({trainer.dist.world_size} processes)"
                                                      if trainer.dist.active else ""))
+    if getattr(args, "control", None) == "stdin":
+        _obey_stdin(trainer)
     return train(trainer, args.signals)
+
+
+def _obey_stdin(trainer) -> None:
+    """Pause, resume and stop from standard input, read on a daemon thread (see ``--control``)."""
+    import sys
+    import threading
+
+    from featdistill_core import distributed
+    from featdistill_core.launch import obey_commands
+
+    if distributed.current().active:
+        raise ValueError("--control stdin is for one process; under torchrun stop the run with Ctrl-C or SIGTERM")
+    try:
+        fd = sys.stdin.fileno() if sys.stdin is not None else None
+    except (OSError, ValueError):
+        fd = None
+    if fd is None:
+        raise ValueError("--control stdin needs a standard input")
+    threading.Thread(target=obey_commands, args=(fd, trainer), name="featdistill-control", daemon=True).start()
 
 
 def train(trainer, signals) -> int:
