@@ -1132,14 +1132,18 @@ class AccuracyPlot(QtWidgets.QWidget):
         self.legend.set_wanted(False)                                  # until there is data
 
         train_colour, test_colour = colormaps.palette_colour(0), colormaps.palette_colour(1)
-        self._train_item = self.plot_item.plot(
+        # The view fits a round box (the range anchor) around the points, not the points themselves:
+        # the axes are laid out again only when the box changes, not at every epoch.
+        self._anchor = RangeAnchor()
+        self.plot_item.getViewBox().addItem(self._anchor)
+        self._train_item = self._add_item(pg.PlotDataItem(
             pen=pg.mkPen(train_colour, width=1), symbol="o", symbolSize=6,
-            symbolBrush=train_colour, symbolPen=None)
-        self._test_item = self.plot_item.plot(
+            symbolBrush=train_colour, symbolPen=None))
+        self._test_item = self._add_item(pg.PlotDataItem(
             pen=pg.mkPen(test_colour, width=1), symbol="s", symbolSize=6,
-            symbolBrush=test_colour, symbolPen=None)
-        self._teacher_item = self.plot_item.plot(
-            pen=pg.mkPen(colormaps.MUTED, width=1, style=QtCore.Qt.PenStyle.DashLine))
+            symbolBrush=test_colour, symbolPen=None))
+        self._teacher_item = self._add_item(pg.PlotDataItem(
+            pen=pg.mkPen(colormaps.MUTED, width=1, style=QtCore.Qt.PenStyle.DashLine)))
         self._data[PRIMARY].items = {"train": self._train_item, "test": self._test_item}
         self._teacher_label = pg.TextItem(color=colormaps.MUTED, anchor=(1.0, 0.0))   # under the line's end
         self._teacher_label.setVisible(False)
@@ -1324,10 +1328,31 @@ class AccuracyPlot(QtWidgets.QWidget):
         data = self._data[run]
         item = data.items.get(role)
         if item is None:
-            item = pg.PlotDataItem()
-            self.plot_item.addItem(item)
+            item = self._add_item(pg.PlotDataItem())
             data.items[role] = item
         return item
+
+    def _add_item(self, item: pg.PlotDataItem) -> pg.PlotDataItem:
+        self.plot_item.addItem(item, ignoreBounds=True)       # the range anchor covers it
+        return item
+
+    def _update_box(self, xs: list[np.ndarray], ys: list[np.ndarray]) -> None:
+        """The anchor's box: epochs 0.5 beyond the first and the last (planned), accuracies to the tens
+        around the points (within 0–100 %)."""
+        x = np.concatenate(xs) if xs else np.empty(0)
+        y = np.concatenate(ys) if ys else np.empty(0)
+        y = y[np.isfinite(y)]
+        if x.size == 0 or y.size == 0:
+            self._anchor.set_box(None)
+            return
+        stage = self.stage_box.stage() or MAIN_STAGE
+        planned = max((d.stage_epochs.get(stage, 0) for d in self._data.values()), default=0)
+        x_hi = max(float(x.max()), float(planned)) + 0.5
+        y_lo = max(0.0, math.floor(float(y.min()) / 10.0) * 10.0)
+        y_hi = min(100.0, math.ceil(float(y.max()) / 10.0) * 10.0)
+        if y_hi <= y_lo:
+            y_lo, y_hi = max(0.0, y_lo - 10.0), min(100.0, y_hi + 10.0)
+        self._anchor.set_box((0.5, x_hi, y_lo, y_hi))
 
     def _redraw(self) -> None:
         self._redraw_timer.stop()
@@ -1337,6 +1362,7 @@ class AccuracyPlot(QtWidgets.QWidget):
         shown = any(data.has_stage(stage) for data in self._data.values()) or teacher is not None
         legend: list[tuple[pg.PlotDataItem, str]] = []
         points = [np.empty(0)]
+        epochs = [np.empty(0)]
         for run, data in self._data.items():
             train = data.series(curve_name(stage, "train"))
             test = data.series(curve_name(stage, "test"))
@@ -1357,8 +1383,10 @@ class AccuracyPlot(QtWidgets.QWidget):
             train_item.setData(*train)
             test_item.setData(*test)
             points += [train[1], test[1]]
+            epochs += [train[0], test[0]]
         x, y = self._teacher_line(teacher) if teacher is not None else (np.empty(0), np.empty(0))
         self._teacher_item.setData(x, y)
+        self._update_box(epochs + [x], points + [y])
         if teacher is not None:
             legend.append((self._teacher_item, "teacher" if not comparing else f"teacher {teacher.teacher_acc:.1f} %"))
         if comparing and legend:

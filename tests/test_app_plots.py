@@ -206,7 +206,7 @@ class _LeftClick:
         self.accepted = True
 
 
-def test_new_points_reach_pyqtgraph_at_most_four_times_a_second(qtbot):
+def test_new_points_reach_pyqtgraph_at_most_once_a_second(qtbot):
     plot = LossPlot()
     qtbot.addWidget(plot)
     assert plot.redraw_interval_s == REDRAW_INTERVAL_S == 1.0
@@ -219,10 +219,10 @@ def test_new_points_reach_pyqtgraph_at_most_four_times_a_second(qtbot):
     assert item.getData()[0].size == 10                         # caught up when shown
     plot.add_steps(steps("student", 11, 5))
     plot.add_steps(steps("student", 16, 5))
-    assert item.getData()[0].size < 20                          # within 0.25 s of the last hand-over
-    qtbot.waitUntil(lambda: item.getData()[0].size == 20, timeout=1000)   # the catch-up timer
+    assert item.getData()[0].size < 20                          # within 1 s of the last hand-over
+    qtbot.waitUntil(lambda: item.getData()[0].size == 20, timeout=2500)   # the catch-up timer
     plot.add_steps(steps("student", 21, 1, components=("ce", "kd", "fsp")))
-    assert plot.plot_items()["fsp"].getData()[0].size == 1      # a new curve shows at once
+    qtbot.waitUntil(lambda: plot.plot_items()["fsp"].getData()[0].size == 1, timeout=300)   # a new curve: at once
 
 
 def test_auto_range_fits_a_round_box_that_moves_only_when_the_data_leaves_it(loss_plot):
