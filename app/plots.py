@@ -50,6 +50,7 @@ REDRAW_INTERVAL_S = 1.0   # new points reach pyqtgraph at most this often (once 
 # same hand-over, not with it).
 PIECE_INTERVAL_MS = 20
 ACCURACY_DELAY_MS = 150
+REDRAW_SOON_MS = 5         # a hand-over of steps returns at once; their redraw (and repaint) come 5 ms later
 ROUND_MANTISSAS = (1.0, 2.0, 5.0)   # right end of the step axis (× 10^k), at most the stage's length
 Y_DIVISIONS = 8           # the loss axis's box edges are multiples of about (max − min) / 8
 LOG_Y_STEP = 0.25         # ... or, on a log axis, quarter decades
@@ -472,6 +473,10 @@ class LossPlot(QtWidgets.QWidget):
         self._catch_up = QtCore.QTimer(self)
         self._catch_up.setSingleShot(True)
         self._catch_up.timeout.connect(self.redraw)
+        self._soon = QtCore.QTimer(self)            # the redraw after a hand-over of steps: a turn of its own
+        self._soon.setSingleShot(True)
+        self._soon.setInterval(REDRAW_SOON_MS)
+        self._soon.timeout.connect(self.redraw)
         self._to_place: list[_LossCurve] = []    # curves to show, waiting to go on the plot
         self._place_timer = QtCore.QTimer(self)   # puts them there one at a time, PIECE_INTERVAL_MS apart
         self._place_timer.setSingleShot(True)
@@ -583,7 +588,14 @@ class LossPlot(QtWidgets.QWidget):
         elif new_components:
             self._sync_component_box()
         self._consider_log()
-        self.redraw()
+        if not self._soon.isActive():
+            self._soon.start()                  # the hand-over returns; the points go to pyqtgraph next
+
+    def flush(self) -> None:
+        """Hand the steps received so far to pyqtgraph now, not on the next turn (tests, exporters)."""
+        if self._soon.isActive():
+            self._soon.stop()
+            self.redraw()
 
     def add_run(self, run: str, label: str, events: Sequence[StepEvent]) -> None:
         """Lay the steps of another run over the plot (``run`` is its key, e.g. its folder)."""
@@ -675,6 +687,7 @@ class LossPlot(QtWidgets.QWidget):
     def clear(self) -> None:
         """Remove every curve of every run and forget every stage."""
         self._catch_up.stop()
+        self._soon.stop()
         self._place_timer.stop()
         self._to_place.clear()
         if self._curves:                  # (an empty plot is left alone: no relayout, no repaint)
@@ -771,7 +784,9 @@ class LossPlot(QtWidgets.QWidget):
         return self._named(name, run).item.isVisible()
 
     def plot_items(self) -> dict[str, pg.PlotDataItem]:
-        """Each primary curve's PlotDataItem by curve name (for tests and exporters); the shown ones are on the plot."""
+        """Each primary curve's PlotDataItem by curve name (for tests and exporters); the shown ones are on the plot,
+        with the points handed over so far."""
+        self.flush()
         self._place_all()
         return {curve.name: curve.item for curve in self._curves.values() if curve.run == PRIMARY}
 

@@ -227,6 +227,7 @@ def test_new_points_reach_pyqtgraph_at_most_once_a_second(qtbot):
 
 def test_auto_range_fits_a_round_box_that_moves_only_when_the_data_leaves_it(loss_plot):
     loss_plot.add_steps(steps("student", 1, 90, components=("ce",), value=lambda name, step: 1.0 / step))
+    loss_plot.flush()                                            # the hand-over's redraw (next turn) now
     box = loss_plot._anchor.box
     assert box == pytest.approx((1, 100, 0.0, 1.0))             # total = ce = 1/step ≤ 1, in steps of 0.2
     view = loss_plot.plot_item.getViewBox()
@@ -234,14 +235,17 @@ def test_auto_range_fits_a_round_box_that_moves_only_when_the_data_leaves_it(los
     before = view.viewRange()
     assert before[0][0] <= 1 and before[0][1] >= 100 and before[1][0] <= 0 and before[1][1] >= 1
     loss_plot.add_steps(steps("student", 91, 9, components=("ce",), value=lambda name, step: 1.0 / step))
+    loss_plot.flush()                                            # the hand-over's redraw (next turn) now
     assert loss_plot._anchor.box == box                          # still inside: the range stays
     view.updateAutoRange()
     assert view.viewRange() == before
     loss_plot.add_steps(steps("student", 100, 2, components=("ce",), value=lambda name, step: 1.0 / step))
+    loss_plot.flush()                                            # the hand-over's redraw (next turn) now
     assert loss_plot._anchor.box[1] == 200                      # step 101 > 100: the next round end
     loss_plot.set_log_y(True)
     assert loss_plot._anchor.box == pytest.approx((1, 200, -2.25, 0.0))    # log10 1/101 ≈ −2.004
     loss_plot.add_steps(steps("student", 102, 1, components=("ce",), total_steps=150))
+    loss_plot.flush()
     assert loss_plot._anchor.box[1] == 150                      # not beyond the stage's planned steps
 
 
@@ -329,13 +333,16 @@ def test_a_long_curve_is_redrawn_once_its_new_points_would_show(loss_plot, qtbot
     item = loss_plot.plot_items()["ce"]
     assert item.xData.size == 60_000                    # a new curve is drawn at once
     loss_plot.add_steps(steps("student", 60_001, 5, components=("ce",)))
+    loss_plot.flush()                                   # the hand-over's redraw (a turn later) now
     assert item.xData.size == 60_000                    # 5 steps fill no pixel column of 60k
     assert loss_plot.curve_data("ce")[0].size == 60_005   # but are stored
     qtbot.waitUntil(lambda: item.xData.size == 60_005, timeout=3000)   # the catch-up timer
     loss_plot.add_steps(steps("student", 60_006, 1000, components=("ce",)))
-    assert item.xData.size == 61_005                    # enough new points: drawn at once
+    loss_plot.flush()
+    assert item.xData.size == 61_005                    # enough new points: drawn in the hand-over's redraw
     loss_plot.plot_item.getViewBox().setXRange(60_900, 61_010)   # zoomed in by hand: every point shows
     loss_plot.add_steps(steps("student", 61_006, 1, components=("ce",)))
+    loss_plot.flush()
     assert item.xData.size == 61_006
 
 
