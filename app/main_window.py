@@ -166,7 +166,10 @@ class MainWindow(RunLifecycle, QtWidgets.QMainWindow):
         self.speed_label = QtWidgets.QLabel()
         self.speed_label.setObjectName("speedLabel")
         self.speed_label.setToolTip("Training speed and the estimated time left for the whole run.")
-        self.speed_label.setMinimumWidth(170)
+        # As wide as its longest text from the start: a new text never lays the run controls out again
+        # (and repaints them) while the run trains.
+        widest = self.speed_label.fontMetrics().horizontalAdvance("99,999 img/s · ETA 99:59:59") + 8
+        self.speed_label.setFixedWidth(max(170, widest))
         self.speed_label.setAlignment(QtCore.Qt.AlignmentFlag.AlignRight | QtCore.Qt.AlignmentFlag.AlignVCenter)
 
         self.status_label = QtWidgets.QLabel()
