@@ -478,6 +478,7 @@ class LossPlot(QtWidgets.QWidget):
         self._soon.setInterval(REDRAW_SOON_MS)
         self._soon.timeout.connect(self.redraw)
         self._to_place: list[_LossCurve] = []    # curves to show, waiting to go on the plot
+        self._legend_due: _LossCurve | None = None   # the curve put on last, its legend entry next
         self._place_timer = QtCore.QTimer(self)   # puts them there one at a time, PIECE_INTERVAL_MS apart
         self._place_timer.setSingleShot(True)
         self._place_timer.setInterval(PIECE_INTERVAL_MS)
@@ -689,6 +690,7 @@ class LossPlot(QtWidgets.QWidget):
         self._catch_up.stop()
         self._soon.stop()
         self._place_timer.stop()
+        self._legend_due = None
         self._to_place.clear()
         if self._curves:                  # (an empty plot is left alone: no relayout, no repaint)
             for curve in self._curves.values():
@@ -893,22 +895,31 @@ class LossPlot(QtWidgets.QWidget):
             self._place_timer.start()
 
     def _place_next(self) -> None:
-        """Put the next waiting curve on the plot with its data.
+        """Put the next waiting curve on the plot with its data; on the next turn, its legend entry.
 
-        One per event-loop turn: each costs a legend entry and a relayout of the plot, and a stage
-        that starts with many components would otherwise hold the window up for all of them at once.
+        A step at a time, PIECE_INTERVAL_MS apart: a curve with its legend entry and the plot's
+        relayout cost ~7 ms here, and a stage that starts with many components would otherwise hold
+        the window up for all of them at once. Curve, entry, curve, entry: the legend keeps their order.
         """
-        while self._to_place:
-            curve = self._to_place.pop(0)
-            if curve.on_plot or not self._wanted(curve) or curve not in self._curves.values():
-                continue
-            self._place_raw(curve)
-            self.plot_item.addItem(curve.item, ignoreBounds=True)    # the range anchor covers it
-            curve.on_plot = True
-            if curve.behind():
-                curve.push_to_item(self._log_y)
-            break
-        if self._to_place:
+        if self._legend_due is not None:
+            curve, self._legend_due = self._legend_due, None
+            if curve.on_plot and curve.legend_name:
+                self.legend.addItem(curve.item, curve.legend_name)
+        else:
+            while self._to_place:
+                curve = self._to_place.pop(0)
+                if curve.on_plot or not self._wanted(curve) or curve not in self._curves.values():
+                    continue
+                self._place_raw(curve)
+                curve.item.opts["name"] = None                          # no legend entry yet ...
+                self.plot_item.addItem(curve.item, ignoreBounds=True)    # (the range anchor covers it)
+                curve.item.opts["name"] = curve.legend_name
+                curve.on_plot = True
+                if curve.behind():
+                    curve.push_to_item(self._log_y)
+                self._legend_due = curve                                 # ... it comes next turn
+                break
+        if self._to_place or self._legend_due is not None:
             self._place_timer.start()
 
     def _place_raw(self, curve: _LossCurve) -> None:
@@ -927,6 +938,8 @@ class LossPlot(QtWidgets.QWidget):
             curve.raw_on_plot = False
 
     def _take_off(self, curve: _LossCurve) -> None:
+        if self._legend_due is curve:
+            self._legend_due = None
         if curve.on_plot:
             curve.take_off()
             self.plot_item.removeItem(curve.item)
@@ -937,7 +950,7 @@ class LossPlot(QtWidgets.QWidget):
             curve.raw_on_plot = False
 
     def _place_all(self) -> None:
-        while self._to_place:
+        while self._to_place or self._legend_due is not None:
             self._place_next()
 
     def showEvent(self, event) -> None:
