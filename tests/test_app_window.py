@@ -14,6 +14,7 @@ from PySide6 import QtCore, QtWidgets
 from featdistill_core import Stage, Trainer, demo_config, load_config, load_run, save_config
 
 from app import settings as app_settings
+from app.follow import POLL_S
 from app.main_window import PROGRESS_STEPS, MainWindow
 
 RUN_TIMEOUT_MS = 90_000
@@ -114,10 +115,12 @@ def test_pause_resume_and_stop(qtbot, window, tmp_path):
     qtbot.waitUntil(lambda: len(steps) >= 2, timeout=RUN_TIMEOUT_MS)
     window.pause_button.click()
     assert window.worker.paused and window.pause_button.text() == "Resume"
-    qtbot.wait(300)
+    # The training process holds at its next step; what it wrote before arrives within one reading of
+    # its folder (app.follow.POLL_S), so wait that out before counting.
+    qtbot.wait(int(3000 * POLL_S))
     window.worker.drain()
     held = len(steps)
-    qtbot.wait(400)
+    qtbot.wait(int(3000 * POLL_S))
     window.worker.drain()
     assert len(steps) <= held + 1
     assert "PAUSED" in window.progress_bar.format()
