@@ -192,6 +192,9 @@ def _release_device_memory(config: RunConfig) -> None:
         torch.cuda.empty_cache()
 
 
+_FAILED = object()           # what TrainingWorker._before_training returns when the work failed
+
+
 @dataclass(frozen=True)
 class _Refused:
     error: ConfigError
@@ -396,17 +399,25 @@ class TrainingWorker(QtCore.QObject):
         return True
 
     # ---- the training thread -------------------------------------------------------------------
-    def _run(self, config: RunConfig, run_dir: str | None, validate: bool, factory) -> None:
+    def _before_training(self, work):
+        """``work()``; a refusal (ConfigError) or an error goes on the queue for the window instead, and
+        :data:`_FAILED` comes back: the one place the work before training reports how it failed."""
         try:
-            run = validate_run(config) if validate else config
-            trainer = None if self._stop_requested.is_set() else factory(run, run_dir)
+            return work()
         except ConfigError as error:
             self._queue.put(_Refused(error))
-            return
         except Exception as exc:  # noqa: BLE001 - reported to the user, never lost
             self._queue.put(_failed(exc))
-            return
-        self._train(trainer)
+        return _FAILED
+
+    def _run(self, config: RunConfig, run_dir: str | None, validate: bool, factory) -> None:
+        def make():
+            run = validate_run(config) if validate else config
+            return None if self._stop_requested.is_set() else factory(run, run_dir)   # None: stopped meanwhile
+
+        trainer = self._before_training(make)
+        if trainer is not _FAILED:
+            self._train(trainer)
 
     def _train(self, trainer, history: History | None = None) -> None:
         with self._lock:
@@ -433,33 +444,30 @@ class TrainingWorker(QtCore.QObject):
         """Check the run here, then train it in a process of its own and follow its folder."""
         from featdistill_core import new_run_folder, start_training_process
 
-        try:
+        def start():
             if validate:
                 validate_run(config)                  # every problem at once, before any folder is made
                 _release_device_memory(config)
             if self._stop_requested.is_set():
                 self._queue.put(Finished(metrics={}, run_dir="", stopped=True))
-                return
+                return None
             folder = run_dir or new_run_folder(config)
-            process = start_training_process(config, folder, env=training_environment())
-        except ConfigError as error:
-            self._queue.put(_Refused(error))
-            return
-        except Exception as exc:  # noqa: BLE001 - reported to the user, never lost
-            self._queue.put(_failed(exc))
-            return
-        self._follow_process(process, str(folder))
+            return start_training_process(config, folder, env=training_environment()), str(folder)
+
+        started = self._before_training(start)
+        if started is not _FAILED and started is not None:
+            self._follow_process(*started)
 
     def _resume_in_a_process(self, run_dir: str) -> None:
         from featdistill_core import load_run, start_training_process
 
-        try:
+        def start():
             resumes = len(load_run(run_dir, snapshots=False).resumes)
-            process = start_training_process(resume=run_dir, env=training_environment())
-        except Exception as exc:  # noqa: BLE001 - reported to the user, never lost
-            self._queue.put(_failed(exc))
-            return
-        self._follow_process(process, run_dir, resumes_before=resumes)
+            return start_training_process(resume=run_dir, env=training_environment()), resumes
+
+        started = self._before_training(start)
+        if started is not _FAILED:
+            self._follow_process(started[0], run_dir, resumes_before=started[1])
 
     def _follow_process(self, process, run_dir: str, resumes_before: int | None = None) -> None:
         """Follow the folder ``process`` writes, as the trainer's subscriber would report it
@@ -482,16 +490,9 @@ class TrainingWorker(QtCore.QObject):
     def _resume(self, run_dir: str) -> None:
         from featdistill_core import Trainer
 
-        try:
-            trainer = Trainer.resume_from(run_dir)
-            history = resume_history(run_dir)
-        except ConfigError as error:
-            self._queue.put(_Refused(error))
-            return
-        except Exception as exc:  # noqa: BLE001 - reported to the user, never lost
-            self._queue.put(_failed(exc))
-            return
-        self._train(trainer, history)
+        made = self._before_training(lambda: (Trainer.resume_from(run_dir), resume_history(run_dir)))
+        if made is not _FAILED:
+            self._train(*made)
 
     # ---- the GUI thread ------------------------------------------------------------------------
     def drain(self) -> None:
