@@ -28,6 +28,7 @@ from app import colormaps
 from app.attention_maps import (
     ROLES, MosaicGrid, display_image, display_map, mean_abs_difference, mosaic, mosaic_tile, nice_ticks,
 )
+from app.pacing import PacedTimer
 from featdistill_core import AttentionSnapshot, PairMaps
 
 MIN_CELL_PX = 72           # an image panel never gets narrower than this (the view scrolls instead)
@@ -175,7 +176,7 @@ class PairBlock:
         map_shape = pair.teacher.shape[1:]
         self.items: dict[str, pg.ImageItem] = {}
         for role in ROLES:
-            item = pg.ImageItem(axisOrder="row-major")
+            item = colormaps.MapImage(axisOrder="row-major")
             if role == "image":
                 item.setImage(np.full((1, 1, 3), 255, np.uint8), autoLevels=False, levels=(0, 255))
             else:
@@ -278,8 +279,10 @@ class AttentionScene:
         self._bar_levels: tuple | None = None
         self._first_differences: dict[str, float] = {}
         self._pending: list[PairMaps] = []        # pairs whose blocks are still to be built
-        self._unshown: list[str] = []             # blocks added, to be laid out and filled next turn
-        self.build_timer = QtCore.QTimer(self.graphics)    # builds them one at a time, BUILD_INTERVAL_MS apart
+        self._unshown: list[str] = []             # blocks added, to be laid out and filled on the next turns
+        self._unfitted = False                    # ... and the scene not yet laid out again for them
+        self._made: PairBlock | None = None       # a pending pair's block, made, to be added next turn
+        self.build_timer = PacedTimer(self.graphics, name="maps: build")    # builds them one at a time, BUILD_INTERVAL_MS apart
         self.build_timer.setSingleShot(True)
         self.build_timer.setInterval(BUILD_INTERVAL_MS)
         self.build_timer.timeout.connect(self._build_next)
@@ -299,7 +302,7 @@ class AttentionScene:
     def placeholder(self, text: str) -> None:
         """No snapshot: only ``text`` in the title line (when that is all it shows already, only the
         text changes: the window updates a waiting text's ETA as the run goes)."""
-        if self.drawn is None and not self.blocks and not self._pending and not self._unshown \
+        if self.drawn is None and not self.blocks and not self._building() \
                 and self._layout_key is None \
                 and self.title.text:
             self.title.setText(html.escape(text))
@@ -350,7 +353,7 @@ class AttentionScene:
 
     def finish(self) -> None:
         """Build the blocks still waiting for an event-loop turn, now."""
-        while self._pending or self._unshown:
+        while self._building():
             self._build_next()
 
     def image_items(self) -> dict[tuple[str, str], pg.ImageItem]:
@@ -397,6 +400,7 @@ class AttentionScene:
         self.build_timer.stop()
         self._pending.clear()
         self._unshown.clear()
+        self._made = None
         layout = self.graphics.ci
         for block in self.blocks.values():
             for item in (block.header, block.column_axis, block.row_axis, block.view):
@@ -416,17 +420,21 @@ class AttentionScene:
             self._pending = list(snap.pairs)
             self.build_timer.start()
 
-    def _add_block(self, pair: PairMaps) -> PairBlock:
-        """Build one pair's block under the others: three grid rows, the header line, the column
-        titles, then the row labels (grid column 0) beside the ViewBox of mosaics (column 1)."""
+    def _make_block(self, pair: PairMaps) -> PairBlock:
+        """One pair's block, its items made and coloured, not yet in the scene."""
         block = PairBlock(pair)
         for role in ("teacher", "student"):
             block.items[role].setLookupTable(self.map_bar.lut)
             block.items[role].setLevels(self.map_bar.levels())
         block.items["difference"].setLookupTable(self.diff_bar.lut)
         block.items["difference"].setLevels(self.diff_bar.levels())
+        return block
+
+    def _place_block(self, block: PairBlock) -> PairBlock:
+        """Put a made block under the others: three grid rows, the header line, the column titles,
+        then the row labels (grid column 0) beside the ViewBox of mosaics (column 1)."""
         row = 2 + 3 * len(self.blocks)
-        self.blocks[pair.name] = block
+        self.blocks[block.name] = block
         layout = self.graphics.ci
         layout.addItem(block.header, row=row, col=0, colspan=2)
         layout.addItem(block.column_axis, row=row + 1, col=1)
@@ -437,20 +445,31 @@ class AttentionScene:
         return block
 
     def _build_next(self) -> None:
-        """One step of the build, two per pair: add the next pending block; on the next turn lay the
-        scene out again and show the current snapshot in it (each step alone costs up to ~13 ms on the
-        build machine, together they held the window up for 25–40 ms)."""
-        if self._unshown:
+        """One step of the build, four per pair: make the next pending pair's block; on the next turn
+        add it to the scene; on the next, lay the scene out again; on the one after, show the current
+        snapshot in it (each step alone costs up to ~15 ms with its repaint on the build machine while
+        a run trains; together they held the window up for 25–40 ms)."""
+        if self._made is not None:
+            block, self._made = self._made, None
+            self._place_block(block)
+            self._unshown.append(block.name)
+            self._unfitted = True
+        elif self._unshown and self._unfitted:
+            self._unfitted = False
+            if self._grid is not None and self.drawn is not None:
+                self.fit()
+        elif self._unshown:
             names = tuple(self._unshown)
             self._unshown.clear()
             if self._grid is not None and self.drawn is not None:
-                self.fit()
                 self._show_blocks(self.drawn, self.probes, names)
         elif self._pending:
-            block = self._add_block(self._pending.pop(0))
-            self._unshown.append(block.name)
-        if self._pending or self._unshown:
+            self._made = self._make_block(self._pending.pop(0))
+        if self._building():
             self.build_timer.start()
+
+    def _building(self) -> bool:
+        return bool(self._pending or self._unshown) or self._made is not None
 
     # ---- drawing ----------------------------------------------------------------------------------
     def _show_blocks(self, snap: AttentionSnapshot, probes: list[int], names) -> None:

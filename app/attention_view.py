@@ -45,6 +45,7 @@ from app.attention_export import ExportButton, check_fps, save_gif, save_png, sa
 from app.attention_maps import check_snapshot
 from app.attention_scene import AttentionScene
 from app.attention_timeline import DIFFERENCE_SCALES, AttentionTimeline
+from app.pacing import PacedTimer
 from featdistill_core import AttentionSnapshot
 
 LIVE_RENDER_INTERVAL_S = 1.0   # following a run, the view draws at most one snapshot a second ...
@@ -65,7 +66,7 @@ class AttentionView(QtWidgets.QWidget):
         self.setObjectName("attentionView")
         self.state = AttentionTimeline()
         self._render_due = False                     # the current snapshot is still to be drawn
-        self._render_timer = QtCore.QTimer(self)     # draws it on the next event-loop turn
+        self._render_timer = PacedTimer(self, name="maps: draw")     # draws it on the next event-loop turn
         self._render_timer.setSingleShot(True)
         self._render_timer.timeout.connect(self._render_pending)
         self._rendered_at = -math.inf                # time.monotonic() of the last drawing

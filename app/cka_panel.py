@@ -60,7 +60,7 @@ class CKAMap(pg.PlotWidget):
             axis.setTextPen(colormaps.FOREGROUND)
         for name in ("left", "bottom"):                 # every layer named, even on a short map
             plot.getAxis(name).setStyle(hideOverlappingLabels=False)
-        self.image = pg.ImageItem(axisOrder="row-major")
+        self.image = colormaps.MapImage(axisOrder="row-major")
         self.image.setLookupTable(colormaps.lookup_table(colormaps.sequential_colormap()))
         plot.addItem(self.image)
         self.frame = QtWidgets.QGraphicsRectItem(0, 0, 1, 1)

@@ -30,12 +30,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from featdistill_core import Failed, RunConfig, RunFolderError, RunFollower, RunRecord, run_status
+from featdistill_core import AttentionSnapshot, Failed, RunConfig, RunFolderError, RunFollower, RunRecord, run_status
 
 POLL_S = 0.5               # how often a followed folder is read (the worker delivers at DRAIN_HZ anyway)
 CHUNK_BYTES = 256 << 10    # of metrics.jsonl read per poll: catching up stays responsive to Stop
 WRITER_CHECK_S = 2.0       # how often the lock of a folder followed without a process is looked at
 EXIT_GRACE_S = 60.0        # after the final record, how long the started process has to end
+BURST_EVENTS = 8           # following live, new events are read in bursts of at most this many ...
+BURST_PAUSE_S = 0.005      # ... this far apart (a snapshot ends a burst: its arrays take ~3 ms to load)
 
 
 @dataclass(frozen=True)
@@ -110,7 +112,7 @@ def follow_folder(put, run_dir, *, stop: threading.Event, process=None, poll_s: 
                 process.stop()
                 stop_sent = True
             process.escalate()
-        update = follower.poll(CHUNK_BYTES)
+        update = follower.poll(CHUNK_BYTES, between=_pause_between_bursts() if announced else None)
         if follower.record is not None and not announced:
             put(Following(str(run_dir), follower.config))
             announced = True
@@ -158,6 +160,27 @@ def follow_folder(put, run_dir, *, stop: threading.Event, process=None, poll_s: 
             time.sleep(0.1)                                # stopping: escalate now and then
         elif not update.events:
             stop.wait(poll_s)
+
+
+def _pause_between_bursts():
+    """What reading a live run's new events does between two of them: a short sleep after every
+    :data:`BURST_EVENTS` events and after every snapshot.
+
+    This thread shares the window's process, and while it decodes (Python code) it holds the
+    interpreter's lock; on a machine whose other cores train, it also shares the window's core. Read
+    in one go, half a second of a run (a few hundred steps and snapshots) took 8–15 ms and stretched
+    whatever the window was drawing by as much. In bursts, the window gets the lock and the core
+    between them; the catch-up of a long log (before the run is announced) is read without pauses."""
+    count = 0
+
+    def between(event) -> None:
+        nonlocal count
+        count += 1
+        if count >= BURST_EVENTS or isinstance(event, AttentionSnapshot):
+            count = 0
+            time.sleep(BURST_PAUSE_S)
+
+    return between
 
 
 def follow_guarded(put, run_dir, *, stop: threading.Event, process=None, poll_s: float = POLL_S,

@@ -33,6 +33,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app import colormaps
+from app.pacing import PacedTimer
 from app.plot_tools import ExportButtons, HoverReadout, Series, save_widget_png, spans_decades, write_csv
 from app.rounding import round_up
 from featdistill_core import EpochEvent, Stage, StepEvent
@@ -54,6 +55,10 @@ REDRAW_SOON_MS = 5         # a hand-over of steps returns at once; their redraw 
 ROUND_MANTISSAS = (1.0, 2.0, 5.0)   # right end of the step axis (× 10^k), at most the stage's length
 Y_DIVISIONS = 8           # the loss axis's box edges are multiples of about (max − min) / 8
 LOG_Y_STEP = 0.25         # ... or, on a log axis, quarter decades
+SHORT_STAGE_STEPS = 1000  # the step axis spans a stage this short from its start ...
+WHOLE_STAGE_FROM = 0.2    # ... a longer one, once this share of its steps is done
+SPARE_PAIRS = 8           # curves' plot items made ahead of a stage (see _SpareItems) ...
+SPARE_DELAY_MS = 1500     # ... from this long after the plot is shown or some were taken
 EMPTY_BOX = (0.0, 1.0, 0.0, 1.0)   # the range while the plotted stage has no point yet
 
 
@@ -148,22 +153,33 @@ def round_box(x_lo: float, x_hi: float, y_lo: float, y_hi: float, log_y: bool,
               x_limit: float | None = None) -> tuple[float, float, float, float]:
     """A box with round edges around the data ``[x_lo, x_hi] × [y_lo, y_hi]``, in view coordinates.
 
-    x runs from the first step to :func:`round_above` the last, but not beyond ``x_limit`` (the
-    stage's planned steps) when that is at least the last step: early in a long stage the curves
-    fill 40 % or more of the width and the end moves about 3 times per tenfold growth; the finished
-    stage fills all of it. y runs from ``⌊y_lo / s⌋·s`` to ``⌈y_hi / s⌉·s`` with
-    ``s = round_step(y_hi − y_lo)``, or on a log axis (``y`` > 0, view coordinates ``log10 y``) to
-    the enclosing quarter decades. The box changes only when the data crosses one of its edges (or
-    the y span crosses a step size).
+    Every change of the box lays both axes out again, the costliest repaint of a plot (up to ~15 ms
+    while a run trains on the build machine), so the box is made to change seldom:
+
+    * x spans the whole stage, to its planned steps ``x_limit``, with the curves growing into it (as
+      fastai's live plot does): from the first step for a stage of at most
+      :data:`SHORT_STAGE_STEPS` steps (a few minutes on a CPU at most); in a longer one, the box
+      first runs to :func:`round_above` the last step (the curves fill 50 % or more of the width;
+      the end moves 3 times per tenfold growth) until :data:`WHOLE_STAGE_FROM` of the stage is
+      done. A wrong plan, exceeded by the data, is ignored;
+    * y of losses that are all ≥ 0 runs from 0 to ``⌈y_hi / s⌉·s`` with ``s = round_step(y_hi)``:
+      as a loss falls the box stays; it grows only when a value exceeds its top. With a negative
+      value: from ``⌊y_lo / s⌋·s`` with ``s = round_step(y_hi − y_lo)``. On a log axis (``y`` > 0,
+      view coordinates ``log10 y``): the enclosing quarter decades.
     """
     x_end = round_above(x_hi) if x_hi > x_lo else x_lo + 1.0
-    if x_limit is not None and x_hi <= x_limit < x_end and x_limit > x_lo:
-        x_end = float(x_limit)
+    if x_limit is not None and x_limit > x_lo and x_hi <= x_limit:
+        length = x_limit - x_lo
+        if length <= SHORT_STAGE_STEPS or x_hi - x_lo >= WHOLE_STAGE_FROM * length or x_end > x_limit:
+            x_end = float(x_limit)
     if log_y:
         low, high = math.log10(y_lo), math.log10(y_hi)
         y0 = math.floor(low / LOG_Y_STEP) * LOG_Y_STEP
         y1 = math.ceil(high / LOG_Y_STEP) * LOG_Y_STEP
         return x_lo, x_end, y0, y1 if y1 > y0 else y0 + LOG_Y_STEP
+    if y_lo >= 0:
+        step = round_step(y_hi) if y_hi > 0 else 1.0
+        return x_lo, x_end, 0.0, math.ceil(y_hi / step) * step if y_hi > 0 else step
     step = round_step(y_hi - y_lo) if y_hi > y_lo else round_step(abs(y_hi) or 1.0)
     y0 = math.floor(y_lo / step) * step
     y1 = math.ceil(y_hi / step) * step
@@ -251,6 +267,11 @@ class RangeAnchor(pg.GraphicsObject):
         if box != self.box:
             self.box = box
             self.informViewBoundsChanged()
+            view = self.getViewBox()
+            if view is not None and any(view.autoRangeEnabled()):
+                # The new range now, in this piece of drawing: left to the next repaint, pyqtgraph
+                # changes the range while painting, and the changed axes make it paint again at once.
+                view.updateAutoRange()
 
     def dataBounds(self, axis: int, frac: float = 1.0, orthoRange=None):
         if self.box is None:
@@ -318,6 +339,47 @@ class _Runs:
 # loss plot
 
 
+def _new_item_pair() -> tuple[pg.PlotDataItem, pg.PlotDataItem]:
+    """A curve's plot item and the faint raw item under it (which follows its visibility)."""
+    item = pg.PlotDataItem(pen=pg.mkPen(TOTAL_PEN, width=1))
+    raw = pg.PlotDataItem(pen=pg.mkPen(_faint(TOTAL_PEN), width=1))
+    item.visibleChanged.connect(lambda i=item, r=raw: r.setVisible(i.isVisible()))
+    return item, raw
+
+
+class _SpareItems:
+    """Item pairs made ahead, while the window is idle, for the curves a stage will bring.
+
+    Making a curve's two PlotDataItems is half the cost of putting it on the plot (~2–4 ms each on
+    the build machine, more while a run trains), and a stage's curves all arrive with its first
+    steps. The plot keeps :data:`SPARE_PAIRS` pairs in stock, one made per paced piece a while after
+    it is shown or after some were taken; a curve takes one when it first needs its items."""
+
+    def __init__(self, parent: QtCore.QObject):
+        self._pairs: list[tuple[pg.PlotDataItem, pg.PlotDataItem]] = []
+        self._timer = PacedTimer(parent, interval_ms=SPARE_DELAY_MS, name="loss plot: make spare items")
+        self._timer.timeout.connect(self._make_one)
+
+    def take(self) -> tuple[pg.PlotDataItem, pg.PlotDataItem]:
+        pair = self._pairs.pop() if self._pairs else _new_item_pair()
+        self.restock()
+        return pair
+
+    def restock(self) -> None:
+        """Make pairs until the stock is full, one per piece, from :data:`SPARE_DELAY_MS` on."""
+        if len(self._pairs) < SPARE_PAIRS:
+            self._timer.start()
+
+    def __len__(self) -> int:
+        return len(self._pairs)
+
+    def _make_one(self) -> None:
+        if len(self._pairs) < SPARE_PAIRS:
+            self._pairs.append(_new_item_pair())
+        if len(self._pairs) < SPARE_PAIRS:
+            self._timer.start(0)
+
+
 class _LossCurve:
     """One loss component of one stage of one run: raw values, the displayed values and its plot items.
 
@@ -325,7 +387,8 @@ class _LossCurve:
     event-loop turn): a stage that starts with a dozen components would otherwise spend ~15 ms making
     its items inside one hand-over of steps."""
 
-    def __init__(self, run: str, name: str, stage: str, component: str):
+    def __init__(self, run: str, name: str, stage: str, component: str, make_items=_new_item_pair):
+        self._make_pair = make_items       # () -> (item, raw item): a spare pair of the plot's, or new ones
         self.run = run
         self.name = name
         self.stage = stage
@@ -360,9 +423,11 @@ class _LossCurve:
         return self._raw_item
 
     def _make_items(self) -> None:
-        self._item = pg.PlotDataItem(pen=pg.mkPen(self.colour, width=1), name=self.legend_name)
-        self._raw_item = pg.PlotDataItem(pen=pg.mkPen(_faint(self.colour), width=1))
-        self._item.visibleChanged.connect(lambda i=self._item, r=self._raw_item: r.setVisible(i.isVisible()))
+        self._item, self._raw_item = self._make_pair()
+        if self.colour != TOTAL_PEN:
+            self._item.setPen(pg.mkPen(self.colour, width=1))
+            self._raw_item.setPen(pg.mkPen(_faint(self.colour), width=1))
+        self._item.opts["name"] = self.legend_name
 
     def style(self, colour: str, name: str) -> None:
         """Its colour and legend name (applied to its items now if they exist, else when they are made)."""
@@ -470,20 +535,28 @@ class LossPlot(QtWidgets.QWidget):
         self._component = TOTAL                  # what a comparison of runs shows
         self.redraw_interval_s = REDRAW_INTERVAL_S
         self._last_redraw = -math.inf            # time.monotonic() of the last hand-over
-        self._catch_up = QtCore.QTimer(self)
+        self._catch_up = PacedTimer(self, name="loss plot: catch up")
         self._catch_up.setSingleShot(True)
         self._catch_up.timeout.connect(self.redraw)
-        self._soon = QtCore.QTimer(self)            # the redraw after a hand-over of steps: a turn of its own
+        self._soon = PacedTimer(self, name="loss plot: redraw")            # the redraw after a hand-over of steps: a turn of its own
         self._soon.setSingleShot(True)
         self._soon.setInterval(REDRAW_SOON_MS)
         self._soon.timeout.connect(self.redraw)
         self._to_place: list[_LossCurve] = []    # curves to show, waiting to go on the plot
         self._legend_due: _LossCurve | None = None   # the curve put on last, its legend entry next
-        self._place_timer = QtCore.QTimer(self)   # puts them there one at a time, PIECE_INTERVAL_MS apart
+        self._place_timer = PacedTimer(self, name="loss plot: place a curve")   # puts them there one at a time, PIECE_INTERVAL_MS apart
         self._place_timer.setSingleShot(True)
         self._place_timer.setInterval(PIECE_INTERVAL_MS)
         self._place_timer.timeout.connect(self._place_next)
+        self._select_timer = PacedTimer(self, name="loss plot: show the stage")     # a stage switch (followed, or picked) is shown on a turn of its own
+        self._select_timer.setSingleShot(True)
+        self._select_timer.timeout.connect(self._show_selection)
+        self._spares = _SpareItems(self)
         self._marker_at: tuple[str, int] | None = None
+        self._marker_timer = PacedTimer(self, name="loss plot: move the marker")     # the marker follows the snapshot shown on a turn of its own
+        self._marker_timer.setSingleShot(True)
+        self._marker_timer.timeout.connect(self._show_marker)
+        self._marker_due = False                 # ... or with the points about to be drawn (one repaint for both)
 
         self.stage_box = StageSelector()
         self.stage_box.setObjectName("lossStage")
@@ -677,6 +750,8 @@ class LossPlot(QtWidgets.QWidget):
         if drew:
             self._last_redraw = now
         self._update_box()
+        if self._marker_due and (drew or not waiting):
+            self._show_marker()
         if waiting and not self._catch_up.isActive():
             wait = self._last_redraw + self.redraw_interval_s - now if throttled else REDRAW_LAG_S
             self._catch_up.start(max(1, math.ceil(1000 * wait)))
@@ -690,6 +765,7 @@ class LossPlot(QtWidgets.QWidget):
         self._catch_up.stop()
         self._soon.stop()
         self._place_timer.stop()
+        self._select_timer.stop()
         self._legend_due = None
         self._to_place.clear()
         if self._curves:                  # (an empty plot is left alone: no relayout, no repaint)
@@ -813,10 +889,15 @@ class LossPlot(QtWidgets.QWidget):
     def set_marker(self, stage: str | None, step: int | None) -> None:
         """Mark ``step`` of ``stage`` (the attention snapshot shown) with a vertical line; None clears it."""
         self._marker_at = (str(stage), int(step)) if stage is not None and step is not None else None
-        self._show_marker()
+        if self._soon.isActive() or self._catch_up.isActive():
+            self._marker_due = True         # (live: new points are on their way, the marker moves with them)
+        elif not self._marker_timer.isActive():
+            self._marker_timer.start()      # (a turn of its own, however often it is moved meanwhile)
 
     def marker_step(self) -> float | None:
         """The marked step while the line shows on the plot, else None."""
+        if self._marker_timer.isActive() or self._marker_due:
+            self._show_marker()
         return float(self.marker.value()) if self.marker.isVisible() else None
 
     def readout_at(self, step: float, value: float) -> str:
@@ -858,7 +939,8 @@ class LossPlot(QtWidgets.QWidget):
         key = (run, stage, component)
         curve = self._curves.get(key)
         if curve is None:
-            curve = self._curves[key] = _LossCurve(run, curve_name(stage, component), stage, component)
+            curve = self._curves[key] = _LossCurve(run, curve_name(stage, component), stage, component,
+                                                   self._spares.take)
             self._style(curve)
             if self._wanted(curve):
                 self._queue_placement(curve)
@@ -950,12 +1032,16 @@ class LossPlot(QtWidgets.QWidget):
             curve.raw_on_plot = False
 
     def _place_all(self) -> None:
+        if self._select_timer.isActive():
+            self._select_timer.stop()
+            self._show_selection()
         while self._to_place or self._legend_due is not None:
             self._place_next()
 
     def showEvent(self, event) -> None:
         super().showEvent(event)
         self.redraw(force=True)
+        self._spares.restock()
 
     def _redraw_due(self, curve: _LossCurve, now: float) -> bool:
         count = len(curve.x)
@@ -992,7 +1078,9 @@ class LossPlot(QtWidgets.QWidget):
             self._apply_log_y(True)
 
     def _stage_changed(self, _stage: str) -> None:
-        self._show_selection()
+        # Not in the hand-over that started the stage: taking the last stage's curves off and laying
+        # out the new axes is a piece of its own (see app.pacing).
+        self._select_timer.start()
 
     def _component_picked(self, _index: int) -> None:
         component = self.component_box.currentData()
@@ -1031,6 +1119,7 @@ class LossPlot(QtWidgets.QWidget):
         (see :meth:`_place_next`). A curve leaves the plot empty and gets its data back after it is
         re-added: pyqtgraph's clip-to-view fails on an item that holds data while it is being added.
         """
+        self._select_timer.stop()
         self._sync_component_box()
         self._to_place = []
         for curve in self._curves.values():
@@ -1046,6 +1135,8 @@ class LossPlot(QtWidgets.QWidget):
         self._consider_log()
 
     def _show_marker(self) -> None:
+        self._marker_timer.stop()
+        self._marker_due = False
         at = self._marker_at
         if at is None or at[0] != self.stage_box.stage():
             self.marker.setVisible(False)
@@ -1156,7 +1247,7 @@ class AccuracyPlot(QtWidgets.QWidget):
         self.plot_item: pg.PlotItem = self.plot_widget.getPlotItem()
         colormaps.style_plot_item(self.plot_item, x_label="epoch", y_label="top-1 accuracy (%)",
                                   title="Accuracy")
-        self.legend = colormaps.make_side_legend(self.plot_item)     # right of the plot: covers no point
+        self.legend = colormaps.make_side_legend(self.plot_item, colormaps.ACCURACY_LEGEND_MIN_PX)  # covers no point
         self.legend.set_wanted(False)                                  # until there is data
 
         train_colour, test_colour = colormaps.palette_colour(0), colormaps.palette_colour(1)
@@ -1182,10 +1273,14 @@ class AccuracyPlot(QtWidgets.QWidget):
         layout.setContentsMargins(4, 4, 4, 0)
         layout.addLayout(controls)
         layout.addWidget(self.plot_widget, 1)
-        self._redraw_timer = QtCore.QTimer(self)
+        self._redraw_timer = PacedTimer(self, name="accuracy plot: redraw")
         self._redraw_timer.setSingleShot(True)
         self._redraw_timer.setInterval(ACCURACY_DELAY_MS)
         self._redraw_timer.timeout.connect(self._redraw)
+        self._legend_timer = PacedTimer(self, name="accuracy plot: legend")       # the legend and the teacher's label: a turn after the points
+        self._legend_timer.setSingleShot(True)
+        self._legend_timer.timeout.connect(self._show_legend)
+        self._legend_pending: tuple | None = None
         self.stage_box.stageChanged.connect(lambda _stage: self._redraw_timer.start())
 
     # -- public API ---------------------------------------------------------------------------
@@ -1266,6 +1361,7 @@ class AccuracyPlot(QtWidgets.QWidget):
         self.stage_box.reset()
         if had_data:                      # (an empty plot is left alone: no repaint)
             self._redraw()
+            self._show_legend()           # at once: an emptied plot shows no legend
 
     def series_names(self) -> list[str]:
         primary = self._data[PRIMARY]
@@ -1297,28 +1393,23 @@ class AccuracyPlot(QtWidgets.QWidget):
 
     def plot_items(self) -> dict[str, pg.PlotDataItem]:
         """The primary run's train, test and teacher items, with every epoch received drawn."""
-        if self._redraw_timer.isActive():
-            self._redraw()
+        self._draw_pending()
         return {"train": self._train_item, "test": self._test_item, "teacher": self._teacher_item}
 
     def run_items(self, run: str) -> dict[str, pg.PlotDataItem]:
-        if self._redraw_timer.isActive():
-            self._redraw()
+        self._draw_pending()
         return dict(self._data[run].items)
 
     def legend_labels(self) -> list[str]:
-        if self._redraw_timer.isActive():
-            self._redraw()
+        self._draw_pending()
         return [label.text for _sample, label in self.legend.items]
 
     def readout_at(self, epoch: float, accuracy: float) -> str:
-        if self._redraw_timer.isActive():
-            self._redraw()
+        self._draw_pending()
         return self.hover.show_near(epoch, accuracy)
 
     def export_png(self, path) -> Path:
-        if self._redraw_timer.isActive():
-            self._redraw()
+        self._draw_pending()
         return save_widget_png(self.plot_widget, path)
 
     def export_csv(self, path) -> Path:
@@ -1365,8 +1456,9 @@ class AccuracyPlot(QtWidgets.QWidget):
         return item
 
     def _update_box(self, xs: list[np.ndarray], ys: list[np.ndarray]) -> None:
-        """The anchor's box: epochs 0.5 beyond the first and the last (planned), accuracies to the tens
-        around the points (within 0–100 %)."""
+        """The anchor's box: epochs 0.5 beyond the first and the last (planned); accuracies from the
+        ten below the lowest point to 100 % (accuracies rise: the box changes when a point falls
+        below its bottom, not at every new ten)."""
         x = np.concatenate(xs) if xs else np.empty(0)
         y = np.concatenate(ys) if ys else np.empty(0)
         y = y[np.isfinite(y)]
@@ -1376,11 +1468,8 @@ class AccuracyPlot(QtWidgets.QWidget):
         stage = self.stage_box.stage() or MAIN_STAGE
         planned = max((d.stage_epochs.get(stage, 0) for d in self._data.values()), default=0)
         x_hi = max(float(x.max()), float(planned)) + 0.5
-        y_lo = max(0.0, math.floor(float(y.min()) / 10.0) * 10.0)
-        y_hi = min(100.0, math.ceil(float(y.max()) / 10.0) * 10.0)
-        if y_hi <= y_lo:
-            y_lo, y_hi = max(0.0, y_lo - 10.0), min(100.0, y_hi + 10.0)
-        self._anchor.set_box((0.5, x_hi, y_lo, y_hi))
+        y_lo = min(90.0, max(0.0, math.floor(float(y.min()) / 10.0) * 10.0))
+        self._anchor.set_box((0.5, x_hi, y_lo, 100.0))
 
     def _redraw(self) -> None:
         self._redraw_timer.stop()
@@ -1419,21 +1508,43 @@ class AccuracyPlot(QtWidgets.QWidget):
             legend.append((self._teacher_item, "teacher" if not comparing else f"teacher {teacher.teacher_acc:.1f} %"))
         if comparing and legend:
             legend.append((self._dotted_sample, "train (dotted)"))
+        # The legend and the label lay the plot out again when they change: a piece of their own.
+        self._legend_pending = (legend, shown, teacher, comparing, points, x)
+        self._legend_timer.start()
+
+    def _show_legend(self) -> None:
+        """The legend and the teacher's label for the points drawn last (:meth:`_redraw`)."""
+        self._legend_timer.stop()
+        if self._legend_pending is None:
+            return
+        legend, shown, teacher, comparing, points, x = self._legend_pending
+        self._legend_pending = None
         self._set_legend(legend)
         self.legend.set_wanted(shown)                 # no legend over an empty plot
         if teacher is None or comparing:          # comparing runs, the legend gives the teacher's accuracy
             self._teacher_label.setVisible(False)
         else:
-            # under the line's end, or above it when the line is in the lower half of the points
+            # under the line's end, or above it when the line is in the lower half of the plot's box
             # (under it, the label would leave the plot)
-            values = np.concatenate(points + [[teacher.teacher_acc]])
-            low_line = teacher.teacher_acc < (values.min() + values.max()) / 2
+            box = self._anchor.box
+            if box is not None:
+                low_line = teacher.teacher_acc < (box[2] + box[3]) / 2
+            else:
+                values = np.concatenate(points + [[teacher.teacher_acc]])
+                low_line = teacher.teacher_acc < (values.min() + values.max()) / 2
             self._teacher_label.setAnchor((1.0, 1.0) if low_line else (1.0, 0.0))
             text = f"teacher {teacher.teacher_acc:.1f} %"
             if self._teacher_label.toPlainText() != text:        # (setting it lays the text out again)
                 self._teacher_label.setText(text)
             self._teacher_label.setPos(float(x[-1]), teacher.teacher_acc)
             self._teacher_label.setVisible(True)
+
+    def _draw_pending(self) -> None:
+        """Draw now what is waiting for its turn (accessors, exports and tests see it drawn)."""
+        if self._redraw_timer.isActive():
+            self._redraw()
+        if self._legend_timer.isActive():
+            self._show_legend()
 
     def _style_item(self, item: pg.PlotDataItem, colour: str, width: int, dotted: bool, symbol: str | None) -> None:
         """Pen and symbol of an accuracy curve, set only when they change: each setting makes pyqtgraph

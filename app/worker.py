@@ -49,6 +49,7 @@ from featdistill_core import (
 )
 
 from app.follow import FollowEnded, Following, History, copy_record, follow_guarded, resume_history
+from app.pacing import PacedTimer
 
 DRAIN_HZ = 2               # deliveries (so window repaints) a second: live enough, and the CPU stays with training
 GC_INTERVAL_MS = 1000      # how often the GUI thread collects garbage while automatic collection is off
@@ -183,7 +184,7 @@ def training_environment() -> dict:
     return env
 
 
-def _release_device_memory(config: RunConfig) -> None:
+def _release_device_memory() -> None:
     """After checking a run here, give back what the check took on a GPU (the training process needs it).
     (No ``gc.collect()`` here: collections happen on the GUI thread only, see :class:`GuiGarbage`.)"""
     import torch
@@ -235,14 +236,15 @@ class TrainingWorker(QtCore.QObject):
         self._in_process = in_process            # None: a process of its own, unless a factory or IN_WINDOW_ENV
         self._child = None                       # the RunProcess training the window's own run, once started
         self._stop_requested = threading.Event()
-        self._timer = QtCore.QTimer(self)
+        self._timer = PacedTimer(self, single_shot=False, name="worker: hand over events")
         self._timer.setInterval(1000 // DRAIN_HZ)
         self._timer.timeout.connect(self.drain)
         self.drains = 0                          # how many drains delivered something (for benchmarks)
         self.mode = ""                           # "train", "resume" or "follow" while running
         self.process = None                      # the RunProcess a followed run was started as, if any
         self._followed = ""                      # the folder followed
-        self._record = None                      # RunRecord of a run followed or resumed (GUI thread)
+        self._record = None                      # RunRecord of a run followed or resumed (GUI thread;
+                                                 # a new run's is the follower's, not copied here)
 
     # ---- state -------------------------------------------------------------------------------
     @property
@@ -447,7 +449,7 @@ class TrainingWorker(QtCore.QObject):
         def start():
             if validate:
                 validate_run(config)                  # every problem at once, before any folder is made
-                _release_device_memory(config)
+                _release_device_memory()
             if self._stop_requested.is_set():
                 self._queue.put(Finished(metrics={}, run_dir="", stopped=True))
                 return None
@@ -550,9 +552,12 @@ class TrainingWorker(QtCore.QObject):
                 self.configKnown.emit(event.config)
             elif isinstance(event, History):
                 flush()
-                self._record = copy_record(event.record)
-                self._history_to_estimator()
-                self.historyReceived.emit(self._record)
+                if self.mode == "train":          # a new run (in a process): its history is only drawn
+                    self.historyReceived.emit(event.record)
+                else:
+                    self._record = copy_record(event.record)
+                    self._history_to_estimator()
+                    self.historyReceived.emit(self._record)
             elif isinstance(event, Resumed):
                 flush()                       # what came before it, then the history without what it supersedes
                 if self._record is not None:

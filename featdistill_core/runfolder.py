@@ -43,6 +43,7 @@ import os
 import re
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -515,8 +516,11 @@ class RunFollower:
     def ended(self) -> bool:
         return self.record is not None and self.record.ended
 
-    def poll(self, max_bytes: int = 16 << 20) -> FollowUpdate:
-        """New events since the last poll (at most ``max_bytes`` of the log read per call)."""
+    def poll(self, max_bytes: int = 16 << 20, between: Callable[[object], None] | None = None) -> FollowUpdate:
+        """New events since the last poll (at most ``max_bytes`` of the log read per call).
+
+        ``between(event)``, if given, is called after each event is read (a thread that shares the
+        interpreter with a window can pause there, see ``app.follow``)."""
         if self.record is None:
             try:
                 config = load_config(self.run_dir / RUN_FILE)
@@ -552,6 +556,8 @@ class RunFollower:
             if event is not None:
                 self.record.apply(event)
                 events.append(event)
+                if between is not None:
+                    between(event)
         return FollowUpdate(events, reset)
 
 

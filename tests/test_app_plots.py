@@ -252,11 +252,15 @@ def test_auto_range_fits_a_round_box_that_moves_only_when_the_data_leaves_it(los
 def test_round_numbers_for_the_box():
     assert [round_above(v) for v in (1, 7, 101, 0.013, 950, 2.5)] == [1, 10, 200, 0.02, 1000, 5]
     assert round_box(1, 90, 0.01, 1.0, False) == pytest.approx((1, 100, 0.0, 1.0))
-    assert round_box(1, 90, 0.33, 0.71, False) == pytest.approx((1, 100, 0.3, 0.75))
-    assert round_box(5, 5, 2.0, 2.0, False) == pytest.approx((5, 6, 2.0, 2.25))     # one point
+    assert round_box(1, 90, 0.33, 0.71, False) == pytest.approx((1, 100, 0.0, 0.8))   # losses ≥ 0: from 0
+    assert round_box(1, 90, 0.01, 0.71, False) == round_box(1, 90, 0.33, 0.71, False)  # a falling loss: no change
+    assert round_box(1, 90, -0.33, 0.71, False) == pytest.approx((1, 100, -0.4, 0.8))  # below 0: to the step
+    assert round_box(5, 5, 2.0, 2.0, False) == pytest.approx((5, 6, 0.0, 2.0))      # one point
     assert round_box(1, 10, 0.5, 2.0, True) == pytest.approx((1, 10, -0.5, 0.5))
     assert round_box(1, 21, 0.5, 2.0, False, x_limit=31)[1] == 31            # the stage ends at 31
-    assert round_box(1, 21, 0.5, 2.0, False, x_limit=500)[1] == 50
+    assert round_box(1, 21, 0.5, 2.0, False, x_limit=500)[1] == 500          # a short stage: whole, at once
+    assert round_box(1, 21, 0.5, 2.0, False, x_limit=5000)[1] == 50          # a long one: round ends ...
+    assert round_box(1, 1001, 0.5, 2.0, False, x_limit=5001)[1] == 5001      # ... until a fifth is done
     assert round_box(1, 40, 0.5, 2.0, False, x_limit=31)[1] == 50            # a wrong plan is ignored
 
 
@@ -293,6 +297,7 @@ def test_a_stage_is_listed_as_soon_as_it_starts(loss_plot, accuracy_plot):
     accuracy_plot.note_stage("student")
     loss_plot.note_stage("student")
     assert loss_plot.stage() == "student" and accuracy_plot.stage() == "student"
+    assert loss_plot.shown_curves() == []                         # (the switch is shown on a turn of its own)
     assert loss_plot._anchor.box == (0.0, 1.0, 0.0, 1.0)         # an empty stage: not the teacher's range
 
 

@@ -86,6 +86,7 @@ def test_a_run_trains_in_a_process_of_its_own_and_arrives_like_a_thread_run(qtbo
     steps = [(e.stage, e.step) for e in seen.steps]
     assert steps == [(e.stage, e.step) for e in record.steps]          # every step, in order, once
     assert [e.stage for e in record.stages] == ["teacher", "student"]
+    assert worker.record is None            # the follower holds the run's record; the worker keeps no copy
 
 
 def test_pause_holds_the_training_process_and_resume_continues_it(qtbot, worker, tmp_path):

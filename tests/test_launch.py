@@ -120,6 +120,32 @@ def test_a_process_that_ignores_the_stop_is_terminated_then_killed():
     assert not process.log_path.exists()
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the process tree is read from Linux's /proc")
+def test_the_process_tree_is_read_from_the_childrens_lists_as_from_a_scan_of_every_process():
+    from pathlib import Path
+
+    from featdistill_core import launch
+
+    code = ("import subprocess, sys, time\n"
+            "inner = 'import subprocess, sys, time; subprocess.Popen([sys.executable, \"-c\", \"import time; time.sleep(60)\"]); "
+            "print(\"ready\", flush=True); time.sleep(60)'\n"
+            "subprocess.Popen([sys.executable, '-c', inner], start_new_session=True)\n"
+            "time.sleep(60)\n")
+    process = _sleeper(code)
+    try:
+        deadline = time.monotonic() + 30
+        while "ready" not in process.output_tail() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        from_lists = launch._children_from_lists(Path("/proc"), process.pid)
+        assert len(from_lists) == 2                          # its child (a session of its own) and grandchild
+        assert sorted(from_lists) == sorted(launch._children_by_scan(Path("/proc"), process.pid))
+        assert sorted(launch._children(process.pid)) == sorted(from_lists)
+    finally:
+        process.poll()                                       # learns them: killed with it
+        process.kill_leftovers()
+        process.close()
+
+
 def test_a_stopped_training_command_writes_its_stopped_record(tmp_path):
     config = tiny_config(tmp_path, epochs=300)
     run_file = tmp_path / "run.toml"
