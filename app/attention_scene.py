@@ -283,7 +283,6 @@ class AttentionScene:
         self._unfitted = False                    # ... and the scene not yet laid out again for them
         self._made: PairBlock | None = None       # a pending pair's block, made, to be added next turn
         self.build_timer = PacedTimer(self.graphics, name="maps: build")    # builds them one at a time, BUILD_INTERVAL_MS apart
-        self.build_timer.setSingleShot(True)
         self.build_timer.setInterval(BUILD_INTERVAL_MS)
         self.build_timer.timeout.connect(self._build_next)
 

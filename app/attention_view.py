@@ -67,7 +67,6 @@ class AttentionView(QtWidgets.QWidget):
         self.state = AttentionTimeline()
         self._render_due = False                     # the current snapshot is still to be drawn
         self._render_timer = PacedTimer(self, name="maps: draw")     # draws it on the next event-loop turn
-        self._render_timer.setSingleShot(True)
         self._render_timer.timeout.connect(self._render_pending)
         self._rendered_at = -math.inf                # time.monotonic() of the last drawing
 

@@ -31,7 +31,7 @@ _last_end = -math.inf       # time.perf_counter() at the end of the last paced p
 def wait_ms() -> int:
     """How long a piece falling due now waits for its turn (0: it may run now)."""
     left = _last_end + PACE_GAP_MS / 1000.0 - time.perf_counter()
-    return max(0, math.ceil(left * 1000.0)) if left > 0 else 0
+    return math.ceil(left * 1000.0) if left > 0 else 0
 
 
 def piece_ended() -> None:

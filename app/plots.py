@@ -370,9 +370,6 @@ class _SpareItems:
         if len(self._pairs) < SPARE_PAIRS:
             self._timer.start()
 
-    def __len__(self) -> int:
-        return len(self._pairs)
-
     def _make_one(self) -> None:
         if len(self._pairs) < SPARE_PAIRS:
             self._pairs.append(_new_item_pair())
@@ -424,10 +421,7 @@ class _LossCurve:
 
     def _make_items(self) -> None:
         self._item, self._raw_item = self._make_pair()
-        if self.colour != TOTAL_PEN:
-            self._item.setPen(pg.mkPen(self.colour, width=1))
-            self._raw_item.setPen(pg.mkPen(_faint(self.colour), width=1))
-        self._item.opts["name"] = self.legend_name
+        self.style(self.colour, self.legend_name)
 
     def style(self, colour: str, name: str) -> None:
         """Its colour and legend name (applied to its items now if they exist, else when they are made)."""
@@ -536,25 +530,20 @@ class LossPlot(QtWidgets.QWidget):
         self.redraw_interval_s = REDRAW_INTERVAL_S
         self._last_redraw = -math.inf            # time.monotonic() of the last hand-over
         self._catch_up = PacedTimer(self, name="loss plot: catch up")
-        self._catch_up.setSingleShot(True)
         self._catch_up.timeout.connect(self.redraw)
         self._soon = PacedTimer(self, name="loss plot: redraw")            # the redraw after a hand-over of steps: a turn of its own
-        self._soon.setSingleShot(True)
         self._soon.setInterval(REDRAW_SOON_MS)
         self._soon.timeout.connect(self.redraw)
         self._to_place: list[_LossCurve] = []    # curves to show, waiting to go on the plot
         self._legend_due: _LossCurve | None = None   # the curve put on last, its legend entry next
         self._place_timer = PacedTimer(self, name="loss plot: place a curve")   # puts them there one at a time, PIECE_INTERVAL_MS apart
-        self._place_timer.setSingleShot(True)
         self._place_timer.setInterval(PIECE_INTERVAL_MS)
         self._place_timer.timeout.connect(self._place_next)
         self._select_timer = PacedTimer(self, name="loss plot: show the stage")     # a stage switch (followed, or picked) is shown on a turn of its own
-        self._select_timer.setSingleShot(True)
         self._select_timer.timeout.connect(self._show_selection)
         self._spares = _SpareItems(self)
         self._marker_at: tuple[str, int] | None = None
         self._marker_timer = PacedTimer(self, name="loss plot: move the marker")     # the marker follows the snapshot shown on a turn of its own
-        self._marker_timer.setSingleShot(True)
         self._marker_timer.timeout.connect(self._show_marker)
         self._marker_due = False                 # ... or with the points about to be drawn (one repaint for both)
 
@@ -1274,11 +1263,9 @@ class AccuracyPlot(QtWidgets.QWidget):
         layout.addLayout(controls)
         layout.addWidget(self.plot_widget, 1)
         self._redraw_timer = PacedTimer(self, name="accuracy plot: redraw")
-        self._redraw_timer.setSingleShot(True)
         self._redraw_timer.setInterval(ACCURACY_DELAY_MS)
         self._redraw_timer.timeout.connect(self._redraw)
         self._legend_timer = PacedTimer(self, name="accuracy plot: legend")       # the legend and the teacher's label: a turn after the points
-        self._legend_timer.setSingleShot(True)
         self._legend_timer.timeout.connect(self._show_legend)
         self._legend_pending: tuple | None = None
         self.stage_box.stageChanged.connect(lambda _stage: self._redraw_timer.start())
@@ -1509,7 +1496,7 @@ class AccuracyPlot(QtWidgets.QWidget):
         if comparing and legend:
             legend.append((self._dotted_sample, "train (dotted)"))
         # The legend and the label lay the plot out again when they change: a piece of their own.
-        self._legend_pending = (legend, shown, teacher, comparing, points, x)
+        self._legend_pending = (legend, shown, teacher, comparing, x)
         self._legend_timer.start()
 
     def _show_legend(self) -> None:
@@ -1517,7 +1504,7 @@ class AccuracyPlot(QtWidgets.QWidget):
         self._legend_timer.stop()
         if self._legend_pending is None:
             return
-        legend, shown, teacher, comparing, points, x = self._legend_pending
+        legend, shown, teacher, comparing, x = self._legend_pending
         self._legend_pending = None
         self._set_legend(legend)
         self.legend.set_wanted(shown)                 # no legend over an empty plot
@@ -1526,12 +1513,8 @@ class AccuracyPlot(QtWidgets.QWidget):
         else:
             # under the line's end, or above it when the line is in the lower half of the plot's box
             # (under it, the label would leave the plot)
-            box = self._anchor.box
-            if box is not None:
-                low_line = teacher.teacher_acc < (box[2] + box[3]) / 2
-            else:
-                values = np.concatenate(points + [[teacher.teacher_acc]])
-                low_line = teacher.teacher_acc < (values.min() + values.max()) / 2
+            box = self._anchor.box         # (set by _redraw: the teacher's line is in it)
+            low_line = box is not None and teacher.teacher_acc < (box[2] + box[3]) / 2
             self._teacher_label.setAnchor((1.0, 1.0) if low_line else (1.0, 0.0))
             text = f"teacher {teacher.teacher_acc:.1f} %"
             if self._teacher_label.toPlainText() != text:        # (setting it lays the text out again)
