@@ -446,17 +446,27 @@ def load_run(path: str | Path, *, snapshots: bool = True) -> RunRecord:
     path = Path(path)
     record = RunRecord(path=path, config=_read_config(path))
     lines = (path / METRICS_FILE).read_text(encoding="utf-8", errors="replace").splitlines()
+    missing = None            # the first snapshot whose file is gone: superseded, if a resumption follows
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             event = event_from_record(decode_record(line), path, snapshots=snapshots)
+        except FileNotFoundError:
+            # A resumption removes the snapshots after its checkpoint; their lines stay before its
+            # record, and a run killed again before it re-reached them has no file for them.
+            missing = missing or number
+            continue
         except (ValueError, KeyError, TypeError, IndexError, OSError):
             if number == len(lines):
                 break  # a last line cut short by a crash: keep everything before it
             raise RunFolderError(f"{path / METRICS_FILE} line {number} is damaged") from None
+        if isinstance(event, Resumed):
+            missing = None
         if event is not None:
             record.apply(event)
+    if missing is not None:
+        raise RunFolderError(f"{path / METRICS_FILE} line {missing} is damaged (its snapshot file is missing)")
     return record
 
 

@@ -207,3 +207,25 @@ def test_a_run_failing_at_data_loading_writes_no_model_and_says_so(tmp_path, mon
     text = (trainer.run_dir / "error.txt").read_text()
     assert text.startswith("image file x.png") and "before training" in text and "no checkpoint" in text
     assert run_status(trainer.run_dir).state == "failed"
+
+
+def test_a_run_killed_again_after_a_resumption_loads_without_the_snapshots_it_superseded(tmp_path, reference):
+    """A resumption removes the snapshot files after its checkpoint; their lines stay before its
+    record. Killed again before it re-reached them, the folder still loads (found by the kill -9
+    fault test); a snapshot file missing with no resumption after it is still an error."""
+    import shutil
+
+    folder = tmp_path / "copy"
+    shutil.copytree(reference[1], folder)
+    log = folder / "metrics.jsonl"
+    lines = log.read_text(encoding="utf-8").splitlines(keepends=True)
+    last_snapshot = max(i for i, line in enumerate(lines) if '"type": "snapshot"' in line)
+    gone = json.loads(lines[last_snapshot])
+    (folder / gone["file"]).unlink()
+    with pytest.raises(RunFolderError, match="snapshot file is missing"):
+        load_run(folder)
+    resumed = {"type": "resumed", "stage": gone["stage"], "epoch": 1, "batch": 0, "step": 0,
+               "file": "checkpoint-last.pt", "run_dir": str(folder)}
+    log.write_text("".join(lines[:last_snapshot + 1]) + json.dumps(resumed) + "\n", encoding="utf-8")
+    record = load_run(folder)
+    assert (gone["stage"], gone["step"]) not in [(s.stage, s.step) for s in record.snapshots]
