@@ -216,7 +216,10 @@ class PairBlock:
         self.view.setRange(QtCore.QRectF(0, 0, width, height), padding=0.0)
 
     def show(self, pair: PairMaps, probes: Sequence[int], images: np.ndarray, header: str) -> None:
-        """Hand this snapshot's mosaics to the four images (same items, new arrays)."""
+        """Hand this snapshot's mosaics to the four images (same items, new arrays). An image whose
+        mosaic has not changed is left alone: the probe images never change in a run, nor do the
+        teacher's maps once it is trained, and the images are what a repaint costs (a snapshot's
+        repaint then covers the student's and the difference's columns only)."""
         grid = self.grid
         teacher = display_map(pair.teacher[list(probes)])
         student = display_map(pair.student[list(probes)])
@@ -230,6 +233,8 @@ class PairBlock:
         for column, role in enumerate(ROLES):
             item = self.items[role]
             reshaped = item.image is None or item.image.shape[:2] != arrays[role].shape[:2]
+            if not reshaped and item.image.shape == arrays[role].shape and np.array_equal(item.image, arrays[role]):
+                continue
             item.setImage(arrays[role], autoLevels=False)
             if reshaped:
                 item.setRect(QtCore.QRectF(grid.column_x(column), 0.0, grid.width, height))
@@ -256,6 +261,9 @@ class AttentionScene:
         self.graphics = pg.GraphicsLayoutWidget()
         self.graphics.setObjectName("attentionGraphics")
         self.graphics.setBackground(colormaps.BACKGROUND)
+        # One rectangle around what changed, not the changed parts alone: clipped to several
+        # rectangles, each scaled map takes Qt's slow drawing path (a snapshot's repaint 3.9 → 3.0 ms).
+        self.graphics.setViewportUpdateMode(QtWidgets.QGraphicsView.ViewportUpdateMode.BoundingRectViewportUpdate)
         self.graphics.ci.setSpacing(SPACING_PX)
         # built once and kept: the title line and the two colour bars (the pairs' blocks come and go)
         self.title = _TextLine(TITLE_PX, size_pt=11, bold=True, justify="center")

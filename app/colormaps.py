@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from functools import cache
 
+import numpy as np
 import pyqtgraph as pg
 from PySide6 import QtCore, QtGui, QtWidgets
 
@@ -72,17 +73,65 @@ WIDEST_LEFT_LABEL = "0.0005"     # the tick label the plots' left axes have room
 
 
 class MapImage(pg.ImageItem):
-    """An ImageItem whose rendered picture is kept in the raster engine's own pixel format.
+    """An ImageItem that renders its picture straight into the raster engine's own pixel format.
 
-    With a lookup table pyqtgraph renders a map as an 8-bit indexed image (else as non-premultiplied
-    ARGB), which Qt converts again at every paint of the scaled picture: 8 scaled maps took 2.3 ms
-    instead of 0.4 ms on the build machine, and a snapshot's repaint 11–17 ms while a run trained.
-    Converted once, when the data changes, each paint only scales."""
+    pyqtgraph renders a map with a lookup table as an 8-bit indexed image (building its 256-entry colour
+    table in Python at every render) and an RGB image as non-premultiplied ARGB, which Qt converted
+    again at every paint of the scaled picture. And it renders lazily, in the paint: a snapshot's
+    repaint of a dozen maps spent ~2.4 ms of its ~6 ms rendering them (build machine, idle). Here the
+    two cases the window draws — a float map with levels and a uint8 lookup table, a uint8 RGB image
+    with levels (0, 255) — are one numpy lookup into premultiplied 32-bit pixels (NaN transparent,
+    as pyqtgraph draws it); anything else is pyqtgraph's own rendering, converted once.
+    """
+
+    _argb = None            # the pixels the QImage shows (it does not copy them)
 
     def render(self):
-        super().render()
-        if self.qimage is not None and self.qimage.format() != _NATIVE:
-            self.qimage = self.qimage.convertToFormat(_NATIVE)
+        pixels = _argb_pixels(self.image, self.lut, self.levels)
+        if pixels is None or not hasattr(self, "_renderRequired"):
+            super().render()
+            if self.qimage is not None and self.qimage.format() != _NATIVE:
+                self.qimage = self.qimage.convertToFormat(_NATIVE)
+            return
+        self._argb = pixels
+        height, width = pixels.shape
+        self.qimage = QtGui.QImage(pixels.data, width, height, 4 * width, _NATIVE)
+        self._renderRequired = False
+        self._unrenderable = False
+
+
+def _argb_pixels(image, lut, levels):
+    """``image`` as premultiplied ARGB32 pixels (a (H, W) uint32 array), or None for what pyqtgraph
+    should render itself. A 2-D float map takes the colour of ``lut`` (n RGB(A) uint8 entries) at
+    ``floor((value − low) · n / (high − low))`` clipped to [0, n − 1], as pyqtgraph indexes it; a
+    NaN is transparent. A (H, W, 3) uint8 image with levels (0, 255) is shown as it is."""
+    if image is None or image.size == 0 or levels is None or np.ndim(levels) != 1:
+        return None
+    low, high = float(levels[0]), float(levels[1])
+    if image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8 and (low, high) == (0.0, 255.0):
+        rgb = image.astype(np.uint32)
+        return (0xFF000000 | (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]).astype(np.uint32)
+    if image.ndim != 2 or image.dtype.kind != "f" or not isinstance(lut, np.ndarray) or lut.dtype != np.uint8 \
+            or lut.ndim != 2 or lut.shape[1] not in (3, 4) or not high > low:
+        return None
+    table = _premultiplied_table(lut)
+    n = len(lut)
+    with np.errstate(invalid="ignore", over="ignore"):
+        scaled = (image.astype(np.float64) - low) * (n / (high - low))
+        index = np.clip(scaled, 0, n - 1)
+    index = np.where(np.isnan(index), n, index).astype(np.intp)     # n: the transparent entry
+    return table[index]
+
+
+def _premultiplied_table(lut: np.ndarray) -> np.ndarray:
+    """``lut``'s entries as premultiplied ARGB32 words, and a transparent one after them."""
+    rgba = np.empty((len(lut), 4), np.uint32)
+    rgba[:, :3] = lut[:, :3]
+    rgba[:, 3] = lut[:, 3] if lut.shape[1] == 4 else 255
+    alpha = rgba[:, 3]
+    premultiplied = (rgba[:, :3] * alpha[:, None] + 127) // 255
+    words = (alpha << 24) | (premultiplied[:, 0] << 16) | (premultiplied[:, 1] << 8) | premultiplied[:, 2]
+    return np.append(words.astype(np.uint32), np.uint32(0))
 
 
 class CachedAxis(pg.AxisItem):

@@ -86,6 +86,30 @@ def test_maps_on_screen_are_the_events_arrays(view):
         assert all(a.right() < b.left() for a, b in zip(rects, rects[1:]))
 
 
+def test_a_new_snapshot_repaints_only_the_columns_that_changed(view):
+    """The probe images and a trained teacher's maps are the same in every snapshot: their items keep
+    their arrays (nothing to render or repaint); the student's and the difference's get new ones."""
+    view.add_snapshots([make_snapshot(100)])
+    before = {key: item.image for key, item in view.image_items().items()}
+    later = make_snapshot(105)                          # same teacher and probe images, another student
+    view.add_snapshots([later])
+    after = view.image_items()
+    for pair in later.pairs:
+        assert after[(pair.name, "image")].image is before[(pair.name, "image")]
+        assert after[(pair.name, "teacher")].image is before[(pair.name, "teacher")]
+        assert after[(pair.name, "student")].image is not before[(pair.name, "student")]
+        assert after[(pair.name, "difference")].image is not before[(pair.name, "difference")]
+        np.testing.assert_array_equal(shown(view, pair.name, 2, "student"), pair.student[2])
+        np.testing.assert_array_equal(shown(view, pair.name, 2, "teacher"), pair.teacher[2])
+    changed = make_snapshot(110)                        # a teacher that changed (its own stage) is drawn
+    changed = AttentionSnapshot(changed.stage, changed.step, changed.epoch, changed.images, changed.labels,
+                                tuple(PairMaps(p.name, p.teacher_layer, p.student_layer, p.teacher * 1.5, p.student)
+                                      for p in changed.pairs))
+    view.add_snapshots([changed])
+    pair = changed.pairs[0]
+    np.testing.assert_allclose(shown(view, pair.name, 1, "teacher"), pair.teacher[1])
+
+
 def test_mosaic_stacks_stretched_tiles_with_gap_rows_and_cuts_back_out():
     tiles = np.arange(3 * 2 * 3, dtype=np.float32).reshape(3, 2, 3)      # 3 tiles of 2×3
     picture = mosaic(tiles, rows=4, gap=1, fill=-1.0)
