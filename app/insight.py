@@ -77,9 +77,10 @@ class Insight(QtCore.QObject):
                 return Path(folder)
         return None
 
-    def run_shown(self, run_dir: str | Path) -> None:
-        """A run folder became the run shown (opened, or a run trained here ended): summarise it."""
-        self.summary.show_run(run_dir)
+    def run_shown(self, run_dir: str | Path, record=None) -> None:
+        """A run folder became the run shown (opened, or a run trained here ended): summarise it
+        (``record``: what it holds, if read already)."""
+        self.summary.show_run(run_dir, record)
 
     def _cka_source(self):
         """The run the CKA map compares: the form's; with the run folder shown while the form is its set-up."""

@@ -50,6 +50,7 @@ from app.guide import show_about, show_guide
 from app.insight import Insight
 from app.lifecycle import RunLifecycle
 from app.method_help import show_method_help
+from app.pacing import repaint_later
 from app.plots import PRIMARY, AccuracyPlot, LossPlot
 from app.runs_panel import RunsPanel, folder_key
 from app.worker import TrainingWorker, config_error_from_failed
@@ -805,7 +806,7 @@ class MainWindow(RunLifecycle, QtWidgets.QMainWindow):
         change repaints its widget while the run trains)."""
         value = int(p.fraction * PROGRESS_STEPS)
         if value != self.progress_bar.value():
-            self.progress_bar.setValue(value)
+            repaint_later(self.progress_bar, self.progress_bar.setValue, value)
         paused = " · PAUSED" if self.worker.paused else ""
         prefix = "Baseline · " if self._role == BASELINE else ("Following · " if self.worker.following else "")
         text = (f"{prefix}Stage {p.stage_index} of {p.stage_count} — {p.stage.title} · "
@@ -887,6 +888,9 @@ class MainWindow(RunLifecycle, QtWidgets.QMainWindow):
                             if p.field in self._refusal_details)
 
     def _run_ended(self) -> None:
+        ended = self.worker.ended_run         # its folder, read on the worker's thread after the run
+        if ended is not None and ended.record is not None:
+            self.runs_panel.remember(ended.run_dir, ended.stamp, ended.record)
         self.runs_panel.set_running("")
         self.runs_panel.refresh()
         self._records.clear()
@@ -898,7 +902,8 @@ class MainWindow(RunLifecycle, QtWidgets.QMainWindow):
         self._update_controls()
         self._update_compare()
         if self._cleared_for_run and self._primary_key:       # a run trained here became the run shown
-            self.insight.run_shown(self._primary_key)
+            read = ended is not None and ended.record is not None and folder_key(ended.run_dir) == self._primary_key
+            self.insight.run_shown(self._primary_key, ended.record if read else None)
         self.runEnded.emit()
 
     def _paused_changed(self, paused: bool) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from featdistill_core import (
-    ConfigError, RunEvaluation, RunFolderError, evaluate_run, load_run, read_pair_cka,
+    ConfigError, RunEvaluation, RunFolderError, RunRecord, evaluate_run, load_run, read_pair_cka,
 )
 
 from app.background import BackgroundTask
@@ -148,15 +148,16 @@ class RunSummary(QtWidgets.QWidget):
         self.evaluate_button.setEnabled(False)
         self._say_classes("", MUTED)
 
-    def show_run(self, run_dir: str | Path) -> bool:
-        """Summarise the run folder ``run_dir``; False (and why, in the heading) when it cannot be read."""
+    def show_run(self, run_dir: str | Path, record: RunRecord | None = None) -> bool:
+        """Summarise the run folder ``run_dir`` (``record``: what it holds, read already; else it is
+        read here); False (and why, in the heading) when it cannot be read."""
         if self.task.running:
             self.task.cancel()
             self.task.wait()
         self._clear()
         self.run_dir = Path(run_dir)
         try:
-            record = load_run(self.run_dir, snapshots=False)
+            record = record if record is not None else load_run(self.run_dir, snapshots=False)
         except (RunFolderError, ConfigError, OSError, ValueError) as error:
             self.heading.setText(f"Cannot summarise {self.run_dir}: {error}")
             self.run_dir = None

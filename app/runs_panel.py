@@ -171,6 +171,17 @@ class RunsPanel(QtWidgets.QWidget):
         if self._ticked != ticked_before:
             self.tickedChanged.emit()
 
+    def remember(self, path: str | Path, stamp: float, record: RunRecord) -> None:
+        """Take ``record`` as what run folder ``path`` holds while its log's modification time is
+        ``stamp`` (a run that just ended, read on the worker's thread): the next :meth:`refresh`
+        does not read it again."""
+        path = Path(path)
+        try:
+            started = (path / "run.toml").stat().st_mtime
+        except OSError:
+            return
+        self._cache[folder_key(path)] = (stamp, describe_run(record, started))
+
     def _entry(self, path: Path) -> RunEntry | None:
         key = folder_key(path)
         try:

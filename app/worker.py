@@ -40,6 +40,7 @@ import queue
 import threading
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 
 from PySide6 import QtCore
 
@@ -206,6 +207,19 @@ class _TrainerReady:
     run_dir: str
 
 
+@dataclass(frozen=True)
+class EndedRun:
+    """The run folder of a run that has ended, read once on the worker's thread after the run
+    (:func:`featdistill_core.load_run` without snapshots), so the window's runs list and run summary
+    need not read it again on the GUI thread (two readings there held the window up 30–45 ms at the
+    run's end). ``stamp``: its log's modification time before the reading (a later change reads it
+    again); ``record`` is None when it could not be read (the window then reads it and says why)."""
+
+    run_dir: str
+    stamp: float
+    record: object          # RunRecord | None
+
+
 class TrainingWorker(QtCore.QObject):
     """Runs one training run at a time on a background thread; all signals fire on the GUI thread."""
 
@@ -245,6 +259,8 @@ class TrainingWorker(QtCore.QObject):
         self._followed = ""                      # the folder followed
         self._record = None                      # RunRecord of a run followed or resumed (GUI thread;
                                                  # a new run's is the follower's, not copied here)
+        self._thread_run_dir = ""                # the folder the thread trains or follows (its thread)
+        self._ended: EndedRun | None = None      # that folder, read once the run ended (GUI thread)
 
     # ---- state -------------------------------------------------------------------------------
     @property
@@ -292,6 +308,11 @@ class TrainingWorker(QtCore.QObject):
         """What a followed or resumed run has recorded so far (a RunRecord), else None."""
         return self._record
 
+    @property
+    def ended_run(self) -> EndedRun | None:
+        """The last run's folder as read after it ended (from ``runEnded`` on), or None (no folder)."""
+        return self._ended
+
     # ---- control (GUI thread; none of these waits for training) -------------------------------
     def start(self, config: RunConfig, run_dir: str | None = None, validate: bool = True) -> None:
         """Check ``config`` and train it on the background thread (``validate=False`` hands the
@@ -334,7 +355,7 @@ class TrainingWorker(QtCore.QObject):
             raise RuntimeError("a run is already in progress; stop it first")
         self._begin("follow", None)
         self.process = process
-        self._followed = str(run_dir)
+        self._followed = self._thread_run_dir = str(run_dir)
         self._launch(follow_guarded, (self._queue.put, run_dir),
                      {"stop": self._stop_requested, "process": process}, name="featdistill-follow")
 
@@ -343,6 +364,8 @@ class TrainingWorker(QtCore.QObject):
         self.process = None
         self._followed = ""
         self._record = None
+        self._thread_run_dir = ""
+        self._ended = None
         self._trainer = None
         self._child = None
         self._paused = False
@@ -350,7 +373,13 @@ class TrainingWorker(QtCore.QObject):
         self._stop_requested.clear()
 
     def _launch(self, target, args, kwargs=None, name: str = "featdistill-training") -> None:
-        self._thread = threading.Thread(target=target, args=args, kwargs=kwargs or {}, name=name, daemon=True)
+        def run() -> None:
+            try:
+                target(*args, **(kwargs or {}))
+            finally:
+                self._read_ended_run()
+
+        self._thread = threading.Thread(target=run, name=name, daemon=True)
         gc.collect(1)                         # what earlier windows left, collected here, on the GUI thread
         GuiGarbage.instance().hold()          # ... and nothing on the training thread (see GuiGarbage)
         self._thread.start()
@@ -401,6 +430,20 @@ class TrainingWorker(QtCore.QObject):
         return True
 
     # ---- the training thread -------------------------------------------------------------------
+    def _read_ended_run(self) -> None:
+        """Read the folder of the run that just ended, for the window (see :class:`EndedRun`)."""
+        run_dir = self._thread_run_dir
+        if not run_dir:
+            return
+        from featdistill_core import load_run
+
+        try:
+            stamp = (Path(run_dir) / "metrics.jsonl").stat().st_mtime
+            record = load_run(run_dir, snapshots=False)
+        except Exception:  # noqa: BLE001 - the window reads it again itself, and says what is wrong
+            stamp, record = 0.0, None
+        self._queue.put(EndedRun(run_dir, stamp, record))
+
     def _before_training(self, work):
         """``work()``; a refusal (ConfigError) or an error goes on the queue for the window instead, and
         :data:`_FAILED` comes back: the one place the work before training reports how it failed."""
@@ -432,6 +475,7 @@ class TrainingWorker(QtCore.QObject):
         if stopped:                                   # stopped while the run was being checked
             self._queue.put(Finished(metrics={}, run_dir="", stopped=True))
             return
+        self._thread_run_dir = str(trainer.run_dir)
         if history is not None:
             self._queue.put(Following(str(trainer.run_dir), history.record.config))
         self._queue.put(_TrainerReady(str(trainer.run_dir)))
@@ -475,6 +519,7 @@ class TrainingWorker(QtCore.QObject):
         """Follow the folder ``process`` writes, as the trainer's subscriber would report it
         (``resumes_before``: it resumes the run, see :func:`app.follow.follow_folder`)."""
         resumed = resumes_before is not None
+        self._thread_run_dir = run_dir
         with self._lock:
             self._child = process
             if self._paused:
@@ -506,6 +551,10 @@ class TrainingWorker(QtCore.QObject):
                 events.append(self._queue.get_nowait())
             except queue.Empty:
                 break
+        for event in events:
+            if isinstance(event, EndedRun):   # not an event of the run (a later drain's progress would
+                self._ended = event            # say the run's speed again after its end)
+        events = [event for event in events if not isinstance(event, EndedRun)]
         if events:
             self.drains += 1
             self._deliver(events)

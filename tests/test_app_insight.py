@@ -362,9 +362,25 @@ def test_an_opened_run_folder_is_summarised_and_exportable_from_the_window(qtbot
 
 
 def test_a_run_trained_in_the_window_is_summarised_when_it_ends(qtbot, tmp_path, monkeypatch):
+    """... from the one reading of its folder the worker's thread made after the run: the window does
+    not read it again on the GUI thread (that held the window up 30–45 ms at every run's end)."""
+    import threading
+
+    from app import run_summary, runs_panel
     from app import settings as app_settings
     from app.main_window import MainWindow
 
+    readings = []                                   # (thread, run ended yet) of each reading in the window
+
+    def reading(load):
+        def load_run(path, **kwargs):
+            readings.append((threading.current_thread(), ending))
+            return load(path, **kwargs)
+        return load_run
+
+    ending = False
+    monkeypatch.setattr(run_summary, "load_run", reading(run_summary.load_run))
+    monkeypatch.setattr(runs_panel, "load_run", reading(runs_panel.load_run))
     monkeypatch.setenv(app_settings.SETTINGS_ENV, str(tmp_path / "settings.ini"))
     win = MainWindow(config=tiny_config(tmp_path))
     win.show_error_dialogs = False
@@ -374,11 +390,21 @@ def test_a_run_trained_in_the_window_is_summarised_when_it_ends(qtbot, tmp_path,
     win.show()
     try:
         qtbot.waitUntil(lambda: not win.form.layers_busy(), timeout=20000)
+
+        def run_finished(_event) -> None:
+            nonlocal ending
+            ending = True
+
+        win.worker.finished.connect(run_finished)   # the last hand-over: the run's end is handled after it
         with qtbot.waitSignal(win.runEnded, timeout=120000):
             assert win.start_run()
         summary = win.insight.summary
         assert summary.run_dir == win.last_run_dir and summary.pair_table.rowCount() == 2
         assert "student" in summary.accuracy.text() and "–" not in summary.accuracy.text()
+        assert win.worker.ended_run is not None and win.worker.ended_run.record.finished is not None
+        entry = win.runs_panel.entry(str(win.last_run_dir.resolve()))
+        assert entry is not None and entry.state == "finished" and entry.accuracy is not None
+        assert [thread for thread, ended in readings if ended] == []
     finally:
         win.shutdown(30)
 

@@ -81,3 +81,33 @@ def test_following_live_reads_events_in_bursts(monkeypatch):
     snapshot = AttentionSnapshot.__new__(AttentionSnapshot)
     between(snapshot)
     assert len(sleeps) == 4                             # ... and one after every snapshot (its arrays load slowly)
+
+
+class _PaintCounter(QtCore.QObject):
+    def __init__(self):
+        super().__init__()
+        self.paints = 0
+
+    def eventFilter(self, watched, event):  # noqa: N802 (Qt override)
+        if event.type() == QtCore.QEvent.Type.Paint:
+            self.paints += 1
+        return False
+
+
+def test_a_progress_bar_moved_by_repaint_later_repaints_on_the_next_turn_not_at_once(qtbot):
+    from PySide6 import QtWidgets
+
+    bar = QtWidgets.QProgressBar()
+    bar.setRange(0, 100)
+    qtbot.addWidget(bar)
+    bar.show()
+    qtbot.waitExposed(bar)
+    counter = _PaintCounter()
+    bar.installEventFilter(counter)
+    qtbot.wait(50)
+    counter.paints = 0
+    bar.setValue(10)                          # Qt's own: a synchronous repaint, inside the caller
+    assert counter.paints == 1
+    pacing.repaint_later(bar, bar.setValue, 20)
+    assert counter.paints == 1 and bar.value() == 20 and bar.updatesEnabled()
+    qtbot.waitUntil(lambda: counter.paints == 2, timeout=2000)     # ... painted on the next turn

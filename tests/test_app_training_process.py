@@ -87,6 +87,10 @@ def test_a_run_trains_in_a_process_of_its_own_and_arrives_like_a_thread_run(qtbo
     assert steps == [(e.stage, e.step) for e in record.steps]          # every step, in order, once
     assert [e.stage for e in record.stages] == ["teacher", "student"]
     assert worker.record is None            # the follower holds the run's record; the worker keeps no copy
+    ended = worker.ended_run                # ... and its thread read the ended folder once, for the window
+    assert ended is not None and Path(ended.run_dir) == run_dir
+    assert ended.record.finished.metrics == record.finished.metrics and ended.record.snapshots == []
+    assert ended.stamp == (run_dir / "metrics.jsonl").stat().st_mtime
 
 
 def test_pause_holds_the_training_process_and_resume_continues_it(qtbot, worker, tmp_path):
