@@ -762,6 +762,7 @@ class LossPlot(QtWidgets.QWidget):
                 self._take_off(curve)
             self._curves.clear()
             self.legend.clear()
+            self.legend.reset_room()
         self._runs = _Runs() if not self._runs.order else self._reset_runs()
         self.stage_box.reset()
         self._anchor.set_box(None)
@@ -977,6 +978,7 @@ class LossPlot(QtWidgets.QWidget):
             if curve.on_plot and curve.legend_name:
                 self.legend.addItem(curve.item, curve.legend_name)
         else:
+            self.legend.make_room_for([c.legend_name for c in self._to_place if c.legend_name])
             while self._to_place:
                 curve = self._to_place.pop(0)
                 if curve.on_plot or not self._wanted(curve) or curve not in self._curves.values():
@@ -1117,6 +1119,7 @@ class LossPlot(QtWidgets.QWidget):
         for curve in self._curves.values():
             if self._wanted(curve):
                 self._queue_placement(curve)
+        self.legend.make_room_for([c.legend_name for c in self._to_place if c.legend_name])   # with the box: one relayout
         self._update_box()
         self._show_marker()
         self.hover.hide()

@@ -552,3 +552,28 @@ def test_accuracy_of_several_runs_one_colour_each_with_a_legend_by_run(accuracy_
     assert "run: baseline" in accuracy_plot.readout_at(2.0, 8.0)
     accuracy_plot.remove_run("b")
     assert not accuracy_plot.comparing() and accuracy_plot.legend_labels() == ["train", "test", "teacher"]
+
+
+def test_a_stage_of_long_component_names_widens_the_legend_once_not_with_each_entry(loss_plot, qtbot):
+    """The legend is as wide as its widest entry; a stage's entries come one per turn, and each one
+    wider than the legend laid the whole plot out and repainted it again. The room for all of them is
+    made when the stage is shown, so the view keeps its width while they arrive."""
+    loss_plot.add_steps(steps("teacher", 1, 3, components=("ce",)))
+    loss_plot.plot_items()
+    narrow = loss_plot.legend.minimumWidth()
+    long_names = ("ce", "at:layer2.0.conv1<-features.3", "hint:layer3.1.conv2<-features.12.block.0")
+    loss_plot.add_steps(steps("student", 1, 3, components=long_names))
+    widths = []
+    qtbot.waitUntil(lambda: not loss_plot._select_timer.isActive(), timeout=2000)    # the stage is shown
+    while loss_plot._to_place or loss_plot._legend_due is not None:
+        QtCore.QCoreApplication.processEvents()
+        widths.append((loss_plot.legend.minimumWidth(), loss_plot.plot_item.vb.width()))
+        loss_plot._place_next()
+    QtCore.QCoreApplication.processEvents()
+    widths.append((loss_plot.legend.minimumWidth(), loss_plot.plot_item.vb.width()))
+    assert len(loss_plot.legend.items) == 4                               # total and the three components
+    assert len(set(widths)) == 1 and widths[0][0] > narrow
+    assert loss_plot.legend.layout.preferredWidth() <= loss_plot.legend.minimumWidth()   # every entry fits
+    assert loss_plot.legend.minimumWidth() - loss_plot.legend.layout.preferredWidth() < 1
+    loss_plot.clear()                                                     # a new run: the legend's own width
+    assert loss_plot.legend.minimumWidth() == narrow
