@@ -239,6 +239,15 @@ def timed_finish() -> None:
     MainWindow._run_finished = run_finished
 
 
+def _when(moment: float, stage_starts: list[tuple[str, float]]) -> str:
+    """Where a gap ending at ``moment`` was: "(2.31 s into the student stage)"."""
+    before = [(name, at) for name, at in stage_starts if at <= moment]
+    if not before:
+        return "(before the first stage)"
+    name, at = before[-1]
+    return f"({moment - at:.2f} s into the {name} stage)"
+
+
 def one_run(args, clock: CallClock | None) -> tuple[np.ndarray, np.ndarray]:
     """Train once in a fresh window with the heartbeat running; returns the gaps in ms (Start to end,
     and while training: between the first stage's start and the run's end reaching the window)."""
@@ -270,6 +279,8 @@ def one_run(args, clock: CallClock | None) -> tuple[np.ndarray, np.ndarray]:
     window.runEnded.connect(loop.quit)
     training: list[float] = []           # when the first stage's start and the run's end reached the window
     window.worker.stageStarted.connect(lambda _e: training.append(time.perf_counter()) if not training else None)
+    stage_starts: list[tuple[str, float]] = []      # each stage's start reaching the window (to place long gaps)
+    window.worker.stageStarted.connect(lambda e: stage_starts.append((str(getattr(e.stage, "value", e.stage)), time.perf_counter())))
     window.finish_started_at = None      # set by the wrapped _run_finished (see timed_finish)
 
     print(f"before the run: {load_average()}")
@@ -310,6 +321,9 @@ def one_run(args, clock: CallClock | None) -> tuple[np.ndarray, np.ndarray]:
         print(f"while training (first stage started → the run's end handled, {training[-1] - training[0]:.1f} s): p99 "
               f"{np.percentile(during, 99):.1f} ms (target ≤ 17), max {during.max():.1f} ms (target ≤ 33); gaps > 33 ms: "
               f"{(during > 33).sum()}; gaps > 17 ms: {(during > 17).sum()}", flush=True)
+        ends = stamps[1:][inside]
+        longest = np.argsort(during)[::-1][:3]
+        print("  longest: " + "; ".join(f"{during[i]:.1f} ms {_when(ends[i], stage_starts)}" for i in longest))
     print(f"GUI thread CPU time (this benchmark's own {gaps.size} heartbeat ticks included): {gui_cpu:.2f} s = {100 * gui_cpu / max(run_cpu, 1e-9):.1f} % of the run's CPU time "
           f"({run_cpu:.1f} s, {whose}; target ≤ 5 %), {100 * gui_cpu / (stamps[-1] - stamps[0]):.1f} % of the "
           f"wall time; the window's whole process: {process_cpu:.1f} s")
