@@ -265,18 +265,28 @@ class AttentionScene:
         # One rectangle around what changed, not the changed parts alone: clipped to several
         # rectangles, each scaled map takes Qt's slow drawing path (a snapshot's repaint 3.9 → 3.0 ms).
         self.graphics.setViewportUpdateMode(QtWidgets.QGraphicsView.ViewportUpdateMode.BoundingRectViewportUpdate)
+        # A few dozen items: found by a plain search, with no index to keep (its rebuilds, when the
+        # picture grew, asked every pyqtgraph item's bounding rectangle, in Python).
+        self.graphics.scene().setItemIndexMethod(QtWidgets.QGraphicsScene.ItemIndexMethod.NoIndex)
         self.graphics.ci.setSpacing(SPACING_PX)
         # built once and kept: the title line and the two colour bars (the pairs' blocks come and go)
         self.title = _TextLine(TITLE_PX, size_pt=11, bold=True, justify="center")
         self.map_bar = ColorBar(colormaps.sequential_colormap(), "attention, teacher and student (mean 1 per map)")
         self.diff_bar = ColorBar(colormaps.diverging_colormap(), "student − teacher")
         self._bar_spacers = (pg.GraphicsWidget(), pg.GraphicsWidget())   # under the image column, between bars
+        for spacer in self._bar_spacers:
+            spacer.setFixedHeight(BAR_ROW_PX)         # (the filler row, not the bars, takes spare height)
         self.graphics.ci.addItem(self.title, row=0, col=0, colspan=2)
         self._bars = self.graphics.ci.addLayout(row=1, col=1)
         self._bars.setSpacing(0)
         self._bars.setContentsMargins(0, 0, 0, 0)
         for col, item in enumerate((self._bar_spacers[0], self.map_bar, self._bar_spacers[1], self.diff_bar)):
             self._bars.addItem(item, row=0, col=col)
+        # Below every block, a row that takes the picture's spare height: the picture is as tall as all
+        # its pairs from the first one on, and the blocks still being built do not spread the others out.
+        self._filler = pg.GraphicsWidget()
+        self._filler_row: int | None = None
+        self._place_filler(2)
 
         self.blocks: dict[str, PairBlock] = {}
         self.drawn: AttentionSnapshot | None = None   # the snapshot the blocks show
@@ -288,8 +298,8 @@ class AttentionScene:
         self._bar_levels: tuple | None = None
         self._first_differences: dict[str, float] = {}
         self._pending: list[PairMaps] = []        # pairs whose blocks are still to be built
-        self._unshown: list[str] = []             # blocks added, to be laid out and filled on the next turns
-        self._unfitted = False                    # ... and the scene not yet laid out again for them
+        self._unshown: list[str] = []             # blocks added, to be filled on the next turn
+        self._view_size: tuple[int, int] | None = None   # each pair's ViewBox, in pixels (set by fit)
         self._made: PairBlock | None = None       # a pending pair's block, made, to be added next turn
         self.build_timer = PacedTimer(self.graphics, name="maps: build")    # builds them one at a time, BUILD_INTERVAL_MS apart
         self.build_timer.setInterval(BUILD_INTERVAL_MS)
@@ -360,9 +370,12 @@ class AttentionScene:
         self._show_blocks(snap, probes, self.blocks)
 
     def finish(self) -> None:
-        """Build the blocks still waiting for an event-loop turn, now."""
+        """Build the blocks still waiting for an event-loop turn, now, and lay them out."""
+        if not self._building():
+            return
         while self._building():
             self._build_next()
+        self.graphics.ci.layout.activate()       # (else on the next turn: what asks sees them placed)
 
     def image_items(self) -> dict[tuple[str, str], pg.ImageItem]:
         """The ImageItems on screen, keyed ``(pair name, role)``, role in :data:`ROLES`."""
@@ -415,6 +428,19 @@ class AttentionScene:
                 layout.removeItem(item)
         self.blocks.clear()
         self._rows_key = self._grid = None
+        self._view_size = None
+
+    def _place_filler(self, row: int) -> None:
+        """Put the filler row (see ``__init__``) at grid row ``row``, under the blocks to come."""
+        if row == self._filler_row:
+            return
+        layout = self.graphics.ci
+        if self._filler_row is not None:
+            layout.removeItem(self._filler)
+            layout.layout.setRowStretchFactor(self._filler_row, 0)
+        layout.addItem(self._filler, row=row, col=0, colspan=2)
+        layout.layout.setRowStretchFactor(row, 1)
+        self._filler_row = row
 
     def _build(self, snap: AttentionSnapshot, probes: list[int]) -> None:
         """Replace the pairs' blocks (once per layout), one pair per event-loop turn
@@ -426,6 +452,7 @@ class AttentionScene:
         self.graphics.setMinimumSize(0, 0)
         if showing:
             self._pending = list(snap.pairs)
+            self._place_filler(2 + 3 * len(snap.pairs))
             self.build_timer.start()
 
     def _make_block(self, pair: PairMaps) -> PairBlock:
@@ -450,22 +477,28 @@ class AttentionScene:
         layout.addItem(block.view, row=row + 2, col=1)
         if self._grid is not None:
             block.arrange(self._grid, self._row_labels)
+        if self._view_size is not None:
+            self._size_block(block)
         return block
 
+    def _size_block(self, block: PairBlock) -> None:
+        width, height = self._view_size
+        block.view.setFixedWidth(width)
+        block.view.setFixedHeight(height)
+        block.column_axis.setFixedWidth(width)    # the titles stay over their columns
+        block.row_axis.setFixedHeight(height)     # (and the labels' row is the view's: spare height goes below)
+
     def _build_next(self) -> None:
-        """One step of the build, four per pair: make the next pending pair's block; on the next turn
-        add it to the scene; on the next, lay the scene out again; on the one after, show the current
-        snapshot in it (each step alone costs up to ~15 ms with its repaint on the build machine while
-        a run trains; together they held the window up for 25–40 ms)."""
+        """One step of the build, three per pair: make the next pending pair's block; on the next turn
+        add it to the scene, at its size; on the one after, show the current snapshot in it (each step
+        alone costs up to ~15 ms with its repaint on the build machine while a run trains; together
+        they held the window up for 25–40 ms). The picture has its whole height from the first pair
+        on (:meth:`fit`), so adding a block lays out only the rows it fills: the picture keeps its
+        size, and what is drawn already is not drawn anew (a new size repainted it all, 15–20 ms)."""
         if self._made is not None:
             block, self._made = self._made, None
             self._place_block(block)
             self._unshown.append(block.name)
-            self._unfitted = True
-        elif self._unshown and self._unfitted:
-            self._unfitted = False
-            if self._grid is not None and self.drawn is not None:
-                self.fit()
         elif self._unshown:
             names = tuple(self._unshown)
             self._unshown.clear()
@@ -513,7 +546,8 @@ class AttentionScene:
         [MIN_CELL_PX, MAX_CELL_PX]; the heights follow from the probe image's aspect.
         """
         grid = self._grid
-        if grid is None or not self.blocks:
+        pairs = len(self.blocks) + len(self._pending) + (self._made is not None)
+        if grid is None or not pairs:
             return
         left, top, right, bottom = self.graphics.ci.layout.getContentsMargins()
         frame = 2 * self.graphics.frameWidth() + left + right + SPACING_PX
@@ -530,11 +564,9 @@ class AttentionScene:
         cell = max(MIN_CELL_PX, cell)
         scale = cell / grid.width                      # screen pixels per probe-image pixel
         view_width, view_height = math.floor(grid_width * scale), math.ceil(grid_height * scale)
+        self._view_size = (view_width, view_height)
         for block in self.blocks.values():
-            block.view.setFixedWidth(view_width)
-            block.view.setFixedHeight(view_height)
-        for block in self.blocks.values():
-            block.column_axis.setFixedWidth(view_width)    # the titles stay over their columns
+            self._size_block(block)
         image_spacer, gap_spacer = self._bar_spacers      # the bars sit over the columns they describe ...
         map_width = max((2 * grid.width + grid.gap) * scale, self.map_bar.caption_width())
         diff_width = max(grid.width * scale, self.diff_bar.caption_width())
@@ -543,8 +575,7 @@ class AttentionScene:
         self.map_bar.setFixedWidth(map_width)
         gap_spacer.setFixedWidth(grid.gap * scale)
         self.diff_bar.setFixedWidth(diff_width)
-        pairs = len(self.blocks)
-        rows = 2 + 3 * pairs
+        rows = 2 + 3 * pairs + 1                       # the title, the bars, three per pair, the filler
         height = (TITLE_PX + BAR_ROW_PX + pairs * (HEADER_PX + COLUMN_TITLE_PX + view_height)
                   + (rows - 1) * SPACING_PX + top + bottom + 2 * self.graphics.frameWidth())
         self.graphics.setMinimumSize(int(ROW_LABEL_PX + view_width + frame), int(math.ceil(height)))

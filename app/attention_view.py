@@ -129,6 +129,9 @@ class AttentionView(QtWidgets.QWidget):
         self.graphics: pg.GraphicsLayoutWidget = self.scene.graphics
         self.scroll.setWidgetResizable(True)
         self.scroll.setWidget(self.graphics)
+        # Always there (disabled while nothing scrolls): a vertical bar that came with a snapshot's
+        # first picture narrowed the picture, which was laid out and painted whole a second time.
+        self.scroll.setVerticalScrollBarPolicy(QtCore.Qt.ScrollBarPolicy.ScrollBarAlwaysOn)
         self.scroll.setFrameShape(QtWidgets.QFrame.Shape.NoFrame)
 
         top = QtWidgets.QHBoxLayout()

@@ -335,8 +335,8 @@ def test_a_snapshot_is_drawn_on_later_event_loop_turns_one_pair_at_a_time(view, 
     view.scene.build_timer.timeout.connect(lambda: built.append(len(view.scene.blocks)))
     view.add_snapshots([snap])
     assert view.current_index() == 0 and not view.scene.blocks           # the worker's hand-over returns at once
-    qtbot.waitUntil(lambda: len(built) == 12, timeout=1000)               # drawn by the event loop ...
-    assert built == [0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3]   # ... a pair per 4 turns: made, added, laid out, filled
+    qtbot.waitUntil(lambda: len(built) == 9, timeout=1000)                # drawn by the event loop ...
+    assert built == [0, 1, 1, 1, 2, 2, 2, 3, 3]   # ... a pair per 3 turns: made, added (at its size), filled
     np.testing.assert_array_equal(shown(view, "at:c<-c", 2, "teacher"), snap.pairs[2].teacher[2])
 
 
