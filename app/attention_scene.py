@@ -268,6 +268,10 @@ class AttentionScene:
         # A few dozen items: found by a plain search, with no index to keep (its rebuilds, when the
         # picture grew, asked every pyqtgraph item's bounding rectangle, in Python).
         self.graphics.scene().setItemIndexMethod(QtWidgets.QGraphicsScene.ItemIndexMethod.NoIndex)
+        # No cached background: pyqtgraph caches it as a pixmap as big as the view, here the whole
+        # scrolled picture (3–4 thousand pixels tall), made anew whenever the picture grows: a
+        # snapshot's first paint spent ~15 of its ~18 ms filling it. A plain fill of what is exposed is less.
+        self.graphics.setCacheMode(QtWidgets.QGraphicsView.CacheModeFlag.CacheNone)
         self.graphics.ci.setSpacing(SPACING_PX)
         # built once and kept: the title line and the two colour bars (the pairs' blocks come and go)
         self.title = _TextLine(TITLE_PX, size_pt=11, bold=True, justify="center")
