@@ -234,7 +234,7 @@ class PairBlock:
         for column, role in enumerate(ROLES):
             item = self.items[role]
             reshaped = item.image is None or item.image.shape[:2] != arrays[role].shape[:2]
-            if not reshaped and item.image.shape == arrays[role].shape and np.array_equal(item.image, arrays[role]):
+            if not reshaped and np.array_equal(item.image, arrays[role]):
                 continue
             item.setImage(arrays[role], autoLevels=False)
             if reshaped:

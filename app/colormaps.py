@@ -85,9 +85,10 @@ class MapImage(pg.ImageItem):
     """
 
     _argb = None            # the pixels the QImage shows (it does not copy them)
+    _table = (None, None)   # (lookup table, its premultiplied words): made again only for another table
 
     def render(self):
-        pixels = _argb_pixels(self.image, self.lut, self.levels)
+        pixels = _argb_pixels(self.image, self._words(), self.levels)
         if pixels is None or not hasattr(self, "_renderRequired"):
             super().render()
             if self.qimage is not None and self.qimage.format() != _NATIVE:
@@ -99,23 +100,37 @@ class MapImage(pg.ImageItem):
         self._renderRequired = False
         self._unrenderable = False
 
+    def _words(self):
+        """The lookup table's premultiplied words (made once per table), or None for no table, or
+        one this cannot map with."""
+        lut = self.lut
+        if not isinstance(lut, np.ndarray) or not _usable_lut(lut):
+            return None
+        if self._table[0] is not lut:
+            self._table = (lut, _premultiplied_table(lut))
+        return self._table[1]
 
-def _argb_pixels(image, lut, levels):
+
+def _usable_lut(lut: np.ndarray) -> bool:
+    """Whether ``lut`` is a table :func:`_argb_pixels` maps with: n RGB(A) uint8 entries."""
+    return lut.dtype == np.uint8 and lut.ndim == 2 and lut.shape[1] in (3, 4)
+
+
+def _argb_pixels(image, table, levels):
     """``image`` as premultiplied ARGB32 pixels (a (H, W) uint32 array), or None for what pyqtgraph
-    should render itself. A 2-D float map takes the colour of ``lut`` (n RGB(A) uint8 entries) at
-    ``floor((value − low) · n / (high − low))`` clipped to [0, n − 1], as pyqtgraph indexes it; a
-    NaN is transparent. A (H, W, 3) uint8 image with levels (0, 255) is shown as it is."""
+    should render itself. A 2-D float map takes the colour of the lookup table at
+    ``floor((value − low) · n / (high − low))`` clipped to [0, n − 1], as pyqtgraph indexes it
+    (``table``: its n entries as :func:`_premultiplied_table` words, then a transparent one); a NaN
+    is transparent. A (H, W, 3) uint8 image with levels (0, 255) is shown as it is."""
     if image is None or image.size == 0 or levels is None or np.ndim(levels) != 1:
         return None
     low, high = float(levels[0]), float(levels[1])
     if image.ndim == 3 and image.shape[2] == 3 and image.dtype == np.uint8 and (low, high) == (0.0, 255.0):
         rgb = image.astype(np.uint32)
         return (0xFF000000 | (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]).astype(np.uint32)
-    if image.ndim != 2 or image.dtype.kind != "f" or not isinstance(lut, np.ndarray) or lut.dtype != np.uint8 \
-            or lut.ndim != 2 or lut.shape[1] not in (3, 4) or not high > low:
+    if image.ndim != 2 or image.dtype.kind != "f" or table is None or not high > low:
         return None
-    table = _premultiplied_table(lut)
-    n = len(lut)
+    n = len(table) - 1
     with np.errstate(invalid="ignore", over="ignore"):
         scaled = (image.astype(np.float64) - low) * (n / (high - low))
         index = np.clip(scaled, 0, n - 1)

@@ -978,7 +978,7 @@ class LossPlot(QtWidgets.QWidget):
             if curve.on_plot and curve.legend_name:
                 self.legend.addItem(curve.item, curve.legend_name)
         else:
-            self.legend.make_room_for([c.legend_name for c in self._to_place if c.legend_name])
+            self._make_legend_room()
             while self._to_place:
                 curve = self._to_place.pop(0)
                 if curve.on_plot or not self._wanted(curve) or curve not in self._curves.values():
@@ -994,6 +994,10 @@ class LossPlot(QtWidgets.QWidget):
                 break
         if self._to_place or self._legend_due is not None:
             self._place_timer.start()
+
+    def _make_legend_room(self) -> None:
+        """Widen the legend for the curves waiting to go on (see :meth:`SideLegend.make_room_for`)."""
+        self.legend.make_room_for([c.legend_name for c in self._to_place if c.legend_name])
 
     def _place_raw(self, curve: _LossCurve) -> None:
         """The raw curve goes under a smoothed one, and off when there is no smoothing."""
@@ -1119,7 +1123,7 @@ class LossPlot(QtWidgets.QWidget):
         for curve in self._curves.values():
             if self._wanted(curve):
                 self._queue_placement(curve)
-        self.legend.make_room_for([c.legend_name for c in self._to_place if c.legend_name])   # with the box: one relayout
+        self._make_legend_room()                # with the box: one relayout
         self._update_box()
         self._show_marker()
         self.hover.hide()

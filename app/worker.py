@@ -46,7 +46,7 @@ from PySide6 import QtCore
 
 from featdistill_core import (
     PAUSE, RESUME, AttentionSnapshot, ConfigError, EpochEvent, Failed, Finished, Problem, ProgressEstimator, Resumed,
-    RunConfig, StageStarted, StepEvent, plan_stages, validate_run,
+    RunConfig, RunRecord, StageStarted, StepEvent, plan_stages, validate_run,
 )
 
 from app.follow import FollowEnded, Following, History, copy_record, follow_guarded, resume_history
@@ -217,7 +217,7 @@ class EndedRun:
 
     run_dir: str
     stamp: float
-    record: object          # RunRecord | None
+    record: RunRecord | None
 
 
 class TrainingWorker(QtCore.QObject):
@@ -551,10 +551,13 @@ class TrainingWorker(QtCore.QObject):
                 events.append(self._queue.get_nowait())
             except queue.Empty:
                 break
+        run_events = []
         for event in events:
             if isinstance(event, EndedRun):   # not an event of the run (a later drain's progress would
                 self._ended = event            # say the run's speed again after its end)
-        events = [event for event in events if not isinstance(event, EndedRun)]
+            else:
+                run_events.append(event)
+        events = run_events
         if events:
             self.drains += 1
             self._deliver(events)
